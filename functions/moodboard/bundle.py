@@ -1,0 +1,246 @@
+"""The model bundle: manifest schema, reading and verification (runtime side).
+
+A model bundle is a directory written by `model_export` (see docs/contracts.md): two ONNX graphs
+that give projected CLIP embeddings, the tokenizer, the preprocessing config and manifest.json.
+This module is the one definition of that format. The exporter imports `compute_fingerprint`,
+`sha256_file` and the pydantic models from here, so writer and reader cannot drift apart.
+It imports nothing heavier than pydantic: it runs in every Lambda.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from moodboard.errors import BundleError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MODEL_FORMAT = "moodboard-model/1"
+FINGERPRINT_HEX_CHARS = 32
+PRECISIONS = ("fp32", "int8")
+
+Graph = Literal["vision", "text"]
+Precision = Literal["fp32", "int8"]
+
+_CHUNK = 1024 * 1024
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSource(_Frozen):
+    """Where the weights came from: hub id (or local dir name), revision, and whether it is a test model."""
+
+    id: str
+    revision: str
+    tiny: bool = False
+
+
+class TextSpec(_Frozen):
+    """Special token ids the embedder needs to frame and pad token sequences."""
+
+    bos_id: int
+    eos_id: int
+    pad_id: int
+
+
+class BundleFiles(_Frozen):
+    """File names inside the bundle; graphs are keyed by precision."""
+
+    vision: dict[Precision, str]
+    text: dict[Precision, str]
+    tokenizer: str
+    preprocess: str
+
+    def all(self) -> list[str]:
+        """Every file the manifest lists, graphs first."""
+        return [*self.vision.values(), *self.text.values(), self.tokenizer, self.preprocess]
+
+
+class Fp32Parity(_Frozen):
+    """Max absolute difference of embeddings, onnxruntime fp32 vs PyTorch, at export time."""
+
+    image_max_abs: float
+    text_max_abs: float
+
+
+class Int8Parity(_Frozen):
+    """Mean cosine similarity of int8 embeddings to fp32 ONNX embeddings, at export time."""
+
+    image_mean_cosine: float
+    text_mean_cosine: float
+
+
+class Parity(_Frozen):
+    """Parity figures measured by the exporter on generated inputs."""
+
+    fp32: Fp32Parity
+    int8: Int8Parity | None = None
+
+
+class ModelManifest(_Frozen):
+    """manifest.json of a model bundle."""
+
+    format: Literal["moodboard-model/1"] = MODEL_FORMAT
+    source: ModelSource
+    dim: int = Field(gt=0)
+    opset: int
+    context_length: int = Field(gt=0)
+    text: TextSpec
+    files: BundleFiles
+    sha256: dict[str, str]
+    parity: Parity
+    fingerprint: str = Field(min_length=16)
+    created: str
+    exporter: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def precisions(self) -> list[str]:
+        """Precisions for which both graphs exist, e.g. ["fp32", "int8"]."""
+        return [p for p in PRECISIONS if p in self.files.vision and p in self.files.text]
+
+    @property
+    def tiny(self) -> bool:
+        """True for the random test model: its results mean nothing."""
+        return self.source.tiny
+
+
+class PreprocessConfig(_Frozen):
+    """preprocess.json: what CLIPImageProcessor does to an image, as plain numbers.
+
+    Resize the shortest side to `shortest_edge` with `resample` (PIL enum, 3 = bicubic), centre
+    crop to crop_height x crop_width, scale by rescale_factor, normalise with image_mean/image_std.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    shortest_edge: int = Field(gt=0)
+    crop_height: int = Field(gt=0)
+    crop_width: int = Field(gt=0)
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    resample: int = 3
+    rescale_factor: float = 1 / 255
+    do_convert_rgb: bool = True
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks so large graphs do not fill memory."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def compute_fingerprint(
+    *, vision_sha256: str, text_sha256: str, tokenizer_sha256: str, preprocess_sha256: str
+) -> str:
+    """Identify an embedding space from the files that define it.
+
+    sha256 over the fp32 graphs', tokenizer's and preprocessing config's sha256. int8 graphs share
+    their fp32 source's fingerprint (the precision is recorded separately), so an index built with
+    one precision is accepted by the other.
+    """
+    material = "\n".join(
+        [
+            MODEL_FORMAT,
+            f"vision:{vision_sha256}",
+            f"text:{text_sha256}",
+            f"tokenizer:{tokenizer_sha256}",
+            f"preprocess:{preprocess_sha256}",
+        ]
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:FINGERPRINT_HEX_CHARS]
+
+
+def manifest_fingerprint(manifest: ModelManifest) -> str:
+    """Recompute the fingerprint from the sha256 table of a manifest."""
+    files = manifest.files
+    try:
+        return compute_fingerprint(
+            vision_sha256=manifest.sha256[files.vision["fp32"]],
+            text_sha256=manifest.sha256[files.text["fp32"]],
+            tokenizer_sha256=manifest.sha256[files.tokenizer],
+            preprocess_sha256=manifest.sha256[files.preprocess],
+        )
+    except KeyError as exc:
+        raise BundleError(f"model manifest has no sha256 or fp32 graph for {exc.args[0]}") from exc
+
+
+def load_manifest(bundle_dir: Path, *, verify: bool = True) -> ModelManifest:
+    """Read and check a bundle's manifest.json.
+
+    Checks the format, that every listed file exists and, when `verify` is true, that each file's
+    sha256 matches the manifest and the fingerprint matches those hashes. Raises BundleError naming
+    the offending file, so a half-copied or edited bundle is never served.
+    """
+    bundle_dir = Path(bundle_dir)
+    manifest_path = bundle_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(f"not a model bundle: {manifest_path} is missing")
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != MODEL_FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else None
+        raise BundleError(f"{manifest_path}: format {found!r} is not {MODEL_FORMAT!r}")
+    try:
+        manifest = ModelManifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BundleError(f"{manifest_path}: invalid field {where}: {first['msg']}") from exc
+    if "fp32" not in manifest.files.vision or "fp32" not in manifest.files.text:
+        raise BundleError(f"{manifest_path}: the fp32 graphs are not listed")
+
+    for name in manifest.files.all():
+        path = bundle_dir / name
+        if not path.is_file():
+            raise BundleError(f"model bundle file {name} is missing from {bundle_dir}")
+        if name not in manifest.sha256:
+            raise BundleError(f"model bundle file {name} has no sha256 in the manifest")
+        if verify and sha256_file(path) != manifest.sha256[name]:
+            raise BundleError(f"model bundle file {name} does not match its sha256 (corrupt or edited)")
+    if verify and manifest_fingerprint(manifest) != manifest.fingerprint:
+        raise BundleError(f"{manifest_path}: fingerprint does not match the files' sha256")
+    logger.debug("model bundle %s ok (fingerprint %s)", bundle_dir, manifest.fingerprint)
+    return manifest
+
+
+def graph_path(manifest: ModelManifest, bundle_dir: Path, graph: Graph, precision: str = "fp32") -> Path:
+    """Path of the vision or text ONNX graph at a precision; BundleError if it was not exported."""
+    graphs = {"vision": manifest.files.vision, "text": manifest.files.text}.get(graph)
+    if graphs is None:
+        raise BundleError(f"unknown graph {graph!r}: expected 'vision' or 'text'")
+    if precision not in graphs:
+        available = ", ".join(sorted(graphs)) or "none"
+        raise BundleError(
+            f"the model bundle has no {precision} {graph} graph (exported precisions: {available})"
+        )
+    return Path(bundle_dir) / graphs[precision]
+
+
+def load_preprocess(manifest: ModelManifest, bundle_dir: Path) -> PreprocessConfig:
+    """Read the bundle's preprocessing config."""
+    path = Path(bundle_dir) / manifest.files.preprocess
+    try:
+        return PreprocessConfig.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as exc:
+        raise BundleError(f"model bundle file {manifest.files.preprocess} is unreadable: {exc}") from exc
+
+
+def write_manifest(manifest: ModelManifest, bundle_dir: Path) -> Path:
+    """Write manifest.json (used by the exporter; kept here beside the reader)."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return path

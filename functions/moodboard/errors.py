@@ -1,0 +1,133 @@
+"""Domain errors. Raised low, turned into HTTP responses or CLI messages once, at the edge.
+
+Each class carries the HTTP status it maps to; the CLI maps every one of them to exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class MoodboardError(Exception):
+    """Base of every error moodboard raises on purpose."""
+
+    status_code: int = 400
+
+    def __init__(self, message: str, *, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class ConfigError(MoodboardError):
+    """Settings or arguments that cannot work together."""
+
+    status_code = 500
+
+
+class BundleError(MoodboardError):
+    """A model or index bundle is missing, corrupt or of the wrong version."""
+
+    status_code = 500
+
+
+class FingerprintMismatch(BundleError):
+    """An index was built with a different model than the one loaded."""
+
+
+class HubUnreachable(MoodboardError):
+    """The model hub cannot be reached, so a checkpoint cannot be downloaded."""
+
+    status_code = 503
+
+
+class InvalidQuery(MoodboardError):
+    """A search request is missing a query or combines parameters wrongly."""
+
+    status_code = 422
+
+
+class UnknownCategory(MoodboardError):
+    """The requested product type is not in the catalog."""
+
+    status_code = 404
+
+
+class NotFound(MoodboardError):
+    """A product, search, job or other record does not exist."""
+
+    status_code = 404
+
+
+class Conflict(MoodboardError):
+    """The request contradicts stored state (e.g. rating a product not in that search)."""
+
+    status_code = 409
+
+
+class ImageError(MoodboardError):
+    """An image cannot be decoded."""
+
+    status_code = 415
+
+
+class UnsupportedImage(ImageError):
+    """The bytes are not an image, or not a format we decode."""
+
+    status_code = 415
+
+
+class CorruptImage(ImageError):
+    """The bytes claim to be an image but are truncated or broken."""
+
+    status_code = 422
+
+
+class ImageTooLarge(ImageError):
+    """The image is over the byte or pixel limit."""
+
+    status_code = 413
+
+
+class FetchError(MoodboardError):
+    """A remote resource could not be fetched."""
+
+    status_code = 502
+
+
+class BlockedURL(FetchError):
+    """The URL's scheme or resolved address is not allowed (SSRF guard)."""
+
+    status_code = 400
+
+
+class FetchTimeout(FetchError):
+    """The upstream was too slow."""
+
+    status_code = 504
+
+
+class FetchTooLarge(FetchError):
+    """The upstream sent more than the size limit."""
+
+    status_code = 413
+
+
+class CatalogError(MoodboardError):
+    """A catalog file cannot be read at all (bad rows are reported, not raised)."""
+
+
+class StoreError(MoodboardError):
+    """A storage backend (S3, DynamoDB) failed."""
+
+    status_code = 503
+
+
+class PublishConflict(StoreError):
+    """Another publish moved the CURRENT pointer first."""
+
+    status_code = 409
+
+
+class Unauthorized(MoodboardError):
+    """An admin route was called without valid credentials."""
+
+    status_code = 401

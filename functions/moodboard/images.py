@@ -1,0 +1,184 @@
+"""Safe image decoding: untrusted bytes -> an RGB PIL image, or a domain error saying why not.
+
+Every image a user sends or a catalog points at passes through `decode_image`. It checks the byte
+size before Pillow sees the data, restricts Pillow to a few well-known formats, reads width and
+height from the header and refuses oversized images before any pixel is decoded (decompression
+bombs), forces a full decode so truncated files fail here rather than as grey bands in an
+embedding, applies the EXIF orientation, and converts every colour mode to RGB.
+
+RGB conversion follows transformers' `convert_to_rgb` (what CLIPImageProcessor does): a plain
+`Image.convert("RGB")`, so alpha is dropped rather than composited, and catalog and query images
+are seen the way CLIP was trained to see them. The one exception is high-bit-depth greyscale
+(16-bit PNG/TIFF), which Pillow would clip to white; it is scaled to 8 bits instead.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from moodboard.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+
+logger = logging.getLogger(__name__)
+
+# Pillow format ids we decode. MPO is how Pillow names multi-picture JPEGs from phone cameras.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+
+# Leading bytes of the allowed formats, to tell "a broken PNG" from "not an image at all".
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+_HIGH_BIT_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# What the plugins raise on malformed data; Pillow does not wrap them in one type.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Decode untrusted image bytes into an RGB image with EXIF orientation applied.
+
+    Raises ImageTooLarge when the data is over `max_bytes` (checked before decoding) or the header
+    claims more than `max_pixels` pixels (checked before the pixels are decoded), UnsupportedImage
+    when the bytes are empty, not an image or not an allowed format, and CorruptImage when they
+    start like an image but are truncated or broken. Messages are one line, fit for users.
+    """
+    size = len(data)
+    if size == 0:
+        raise UnsupportedImage("the image is empty (0 bytes)", details={"bytes": 0})
+    if size > max_bytes:
+        raise ImageTooLarge(
+            f"the image is {_human_bytes(size)}, over the limit of {_human_bytes(max_bytes)}",
+            details={"bytes": size, "max_bytes": max_bytes},
+        )
+    try:
+        opened = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(
+            f"the image has too many pixels (limit {max_pixels:,})", details={"max_pixels": max_pixels}
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise _unidentified(data) from exc
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"the image header is broken: {_reason(exc)}") from exc
+
+    with opened as image:
+        width, height = image.size
+        fmt = image.format or "image"
+        if width <= 0 or height <= 0:
+            raise CorruptImage(f"the {fmt} image claims a size of {width}x{height} pixels")
+        if width * height > max_pixels:
+            raise ImageTooLarge(
+                f"the image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
+                details={"width": width, "height": height, "max_pixels": max_pixels},
+            )
+        try:
+            image.load()
+        except _DECODE_ERRORS as exc:
+            raise CorruptImage(f"the {fmt} image is truncated or corrupt: {_reason(exc)}") from exc
+        except MemoryError as exc:
+            raise ImageTooLarge(f"the {fmt} image is too large to decode") from exc
+        oriented = _apply_orientation(image)
+    return to_rgb(oriented)
+
+
+def load_image_file(path: str | Path, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Read and decode an image file with the same checks as `decode_image`.
+
+    The file size is checked before it is read. A missing or unreadable file raises
+    UnsupportedImage naming the path.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageTooLarge(
+                f"{path.name} is {_human_bytes(size)}, over the limit of {_human_bytes(max_bytes)}",
+                details={"bytes": size, "max_bytes": max_bytes, "path": str(path)},
+            )
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise UnsupportedImage(f"cannot read image file {path}: {exc.strerror or exc}") from exc
+    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB the way CLIPImageProcessor does (alpha dropped, palette
+    expanded, CMYK and greyscale converted), except that 16/32-bit greyscale is scaled, not clipped."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        return _high_bit_depth_to_l(image).convert("RGB")
+    if image.mode == "P" and isinstance(image.info.get("transparency"), bytes):
+        # Per-entry palette alpha is dropped either way; removing it first spares Pillow's warning.
+        image = image.copy()
+        del image.info["transparency"]
+    try:
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise UnsupportedImage(f"images in colour mode {image.mode} are not supported") from exc
+
+
+def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
+    """Map 16-bit, 32-bit integer or float greyscale to 8 bits, keeping the tonal range."""
+    values = np.asarray(image).astype(np.float64)
+    if image.mode.startswith("I;16"):
+        scaled = values / 257.0
+    elif image.mode == "F" and values.size and values.max() <= 1.0:
+        scaled = values * 255.0
+    elif values.size and values.max() > 255:
+        scaled = values / 257.0
+    else:
+        scaled = values
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _apply_orientation(image: Image.Image) -> Image.Image:
+    """Rotate/flip per the EXIF Orientation tag; a malformed EXIF block leaves the image as stored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS as exc:
+        logger.debug("ignoring unreadable EXIF orientation: %s", exc)
+        return image.copy()
+
+
+def _unidentified(data: bytes) -> UnsupportedImage | CorruptImage:
+    """Explain why Pillow could not identify the bytes: broken known format, markup, or other."""
+    head = data[:16]
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return CorruptImage(f"the {name} image is truncated or corrupt: its header cannot be read")
+    if head.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return CorruptImage("the WebP image is truncated or corrupt: its header cannot be read")
+    stripped = data[:512].lstrip().lower()
+    if stripped.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return UnsupportedImage("got an HTML page, not an image")
+    if stripped.startswith(b"<"):
+        return UnsupportedImage(f"got markup text, not an image (supported: {FORMAT_NAMES})")
+    return UnsupportedImage(f"not a supported image (supported: {FORMAT_NAMES})")
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _human_bytes(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n} bytes"

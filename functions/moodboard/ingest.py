@@ -1,0 +1,279 @@
+"""Catalog ingestion: catalog rows -> images -> embeddings -> an index bundle.
+
+Re-running on the same catalog re-embeds only products whose image changed (same content key as in
+the previous bundle: the URL, or path + size + mtime for a file). Images that cannot be fetched or
+decoded are listed with the reason and never abort the load. Memory stays flat with catalog size:
+at most a window of decoded images is alive at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from moodboard.catalog import Product, image_content_key, read_catalog
+from moodboard.embedder import EmbedderProtocol
+from moodboard.errors import BundleError, MoodboardError
+from moodboard.fetch import FetchLimits, fetch
+from moodboard.images import decode_image, load_image_file
+from moodboard.index import ProductIndex
+from moodboard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+THUMBS_DIR = "thumbs"
+THUMB_SIZE = 256
+ProgressCallback = Callable[[int, int], None]
+
+
+class ImageFailure(BaseModel):
+    """A product whose image could not be fetched or decoded."""
+
+    product_id: str
+    image: str
+    reason: str
+
+
+class Reject(BaseModel):
+    """A catalog row that was skipped."""
+
+    line: int
+    reason: str
+
+
+class LoadReport(BaseModel):
+    """What a load did: counts, rejects, failures and where the bundle is."""
+
+    loaded: int = 0
+    embedded: int = 0
+    reused: int = 0
+    rejects: list[Reject] = Field(default_factory=list)
+    image_failures: list[ImageFailure] = Field(default_factory=list)
+    duplicates: list[str] = Field(default_factory=list)
+    categories: dict[str, int] = Field(default_factory=dict)
+    index_dir: str = ""
+    version: str = ""
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for people."""
+        return (
+            f"loaded {self.loaded} products in {len(self.categories)} categories "
+            f"({self.embedded} embedded, {self.reused} reused), rejected {len(self.rejects)} rows, "
+            f"{len(self.image_failures)} image failures, {len(self.duplicates)} duplicate ids; "
+            f"{self.seconds:.1f}s"
+        )
+
+
+def thumb_name(product_id: str) -> str:
+    """File name of a product's thumbnail inside an index bundle's thumbs/ folder."""
+    return hashlib.sha1(product_id.encode()).hexdigest()[:20] + ".jpg"
+
+
+def thumbnail_path(index_dir: Path, product_id: str) -> Path:
+    """Where the thumbnail of a local-path product image lives in an index bundle."""
+    return Path(index_dir) / THUMBS_DIR / thumb_name(product_id)
+
+
+def is_url(image: str) -> bool:
+    """True for http(s) image references, False for local paths."""
+    return image.startswith(("http://", "https://"))
+
+
+class ImageSource:
+    """Fetches and decodes product images with the configured limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limits = FetchLimits.from_settings(settings)
+
+    def open(self, image: str) -> Image.Image:
+        """Return the decoded RGB image for a catalog image reference (URL or local path)."""
+        s = self.settings
+        if is_url(image):
+            fetched = fetch(image, limits=self.limits, allow_loopback=s.fetch_allow_loopback)
+            return decode_image(fetched.content, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+        return load_image_file(Path(image), max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+
+
+def _previous_index(previous: Path | None, fingerprint: str) -> ProductIndex | None:
+    if previous is None or not (Path(previous) / "manifest.json").exists():
+        return None
+    try:
+        return ProductIndex.load(Path(previous), expected_fingerprint=fingerprint)
+    except BundleError as exc:
+        log.warning("not reusing the previous index at %s: %s", previous, exc.message)
+        return None
+
+
+def _windowed(pool: ThreadPoolExecutor, fn: Callable[[Product], object], items: Sequence[Product],
+              window: int) -> Iterator[tuple[Product, Future]]:
+    """Yield (item, future) in order while keeping at most `window` tasks in flight."""
+    pending: deque[tuple[Product, Future]] = deque()
+    for item in items:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= window:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()
+
+
+def _save_thumb(image: Image.Image, dest: Path) -> None:
+    thumb = image.copy()
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BICUBIC)
+    thumb.save(dest, "JPEG", quality=82)
+
+
+def load_catalog(
+    catalog: Path,
+    embedder: EmbedderProtocol,
+    out_dir: Path,
+    *,
+    settings: Settings,
+    previous: Path | None = None,
+    progress: bool = False,
+    on_progress: ProgressCallback | None = None,
+    source: ImageSource | None = None,
+) -> LoadReport:
+    """Build an index bundle at out_dir from a catalog file/folder and return what happened.
+
+    `previous` (default: out_dir itself when it already holds a bundle) lends vectors and thumbnails
+    for products whose image did not change.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    read = read_catalog(Path(catalog))
+    report = LoadReport(
+        rejects=[Reject(line=r.line, reason=r.reason) for r in read.rejects],
+        duplicates=list(read.duplicates),
+    )
+    prev = _previous_index(previous if previous is not None else out_dir, embedder.fingerprint)
+    source = source or ImageSource(settings)
+
+    staging_thumbs = out_dir.parent / f".{out_dir.name}.thumbs-{time.time_ns()}"
+    staging_thumbs.mkdir(parents=True, exist_ok=True)
+    index = ProductIndex.create(
+        embedder.dim, embedder.fingerprint,
+        model_precision=getattr(embedder, "precision", "fp32"),
+        capacity=max(len(read.products), 16),
+    )
+    try:
+        todo: list[Product] = []
+        keys: dict[str, str] = {}
+        reused_products: list[Product] = []
+        reused_vectors: list[np.ndarray] = []
+        for product in read.products:
+            key = image_content_key(product)
+            keys[product.id] = key
+            if prev is not None and _same_image(prev, product.id, key):
+                reused_products.append(product)
+                reused_vectors.append(prev.vector(product.id))
+                old_thumb = thumbnail_path(Path(previous or out_dir), product.id)
+                if old_thumb.exists():
+                    shutil.copy2(old_thumb, staging_thumbs / thumb_name(product.id))
+            else:
+                todo.append(product)
+        if reused_products:
+            index.upsert(reused_products, np.stack(reused_vectors).astype(np.float32),
+                         [keys[p.id] for p in reused_products])
+        report.reused = len(reused_products)
+        _embed_all(todo, keys, embedder, index, source, settings, staging_thumbs, report,
+                   progress=progress, on_progress=on_progress)
+        index.catalog_checksum = read.checksum
+        index.save(out_dir)
+        final_thumbs = out_dir / THUMBS_DIR
+        if final_thumbs.exists():
+            shutil.rmtree(final_thumbs)
+        staging_thumbs.rename(final_thumbs)
+    finally:
+        if staging_thumbs.exists():
+            shutil.rmtree(staging_thumbs, ignore_errors=True)
+
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    report.version = manifest.get("version", "")
+    report.loaded = report.reused + report.embedded
+    report.categories = index.categories()
+    report.index_dir = str(out_dir)
+    report.seconds = time.perf_counter() - started
+    log.info("load finished: %s", report.summary())
+    return report
+
+
+def _same_image(prev: ProductIndex, product_id: str, key: str) -> bool:
+    try:
+        return prev.content_key(product_id) == key
+    except MoodboardError:
+        return False
+
+
+def _embed_all(todo: list[Product], keys: dict[str, str], embedder: EmbedderProtocol, index: ProductIndex,
+               source: ImageSource, settings: Settings, thumbs: Path, report: LoadReport, *,
+               progress: bool, on_progress: ProgressCallback | None) -> None:
+    """Fetch/decode concurrently, embed in batches, add to the index; failures go to the report."""
+    batch_size = settings.embed_batch_size
+    total = len(todo)
+    done = 0
+    batch_products: list[Product] = []
+    batch_images: list[Image.Image] = []
+
+    def load_one(product: Product) -> Image.Image:
+        image = source.open(product.image)
+        if not is_url(product.image):
+            _save_thumb(image, thumbs / thumb_name(product.id))
+        return image
+
+    def flush() -> None:
+        if not batch_products:
+            return
+        vectors = embedder.embed_images(batch_images)
+        index.upsert(list(batch_products), vectors, [keys[p.id] for p in batch_products])
+        report.embedded += len(batch_products)
+        batch_products.clear()
+        batch_images.clear()
+
+    bar = _progress_bar(total) if progress else None
+    try:
+        with ThreadPoolExecutor(max_workers=settings.fetch_concurrency) as pool:
+            for product, future in _windowed(pool, load_one, todo, window=2 * batch_size):
+                try:
+                    image = future.result()
+                except MoodboardError as exc:
+                    report.image_failures.append(ImageFailure(product_id=product.id, image=product.image, reason=exc.message))
+                except OSError as exc:
+                    report.image_failures.append(ImageFailure(product_id=product.id, image=product.image, reason=f"cannot read: {exc.strerror or exc}"))
+                else:
+                    batch_products.append(product)
+                    batch_images.append(image)
+                    if len(batch_products) >= batch_size:
+                        flush()
+                done += 1
+                if bar is not None:
+                    bar[0].update(bar[1], completed=done)
+                if on_progress is not None:
+                    on_progress(done, total)
+            flush()
+    finally:
+        if bar is not None:
+            bar[0].stop()
+
+
+def _progress_bar(total: int):  # noqa: ANN202 - (Progress, task id)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from moodboard.console import err_console
+
+    bar = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err_console, transient=False)
+    bar.start()
+    return bar, bar.add_task("embed", total=total)

@@ -1,0 +1,87 @@
+"""Settings, read from the environment once (prefix MOODBOARD_) and passed in.
+
+Field names match the environment variables the CDK stack sets, e.g. MOODBOARD_ARTIFACTS_BUCKET.
+Tests build their own `Settings(...)` or call `get_settings.cache_clear()`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class QueryDefaults(BaseSettings):
+    """Default weights of the gist query (see DESIGN.md); every one is an API parameter too."""
+
+    model_config = SettingsConfigDict(env_prefix="MOODBOARD_QUERY_", frozen=True)
+
+    w_image: float = 1.0
+    w_type: float = 0.6
+    w_text: float = 0.5
+    w_neg: float = 0.3
+    near_copy_threshold: float = 0.95
+    k: int = 24
+    mmr_lambda: float | None = None
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a moodboard process."""
+
+    model_config = SettingsConfigDict(env_prefix="MOODBOARD_", frozen=True, extra="ignore")
+
+    stage: str = "local"
+    # Model bundle: a local directory, or s3://bucket/prefix/ downloaded to cache_dir on first use.
+    model_dir: str | None = None
+    model_s3_uri: str | None = None
+    precision: Literal["fp32", "int8"] = "fp32"
+    # Index bundle: a local directory, or the CURRENT version under indexes/ in the artifacts bucket.
+    index_dir: str | None = None
+    artifacts_bucket: str | None = None
+    index_refresh_seconds: float = 60.0
+    cache_dir: Path = Path("/tmp/moodboard")
+
+    # DynamoDB tables.
+    history_table: str = "moodboard-history"
+    evaluations_table: str = "moodboard-evaluations"
+    search_urls_table: str = "moodboard-search-urls"
+    jobs_table: str = "moodboard-jobs"
+    history_ttl_days: int = 365
+
+    # AWS endpoint override (moto server, localstack); unset means real AWS.
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+
+    # Admin auth: locally a bearer token; in AWS API Gateway's Cognito JWT authorizer runs first.
+    admin_token: SecretStr | None = None
+    trust_gateway_auth: bool = False
+
+    # Limits on what users send and what we fetch for them.
+    max_body_bytes: int = 12 * MB
+    max_image_bytes: int = 10 * MB
+    max_image_pixels: int = 40_000_000
+    max_html_bytes: int = 2 * MB
+    fetch_timeout_seconds: float = 8.0
+    fetch_max_redirects: int = 3
+    fetch_concurrency: int = 8
+
+    # Inference.
+    intra_op_threads: int | None = None
+    embed_batch_size: int = 16
+
+    # Local web stack.
+    frontend_dir: Path | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+
+    query: QueryDefaults = Field(default_factory=QueryDefaults)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first call."""
+    return Settings()

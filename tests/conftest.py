@@ -1,0 +1,46 @@
+"""Shared fixtures: the real tiny ONNX model bundle, generated catalogs, fake embedder, settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from moodboard.settings import Settings, get_settings
+from tests.fakes import FakeEmbedder
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP exported through the real export path (fp32 + int8), built once per run."""
+    from model_export.export import export_tiny
+
+    return export_tiny(tmp_path_factory.mktemp("tiny-model") / "bundle", quantize="int8")
+
+
+@pytest.fixture(scope="session")
+def demo_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated catalog: 6 product types x 10 products with small drawn images (CSV path)."""
+    from moodboard.demo_catalog import generate_demo_catalog
+
+    return generate_demo_catalog(tmp_path_factory.mktemp("demo-catalog"), per_category=10)
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for one test: caches under tmp_path, a known admin token, nothing from the environment."""
+    return Settings(cache_dir=tmp_path / "cache", admin_token="test-admin-token")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings_cache() -> Iterator[None]:
+    """Tests that set MOODBOARD_* variables must not leak a cached Settings into the next test."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
