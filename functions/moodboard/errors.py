@@ -39,6 +39,18 @@ class HubUnreachable(MoodboardError):
     status_code = 503
 
 
+class ExportError(MoodboardError):
+    """A model export failed or its graphs disagree with PyTorch beyond the parity limit."""
+
+    status_code = 500
+
+
+class RequestTooLarge(MoodboardError):
+    """The request body is over the size limit (refused before it is parsed)."""
+
+    status_code = 413
+
+
 class InvalidQuery(MoodboardError):
     """A search request is missing a query or combines parameters wrongly."""
 
@@ -121,6 +133,10 @@ class StoreError(MoodboardError):
     status_code = 503
 
 
+class IndexUnavailable(StoreError):
+    """No index bundle has been published yet, or none could be loaded."""
+
+
 class PublishConflict(StoreError):
     """Another publish moved the CURRENT pointer first."""
 
@@ -131,3 +147,13 @@ class Unauthorized(MoodboardError):
     """An admin route was called without valid credentials."""
 
     status_code = 401
+
+
+class InvalidCursor(MoodboardError):
+    """A pagination cursor is malformed or belongs to another listing."""
+
+    status_code = 400
+
+
+class RatingsError(MoodboardError):
+    """Stored ratings cannot be read (bad export file, refused or failed HTTP listing) or compared."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import time
@@ -37,6 +38,7 @@ Resolver = Callable[[str, int], list[str]]
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+HOSTNAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$", re.IGNORECASE)
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 USER_AGENT = "moodboard/0.1 (+image fetch)"
 # Page metadata that names a preview image, in order of preference (Pinterest pins carry og:image).
@@ -154,6 +156,9 @@ def _parse_url(url: str | httpx.URL) -> httpx.URL:
         raise BlockedURL("URLs with credentials (user:password@) are not fetched")
     if not parsed.raw_host:
         raise BlockedURL("the URL has no host")
+    host = parsed.raw_host.decode("ascii")
+    if not (HOSTNAME.match(host) or (":" in host and "%" not in host)):
+        raise BlockedURL(f"the URL's host {host!r} is not a valid host name")
     return parsed
 
 
@@ -291,7 +296,9 @@ def _fetch(
             key = (host, port)
             if key not in backend.pins:
                 backend.pins[key] = _checked_addresses(host, port, resolver, allow_loopback)
-            request_url = httpcore.URL(scheme=current.raw_scheme, host=current.raw_host, port=port, target=current.raw_path)
+            request_url = httpcore.URL(
+                scheme=current.raw_scheme, host=current.raw_host, port=port, target=current.raw_path
+            )
             headers = [
                 (b"Host", current.netloc),
                 (b"User-Agent", USER_AGENT.encode()),

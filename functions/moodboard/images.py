@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import struct
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from moodboard.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 
 logger = logging.getLogger(__name__)
 
-# Pillow format ids we decode. MPO is how Pillow names multi-picture JPEGs from phone cameras.
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Pillow plugins we let parse untrusted bytes (the JPEG plugin also opens multi-picture "MPO" JPEGs).
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 
 # Leading bytes of the allowed formats, to tell "a broken PNG" from "not an image at all".
@@ -65,13 +66,18 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
     try:
         opened = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
+        # Pillow's own guard fired while reading the header: far over any sane limit.
+        limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
         raise ImageTooLarge(
-            f"the image has too many pixels (limit {max_pixels:,})", details={"max_pixels": max_pixels}
+            f"the image claims {count}, over the limit of {limit:,}", details={"max_pixels": max_pixels}
         ) from exc
     except UnidentifiedImageError as exc:
         raise _unidentified(data) from exc
-    except _DECODE_ERRORS as exc:
-        raise CorruptImage(f"the image header is broken: {_reason(exc)}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        name = _sniff(data) or "image"
+        raise CorruptImage(f"the {name} image is truncated or corrupt: {_reason(exc)}") from exc
 
     with opened as image:
         width, height = image.size
@@ -80,7 +86,8 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
             raise CorruptImage(f"the {fmt} image claims a size of {width}x{height} pixels")
         if width * height > max_pixels:
             raise ImageTooLarge(
-                f"the image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
+                f"the image is {width}x{height} = {width * height:,} pixels, "
+                f"over the limit of {max_pixels:,}",
                 details={"width": width, "height": height, "max_pixels": max_pixels},
             )
         try:
@@ -156,18 +163,25 @@ def _apply_orientation(image: Image.Image) -> Image.Image:
 
 def _unidentified(data: bytes) -> UnsupportedImage | CorruptImage:
     """Explain why Pillow could not identify the bytes: broken known format, markup, or other."""
-    head = data[:16]
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return CorruptImage(f"the {name} image is truncated or corrupt: its header cannot be read")
-    if head.startswith(b"RIFF") and data[8:12] == b"WEBP":
-        return CorruptImage("the WebP image is truncated or corrupt: its header cannot be read")
+    name = _sniff(data)
+    if name is not None:
+        return CorruptImage(f"the {name} image is truncated or corrupt: its header cannot be read")
     stripped = data[:512].lstrip().lower()
     if stripped.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
         return UnsupportedImage("got an HTML page, not an image")
     if stripped.startswith(b"<"):
         return UnsupportedImage(f"got markup text, not an image (supported: {FORMAT_NAMES})")
     return UnsupportedImage(f"not a supported image (supported: {FORMAT_NAMES})")
+
+
+def _sniff(data: bytes) -> str | None:
+    """The allowed format the leading bytes announce, if any."""
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -109,4 +109,6 @@ def center_crop(pixels: np.ndarray, crop_height: int, crop_width: int) -> np.nda
     padded[top_pad : top_pad + height, left_pad : left_pad + width] = pixels
     top += top_pad
     left += left_pad
-    return padded[max(0, top) : min(new_height, top + crop_height), max(0, left) : min(new_width, left + crop_width)]
+    rows = slice(max(0, top), min(new_height, top + crop_height))
+    cols = slice(max(0, left), min(new_width, left + crop_width))
+    return padded[rows, cols]

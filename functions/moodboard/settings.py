@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MOODBOARD_", frozen=True, extra="ignore")
 
     stage: str = "local"
+    # The deployed code version (the CDK stack sets the git revision); /version falls back to the package version.
+    code_version: str | None = None
     # Model bundle: a local directory, or s3://bucket/prefix/ downloaded to cache_dir on first use.
     model_dir: str | None = None
     model_s3_uri: str | None = None
@@ -61,6 +63,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     trust_gateway_auth: bool = False
 
+    # Loader Lambda invoked asynchronously by POST /admin/load; unset locally (serve runs loads in a thread).
+    loader_function_name: str | None = None
+
     # Limits on what users send and what we fetch for them.
     max_body_bytes: int = 12 * MB
     max_image_bytes: int = 10 * MB
@@ -69,6 +74,9 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = 8.0
     fetch_max_redirects: int = 3
     fetch_concurrency: int = 8
+    # Test/demo-only switch: lets fetches reach 127.0.0.0/8 and ::1 (fixtures served locally by tests
+    # and `moodboard serve`). Never set in a deployed stack; private and link-local stay blocked.
+    fetch_allow_loopback: bool = False
 
     # Inference.
     intra_op_threads: int | None = None
@@ -76,6 +84,8 @@ class Settings(BaseSettings):
 
     # Local web stack.
     frontend_dir: Path | None = None
+    # The clothing dataset for `moodboard serve`'s demo (default: ../shared/data/clothing-dataset from the repo).
+    demo_dataset: Path | None = None
     cors_origins: list[str] = Field(default_factory=list)
 
     query: QueryDefaults = Field(default_factory=QueryDefaults)

@@ -1,0 +1,139 @@
+"""Where should a category search switch from exact numpy to hnswlib's filtered search?
+
+Builds a ProductIndex over N structured vectors (clusters on a low-dimensional subspace plus noise,
+nearest-neighbour cosine about 0.89 like real CLIP embeddings; isotropic random vectors would be the
+unrealistic worst case) with categories of several sizes, then times, per category, the two paths
+ProductIndex.search can take: exact (numpy over the category's rows) and hnswlib with a category
+filter, and the recall@k of the filtered path against exact. Categories are assigned two ways:
+"random" (independent of the clusters: the hard case for a filtered graph walk) and "clustered"
+(a category is a run of clusters, as product types are in a real embedding space).
+
+    python benchmarks/index_switch.py            # 100k vectors, k=24; takes a few minutes
+    python benchmarks/index_switch.py --n 20000  # quick look
+
+Absolute times are noisy on a shared machine; the two paths are timed side by side in one run.
+Results: docs/index-switch.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
+
+from moodboard.catalog import Product  # noqa: E402
+from moodboard.index import ProductIndex  # noqa: E402
+
+SIZES = (250, 1_000, 2_500, 5_000, 10_000, 20_000, 40_000)
+
+
+def structured_vectors(n: int, dim: int = 512, *, seed: int = 0, clusters: int = 256, rank: int = 32,
+                       spread: float = 0.5, noise: float = 0.035) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors in `clusters` clusters on a random `rank`-dimensional subspace plus isotropic
+    noise; returns (vectors, cluster id per row)."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, rank)))
+    centers = rng.standard_normal((clusters, rank))
+    assign = rng.integers(0, clusters, n)
+    low = centers[assign] + spread * rng.standard_normal((n, rank))
+    x = low @ basis.T + noise * rng.standard_normal((n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), assign
+
+
+def categories_for(n: int, clusters: np.ndarray, mode: str, seed: int) -> np.ndarray:
+    """Category name per row: the SIZES categories (that fit) plus 'rest'."""
+    order = np.argsort(clusters, kind="stable") if mode == "clustered" else np.random.default_rng(seed).permutation(n)
+    names = np.full(n, "rest", dtype=object)
+    start = 0
+    for size in SIZES:
+        if start + size > n:
+            break
+        names[order[start:start + size]] = f"c{size}"
+        start += size
+    return names
+
+
+def time_it(fn, queries: np.ndarray) -> tuple[float, list]:
+    results, times = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        results.append(fn(q))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000, results
+
+
+def build(n: int, seed: int) -> tuple[ProductIndex, np.ndarray, np.ndarray]:
+    vectors, clusters = structured_vectors(n, seed=seed)
+    products = [Product(id=f"p{i}", title=f"p{i}", category="rest", image=f"/x/{i}.jpg") for i in range(n)]
+    index = ProductIndex.create(vectors.shape[1], "bench", capacity=n)
+    t0 = time.perf_counter()
+    for start in range(0, n, 10_000):
+        index.upsert(products[start:start + 10_000], vectors[start:start + 10_000])
+    print(f"built {n} in {time.perf_counter() - t0:.1f}s", flush=True)
+    return index, vectors, clusters
+
+
+def assign(index: ProductIndex, names: np.ndarray) -> None:
+    """Give products new categories in place. The graph does not depend on categories, so both
+    assignments share one build (a benchmark shortcut through the index's internals)."""
+    index._members = {}
+    index._member_arrays = {}
+    for label, name in enumerate(names):
+        index._products[label] = index._products[label].model_copy(update={"category": name})
+        index._members.setdefault(name, set()).add(label)
+
+
+def run(index: ProductIndex, vectors: np.ndarray, clusters: np.ndarray, k: int, n_queries: int,
+        mode: str, seed: int) -> list[dict]:
+    n = len(index)
+    assign(index, categories_for(n, clusters, mode, seed))
+    rng = np.random.default_rng(seed + 1)
+    queries = vectors[rng.choice(n, n_queries, replace=False)] + 0.02 * rng.standard_normal((n_queries, vectors.shape[1]))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    unfiltered, _ = time_it(lambda q: index._graph(q, k, None, None, len(index)), queries)
+    print(f"[{mode}] unfiltered hnswlib {unfiltered:.2f} ms/query", flush=True)
+    rows = []
+    for name in sorted(index._members, key=lambda c: (c == "rest", len(c), c)):
+        members = index._members[name]
+        labels = index._member_array(name)
+        exact_ms, exact = time_it(lambda q: index._exact(q, labels, k, None), queries)
+        matrix = index._vectors[labels]
+        cached_ms, _ = time_it(lambda q: np.argpartition(-(matrix @ q), k)[:k], queries)
+        graph_ms, graph = time_it(lambda q: index._graph(q, k, members, None, len(members)), queries)
+        recall = np.mean([len({h.label for h in g} & {h.label for h in e}) / len(e) for g, e in zip(graph, exact)])
+        rows.append({"mode": mode, "size": len(members), "exact_ms": exact_ms, "cached_ms": cached_ms,
+                     "hnsw_ms": graph_ms, "recall": float(recall)})
+        print(f"[{mode}] {name:>7} size {len(members):>6}: exact {exact_ms:6.2f} ms "
+              f"(contiguous rows {cached_ms:6.2f} ms)  hnsw filtered {graph_ms:6.2f} ms  "
+              f"recall@{k} {recall:.3f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--k", type=int, default=24)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--mode", choices=("random", "clustered", "both"), default="both")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    modes = ("random", "clustered") if args.mode == "both" else (args.mode,)
+    index, vectors, clusters = build(args.n, args.seed)
+    rows = [row for mode in modes for row in run(index, vectors, clusters, args.k, args.queries, mode, args.seed)]
+    print(f"\n| assignment | category size | exact numpy ms (gather rows) | exact, contiguous rows ms "
+          f"| hnswlib filtered ms | filtered recall@{args.k} |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['mode']} | {row['size']} | {row['exact_ms']:.2f} | {row['cached_ms']:.2f} "
+              f"| {row['hnsw_ms']:.2f} | {row['recall']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

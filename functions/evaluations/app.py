@@ -1,0 +1,196 @@
+"""The evaluations Lambda: ratings, admin reads, search URLs and loads (docs/contracts.md, "HTTP API").
+
+Light on purpose: no onnxruntime, numpy, hnswlib or Pillow, so a cold start stays cheap.
+`router` holds every route; `moodboard serve` adds it to the search app with `mount`.
+Settings, the DynamoDB client and the history store come from moodboard.deps (shared with the
+search app); the other repositories and the load runner are the providers below. Tests and `serve` swap any of them with
+`app.dependency_overrides`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from mangum import Mangum
+from pydantic import BaseModel
+
+from moodboard import __version__, aws
+from moodboard.auth import AdminDep, gateway_subject
+from moodboard.deps import DynamoDep, HistoryDep, SettingsDep
+from moodboard.errors import ConfigError, MoodboardError
+from moodboard.history import HistoryRecord
+from moodboard.http_errors import BodyLimitMiddleware, install
+from moodboard.jobs import JobRecord, JobStore, LambdaLoadRunner, LoadRequest, LoadRunner
+from moodboard.observability import API_GATEWAY_HTTP, instrument
+from moodboard.ratings import ANONYMOUS, EvaluationRecord, EvaluationRequest, EvaluationStore
+from moodboard.ratings_summary import Summary, summarize
+from moodboard.search_urls import SearchUrl, SearchUrlRequest, SearchUrlStore
+from moodboard.settings import Settings
+from moodboard.tables import Page
+
+MAX_BODY_BYTES = 64 * 1024
+
+_lambda_clients: dict[tuple[str | None, str], Any] = {}
+_lambda_lock = threading.Lock()
+
+
+def _lambda_client(settings: Settings) -> Any:
+    """One boto3 Lambda client per endpoint per container (clients are thread-safe)."""
+    key = (settings.aws_endpoint_url, settings.aws_region)
+    with _lambda_lock:
+        if key not in _lambda_clients:
+            _lambda_clients[key] = aws.client("lambda", settings)
+        return _lambda_clients[key]
+
+
+def get_evaluation_store(settings: SettingsDep, dynamodb: DynamoDep) -> EvaluationStore:
+    return EvaluationStore(dynamodb, settings.evaluations_table)
+
+
+def get_search_url_store(settings: SettingsDep, dynamodb: DynamoDep) -> SearchUrlStore:
+    return SearchUrlStore(dynamodb, settings.search_urls_table)
+
+
+def get_job_store(settings: SettingsDep, dynamodb: DynamoDep) -> JobStore:
+    return JobStore(dynamodb, settings.jobs_table)
+
+
+def get_load_runner(settings: SettingsDep) -> LoadRunner:
+    """The loader Lambda in AWS; `moodboard serve` overrides this with a ThreadLoadRunner."""
+    if not settings.loader_function_name:
+        raise ConfigError("no loader is configured (MOODBOARD_LOADER_FUNCTION_NAME is unset)")
+    return LambdaLoadRunner(_lambda_client(settings), settings.loader_function_name)
+
+
+EvaluationsDep = Annotated[EvaluationStore, Depends(get_evaluation_store)]
+SearchUrlsDep = Annotated[SearchUrlStore, Depends(get_search_url_store)]
+JobsDep = Annotated[JobStore, Depends(get_job_store)]
+LoadRunnerDep = Annotated[LoadRunner, Depends(get_load_runner)]
+
+
+class EvaluationResponse(BaseModel):
+    evaluation: EvaluationRecord
+    created: bool
+
+
+class SearchUrlList(BaseModel):
+    items: list[SearchUrl]
+
+
+class LoadStarted(BaseModel):
+    job_id: str
+
+
+router = APIRouter()
+
+
+@router.post("/evaluations", response_model=EvaluationResponse, tags=["evaluations"])
+def post_evaluation(
+    body: EvaluationRequest, request: Request, settings: SettingsDep, history: HistoryDep, evaluations: EvaluationsDep
+) -> EvaluationResponse:
+    """Rate one result of a search (+1/-1, optional 1-5 score and comment); a repeat updates it."""
+    search = history.get(body.search_id)
+    rater = gateway_subject(request, settings) or body.rater or ANONYMOUS
+    record, created = evaluations.rate(
+        search, product_id=body.product_id, rater=rater, rating=body.rating, score=body.score, comment=body.comment
+    )
+    return EvaluationResponse(evaluation=record, created=created)
+
+
+@router.get("/evaluations", response_model=Page[EvaluationRecord], tags=["admin"])
+def list_evaluations(
+    _: AdminDep,
+    evaluations: EvaluationsDep,
+    model_fingerprint: str | None = None,
+    index_version: str | None = None,
+    category: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+) -> Page[EvaluationRecord]:
+    """Ratings, optionally of one model, index version or category; pass next_cursor for more."""
+    return evaluations.page(
+        model_fingerprint=model_fingerprint, index_version=index_version, category=category, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/evaluations/summary", response_model=Summary, tags=["admin"])
+def evaluations_summary(
+    _: AdminDep,
+    evaluations: EvaluationsDep,
+    model_fingerprint: str | None = None,
+    index_version: str | None = None,
+    category: str | None = None,
+) -> Summary:
+    """precision@5/@10 and rating counts, overall and by model, index version, category and weights."""
+    return summarize(
+        evaluations.scan(model_fingerprint=model_fingerprint, index_version=index_version, category=category)
+    )
+
+
+@router.get("/history", response_model=Page[HistoryRecord], tags=["admin"])
+def recent_history(
+    _: AdminDep,
+    history: HistoryDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+) -> Page[HistoryRecord]:
+    """Recent searches, newest first."""
+    return history.recent(limit=limit, cursor=cursor)
+
+
+@router.get("/search-urls", response_model=SearchUrlList, tags=["admin"])
+def list_search_urls(_: AdminDep, urls: SearchUrlsDep) -> SearchUrlList:
+    """The team's curated inspiration URLs, oldest first."""
+    return SearchUrlList(items=urls.all())
+
+
+@router.post("/search-urls", response_model=SearchUrl, status_code=status.HTTP_201_CREATED, tags=["admin"])
+def add_search_url(body: SearchUrlRequest, admin: AdminDep, urls: SearchUrlsDep) -> SearchUrl:
+    """Add an inspiration URL with its product type."""
+    return urls.add(body, created_by=admin.subject)
+
+
+@router.delete("/search-urls/{entry_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["admin"])
+def delete_search_url(entry_id: str, _: AdminDep, urls: SearchUrlsDep) -> Response:
+    """Remove an inspiration URL."""
+    urls.delete(entry_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/admin/load", response_model=LoadStarted, status_code=status.HTTP_202_ACCEPTED, tags=["admin"])
+def start_load(body: LoadRequest, _: AdminDep, jobs: JobsDep, runner: LoadRunnerDep) -> LoadStarted:
+    """Build and publish an index from a catalog in the artifacts bucket; poll the job for progress."""
+    job = jobs.create(body.catalog_key)
+    try:
+        runner.start(job.job_id, job.catalog_key)
+    except MoodboardError as exc:
+        jobs.update(job.job_id, status="failed", error=exc.message)
+        raise
+    return LoadStarted(job_id=job.job_id)
+
+
+@router.get("/admin/load/{job_id}", response_model=JobRecord, tags=["admin"])
+def load_status(job_id: str, _: AdminDep, jobs: JobsDep) -> JobRecord:
+    """A load job's status, progress, rejects and error."""
+    return jobs.get(job_id)
+
+
+def mount(app: FastAPI, *, load_runner: LoadRunner | None = None) -> None:
+    """Add these routes to another app (the one-port `moodboard serve`), with its load runner."""
+    app.include_router(router)
+    if load_runner is not None:
+        app.dependency_overrides[get_load_runner] = lambda: load_runner
+
+
+app = FastAPI(
+    title="moodboard evaluations",
+    version=__version__,
+    description="Ratings of search results, admin reads, curated search URLs and catalog loads.",
+)
+install(app)
+app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+app.include_router(router)
+
+handler = instrument(Mangum(app, lifespan="off"), function="evaluations", correlation_path=API_GATEWAY_HTTP)

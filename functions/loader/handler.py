@@ -1,0 +1,26 @@
+"""Loader Lambda entry point: `loader.handler.handler` (same container image as search).
+
+Takes S3 ObjectCreated events for catalogs under `catalogs/` and direct events
+`{"job_id", "catalog_key"}` (from `POST /admin/load`); the work is in moodboard.loading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moodboard.jobs import JobStore
+from moodboard.loading import CatalogLoader, jobs_from_event, run_jobs
+from moodboard.observability import LOADER_EVENT, instrument
+from moodboard.runtime import get_runtime
+from moodboard.settings import get_settings
+
+
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    runtime = get_runtime(get_settings())
+    settings = runtime.settings
+    loader = CatalogLoader(store=runtime.artifact_store(), jobs=JobStore(runtime.dynamodb, settings.jobs_table),
+                           embedder=runtime.embedder(), settings=settings)
+    return {"results": run_jobs(loader, jobs_from_event(event))}
+
+
+handler = instrument(_handle, function="loader", correlation_path=LOADER_EVENT)

@@ -1,0 +1,141 @@
+"""Request and response models of the search API (docs/contracts.md, "HTTP API").
+
+They document the API in OpenAPI (/docs) and validate what shoppers send; the search logic lives in
+moodboard.search_service. Unknown request fields are refused, so a misspelt weight is a 422 rather
+than a silently ignored parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_K = 100
+MAX_OFFSET = 1000
+MAX_TEXT = 500
+MAX_URL = 2048
+MAX_WEIGHT = 10.0
+
+QueryKind = Literal["image", "text", "image+text", "category"]
+ImageSource = Literal["url", "upload", "base64"]
+
+
+class SearchRequest(BaseModel):
+    """A gist search: an inspiration image (URL, base64, or a multipart upload), the product type
+    and optional text. Weights and limits left out take the server's defaults."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    image_url: str | None = Field(default=None, max_length=MAX_URL,
+                                  description="http(s) image URL, or a page (a Pinterest pin) whose og:image is used")
+    image_base64: str | None = Field(default=None, description="image bytes, base64 (a data: URL prefix is accepted)")
+    category: str | None = Field(default=None, max_length=200, description="product type, e.g. Dress (see /categories)")
+    text: str | None = Field(default=None, max_length=MAX_TEXT, description="free text to steer the match")
+    negative: str | None = Field(default=None, max_length=MAX_TEXT, description="less of this")
+    k: int | None = Field(default=None, ge=1, le=MAX_K, description="results per page")
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    w_image: float | None = Field(default=None, ge=0, le=MAX_WEIGHT)
+    w_type: float | None = Field(default=None, ge=0, le=MAX_WEIGHT)
+    w_text: float | None = Field(default=None, ge=0, le=MAX_WEIGHT)
+    w_neg: float | None = Field(default=None, ge=0, le=MAX_WEIGHT)
+    near_copy_threshold: float | None = Field(default=None, ge=0, le=1,
+                                              description="drop products at or above this cosine to the query image")
+    mmr_lambda: float | None = Field(default=None, ge=0, le=1, description="diversify results (maximal marginal relevance)")
+
+
+class ResultItem(BaseModel):
+    """One product in a result list."""
+
+    id: str
+    title: str
+    category: str
+    image_url: str | None
+    product_url: str | None
+    price: float | None
+    currency: str | None
+    score: float
+
+
+class ResolvedQuery(BaseModel):
+    """What the search actually used, so a result list can be reproduced and rated."""
+
+    kind: QueryKind
+    category: str | None
+    prompt: str | None
+    text: str | None
+    negative: str | None
+    weights: dict[str, float]
+    near_copy_threshold: float
+    mmr_lambda: float | None = None
+    image_source: ImageSource | None
+    resolved_image_url: str | None
+
+
+class SearchResponse(BaseModel):
+    """Results of a search plus everything needed to rate them."""
+
+    search_id: str
+    query: ResolvedQuery
+    results: list[ResultItem]
+    offset: int
+    k: int
+    has_more: bool
+    dropped_near_copies: int
+    model_fingerprint: str
+    index_version: str
+    tiny_model: bool
+
+
+class Category(BaseModel):
+    """A product type and how many products it holds."""
+
+    name: str
+    count: int
+
+
+class CategoriesResponse(BaseModel):
+    categories: list[Category]
+
+
+class ProductOut(BaseModel):
+    """A product record as the API shows it."""
+
+    id: str
+    title: str
+    category: str
+    image_url: str | None
+    product_url: str | None
+    price: float | None
+    currency: str | None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class SimilarResponse(BaseModel):
+    product_id: str
+    category: str | None
+    results: list[ResultItem]
+
+
+class ModelInfo(BaseModel):
+    fingerprint: str
+    source: str | None
+    precision: str
+    tiny: bool
+
+
+class IndexInfo(BaseModel):
+    version: str
+    model_fingerprint: str
+    count: int
+    created: str | None
+
+
+class VersionResponse(BaseModel):
+    code_version: str
+    model: ModelInfo
+    index: IndexInfo
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"

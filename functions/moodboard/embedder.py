@@ -1,0 +1,242 @@
+"""The runtime CLIP embedder: a model bundle run with onnxruntime, text tokenized with `tokenizers`.
+
+Loads once per process (`Embedder.load`), then turns PIL images and strings into L2-normalised
+float32 vectors in the bundle's embedding space. Nothing here imports torch or transformers, and
+onnxruntime is imported inside `load`, so importing this module costs a light Lambda nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from moodboard.bundle import ModelManifest, graph_path, load_manifest, load_preprocess
+from moodboard.errors import BundleError, ConfigError
+from moodboard.preprocess import ImagePreprocessor
+from moodboard.vectors import Vector, l2_normalize
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 16
+PROVIDERS = ["CPUExecutionProvider"]
+VISION_INPUT = "pixel_values"
+VISION_OUTPUT = "image_embeds"
+TEXT_INPUTS = ("input_ids", "attention_mask")
+TEXT_OUTPUT = "text_embeds"
+
+TokenBatch = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+@runtime_checkable
+class EmbedderProtocol(Protocol):
+    """What search, loading and tests need from an embedder (the real one or tests.fakes.FakeEmbedder)."""
+
+    fingerprint: str
+    dim: int
+
+    def embed_images(self, images: Sequence[Image.Image]) -> Vector:
+        """(n, dim) L2-normalised float32 embeddings of RGB images."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str]) -> Vector:
+        """(n, dim) L2-normalised float32 embeddings of texts."""
+        ...
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and Lambda narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class ClipTokenizer:
+    """CLIP tokenization with the bundle's tokenizer.json: lower-casing and whitespace clean-up come
+    from the file's normalizer, BOS/EOS from its post-processor. Sequences are truncated to the
+    context length with EOS kept last, and a batch is padded to its longest sequence, which is
+    what CLIPTokenizerFast(padding=True, truncation=True, max_length=context_length) gives."""
+
+    def __init__(self, tokenizer: Tokenizer, *, context_length: int, pad_id: int) -> None:
+        pad_token = tokenizer.id_to_token(pad_id)
+        if pad_token is None:
+            raise BundleError(f"the tokenizer has no token with the pad id {pad_id}")
+        tokenizer.enable_truncation(max_length=context_length)
+        tokenizer.enable_padding(direction="right", pad_id=pad_id, pad_token=pad_token)
+        self._tokenizer = tokenizer
+        self.context_length = context_length
+        self.pad_id = pad_id
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, context_length: int, pad_id: int) -> ClipTokenizer:
+        """Load a tokenizers JSON file; BundleError if it cannot be read."""
+        from tokenizers import Tokenizer
+
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+            raise BundleError(f"cannot load tokenizer {path}: {exc}") from exc
+        return cls(tokenizer, context_length=context_length, pad_id=pad_id)
+
+    def __call__(self, texts: Sequence[str]) -> TokenBatch:
+        """Token ids and attention mask, both int64 (n, longest sequence in the batch)."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, not one string")
+        encodings = self._tokenizer.encode_batch(list(texts))
+        if not encodings:
+            return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return ids, mask
+
+
+class Embedder:
+    """CLIP image and text embeddings from a model bundle (see docs/contracts.md)."""
+
+    def __init__(
+        self,
+        *,
+        manifest: ModelManifest,
+        precision: str,
+        vision: onnxruntime.InferenceSession,
+        text: onnxruntime.InferenceSession,
+        tokenizer: ClipTokenizer,
+        preprocessor: ImagePreprocessor,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        self.manifest = manifest
+        self.fingerprint = manifest.fingerprint
+        self.dim = manifest.dim
+        self.precision = precision
+        self.tokenizer = tokenizer
+        self.preprocessor = preprocessor
+        self.batch_size = batch_size
+        self._vision = vision
+        self._text = text
+
+    @classmethod
+    def load(
+        cls,
+        bundle_dir: Path,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        verify: bool = True,
+    ) -> Embedder:
+        """Open a model bundle: check its manifest (and, with `verify`, every file's sha256), start one
+        onnxruntime CPU session per graph and load the tokenizer and preprocessing config.
+
+        `threads` caps onnxruntime's intra-op threads; by default it is the number of CPUs the process
+        may use. Raises BundleError for a missing, corrupt or incomplete bundle (including a
+        precision that was not exported) and ConfigError for bad arguments.
+        """
+        bundle_dir = Path(bundle_dir)
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        manifest = load_manifest(bundle_dir, verify=verify)
+        vision_path = graph_path(manifest, bundle_dir, "vision", precision)
+        text_path = graph_path(manifest, bundle_dir, "text", precision)
+        threads = threads or available_cpus()
+        vision = _session(vision_path, threads)
+        text = _session(text_path, threads)
+        _check_signature(vision, vision_path.name, (VISION_INPUT,), VISION_OUTPUT, manifest.dim)
+        _check_signature(text, text_path.name, TEXT_INPUTS, TEXT_OUTPUT, manifest.dim)
+        tokenizer = ClipTokenizer.from_file(
+            bundle_dir / manifest.files.tokenizer,
+            context_length=manifest.context_length,
+            pad_id=manifest.text.pad_id,
+        )
+        preprocessor = ImagePreprocessor(load_preprocess(manifest, bundle_dir))
+        logger.info(
+            "loaded model %s (%s, %s, dim %d, %d threads%s)",
+            manifest.source.id,
+            manifest.fingerprint,
+            precision,
+            manifest.dim,
+            threads,
+            ", tiny test model" if manifest.tiny else "",
+        )
+        return cls(
+            manifest=manifest,
+            precision=precision,
+            vision=vision,
+            text=text,
+            tokenizer=tokenizer,
+            preprocessor=preprocessor,
+            batch_size=batch_size,
+        )
+
+    def embed_images(self, images: Sequence[Image.Image]) -> Vector:
+        """Embed images in batches: (n, dim) float32, each row of unit length. Any PIL mode is
+        accepted (converted to RGB); decode untrusted bytes with moodboard.images first."""
+        rows = [
+            self._vision.run([VISION_OUTPUT], {VISION_INPUT: self.preprocessor(batch)})[0]
+            for batch in _batches(images, self.batch_size)
+        ]
+        return self._finish(rows)
+
+    def embed_texts(self, texts: Sequence[str]) -> Vector:
+        """Embed texts in batches: (n, dim) float32, each row of unit length. Texts longer than the
+        context length are truncated (the end is dropped)."""
+        if isinstance(texts, str):
+            raise TypeError("embed_texts takes a sequence of strings, not one string")
+        rows = []
+        for batch in _batches(texts, self.batch_size):
+            ids, mask = self.tokenizer(batch)
+            rows.append(self._text.run([TEXT_OUTPUT], {"input_ids": ids, "attention_mask": mask})[0])
+        return self._finish(rows)
+
+    def _finish(self, rows: list[np.ndarray]) -> Vector:
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return l2_normalize(np.concatenate(rows, axis=0))
+
+
+def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:
+    """One CPU inference session with full graph optimisation and a fixed thread count."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=PROVIDERS)
+    except Exception as exc:  # onnxruntime raises its own unrelated exception types
+        raise BundleError(f"cannot load ONNX graph {path.name}: {str(exc).splitlines()[0]}") from exc
+
+
+def _check_signature(
+    session: onnxruntime.InferenceSession, name: str, inputs: tuple[str, ...], output: str, dim: int
+) -> None:
+    """Fail at load time, not at the first request, when a graph does not fit the contract."""
+    have_inputs = {i.name for i in session.get_inputs()}
+    missing = [i for i in inputs if i not in have_inputs]
+    if missing:
+        have = ", ".join(sorted(have_inputs))
+        raise BundleError(f"{name} lacks the input(s) {', '.join(missing)} (has {have})")
+    outputs = {o.name: o for o in session.get_outputs()}
+    if output not in outputs:
+        raise BundleError(f"{name} lacks the output {output} (has {', '.join(sorted(outputs))})")
+    last = outputs[output].shape[-1] if outputs[output].shape else None
+    if isinstance(last, int) and last != dim:
+        raise BundleError(f"{name} gives {last}-dimensional embeddings but the manifest says {dim}")

@@ -1,0 +1,179 @@
+"""Loader jobs: their records in DynamoDB (pk `job_id`) and the runners that start a load.
+
+`POST /admin/load` creates a job and hands it to a `LoadRunner`: in AWS the loader Lambda is
+invoked asynchronously (`LambdaLoadRunner`); under `moodboard serve` the load runs in a background
+thread (`ThreadLoadRunner`, given the serve command's load function). The loader reports through
+`JobStore.update` / `set_progress`; `GET /admin/load/{job}` reads the record back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from moodboard.errors import MoodboardError, NotFound
+from moodboard.tables import aws_errors, deserialize, serialize, utc_now
+
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+MAX_REJECTS = 500
+"""Rejects kept on a job record (DynamoDB items stop at 400 KB); `rejects_total` has the full count."""
+MAX_ERROR = 2000
+
+
+class LoadRequest(BaseModel):
+    """Start a load of a catalog object already uploaded to the artifacts bucket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    catalog_key: str = Field(min_length=1, max_length=1024, description="S3 key, e.g. catalogs/spring.csv")
+
+
+class JobRecord(BaseModel):
+    """One load job as stored and as `GET /admin/load/{job}` returns it."""
+
+    job_id: str
+    catalog_key: str
+    status: JobStatus
+    progress: dict[str, Any] = Field(default_factory=dict)
+    rejects: list[dict[str, Any]] = Field(default_factory=list)
+    rejects_total: int = 0
+    error: str | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+    created_at: str
+    updated_at: str
+
+
+class JobStore:
+    """Repository of loader jobs."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def create(self, catalog_key: str, *, job_id: str | None = None) -> JobRecord:
+        """A new queued job for `catalog_key`."""
+        now = utc_now()
+        job = JobRecord(
+            job_id=job_id or uuid.uuid4().hex, catalog_key=catalog_key, status="queued", created_at=now, updated_at=now
+        )
+        with aws_errors("create the load job"):
+            self._client.put_item(
+                TableName=self._table,
+                Item=serialize(job.model_dump(exclude_none=True)),
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        return job
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job's current record; NotFound when there is no such job."""
+        with aws_errors("read the load job"):
+            response = self._client.get_item(
+                TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
+            )
+        if "Item" not in response:
+            raise NotFound(f"load job {job_id!r} not found", details={"job_id": job_id})
+        return JobRecord.model_validate(deserialize(response["Item"]))
+
+    def update(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus | None = None,
+        progress: Mapping[str, Any] | None = None,
+        rejects: Sequence[Mapping[str, Any]] | None = None,
+        error: str | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> JobRecord:
+        """Set the given fields of an existing job (others untouched); NotFound when there is no such job.
+
+        `rejects` replaces the stored list, keeping the first MAX_REJECTS and their total count.
+        """
+        values: dict[str, Any] = {"updated_at": utc_now()}
+        if status is not None:
+            values["status"] = status
+        if progress is not None:
+            values["progress"] = dict(progress)
+        if rejects is not None:
+            values["rejects"] = [dict(r) for r in rejects[:MAX_REJECTS]]
+            values["rejects_total"] = len(rejects)
+        if error is not None:
+            values["error"] = error[:MAX_ERROR]
+        if result is not None:
+            values["result"] = dict(result)
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        with aws_errors("update the load job"):
+            try:
+                response = self._client.update_item(
+                    TableName=self._table,
+                    Key={"job_id": {"S": job_id}},
+                    UpdateExpression="SET " + ", ".join(f"{key} = :{key[1:]}" for key in names),
+                    ConditionExpression="attribute_exists(job_id)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=serialize({f":{key[1:]}": values[name] for key, name in names.items()}),
+                    ReturnValues="ALL_NEW",
+                )
+            except self._client.exceptions.ConditionalCheckFailedException:
+                raise NotFound(f"load job {job_id!r} not found", details={"job_id": job_id}) from None
+        return JobRecord.model_validate(deserialize(response["Attributes"]))
+
+    def set_progress(self, job_id: str, done: int, total: int, *, stage: str | None = None) -> JobRecord:
+        """Record progress as {"done", "total"[, "stage"]}; fits ingest's on_progress(done, total)."""
+        progress: dict[str, Any] = {"done": done, "total": total}
+        if stage:
+            progress["stage"] = stage
+        return self.update(job_id, status="running", progress=progress)
+
+
+class LoadRunner(Protocol):
+    """Starts a load job without waiting for it; failures to start raise MoodboardError."""
+
+    def start(self, job_id: str, catalog_key: str) -> None: ...
+
+
+class LambdaLoadRunner:
+    """Invokes the loader Lambda asynchronously with the direct event {"job_id", "catalog_key"}."""
+
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._client = lambda_client
+        self._function = function_name
+
+    def start(self, job_id: str, catalog_key: str) -> None:
+        """Queue the invocation (InvocationType=Event); StoreError when Lambda refuses it."""
+        payload = json.dumps({"job_id": job_id, "catalog_key": catalog_key}).encode()
+        with aws_errors("start the loader", service="Lambda"):
+            self._client.invoke(FunctionName=self._function, InvocationType="Event", Payload=payload)
+        log.info("loader invoked for job %s", job_id)
+
+
+class ThreadLoadRunner:
+    """Runs `target(job_id, catalog_key)` in a daemon thread (local mode); marks the job failed if it raises."""
+
+    def __init__(self, target: Callable[[str, str], None], jobs: JobStore | None = None) -> None:
+        self._target = target
+        self._jobs = jobs
+        self.threads: list[threading.Thread] = []
+
+    def start(self, job_id: str, catalog_key: str) -> None:
+        """Start the load and return at once."""
+        thread = threading.Thread(target=self._run, args=(job_id, catalog_key), name=f"load-{job_id}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _run(self, job_id: str, catalog_key: str) -> None:
+        try:
+            self._target(job_id, catalog_key)
+        except Exception as exc:
+            log.exception("load job %s failed", job_id)
+            if self._jobs is not None:
+                try:
+                    self._jobs.update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+                except MoodboardError:
+                    log.exception("could not mark load job %s failed", job_id)

@@ -1,0 +1,318 @@
+"""Load jobs: a catalog object in S3 -> an index bundle -> published, with the job record kept current.
+
+Used by the loader Lambda (functions/loader/handler.py) for S3 ObjectCreated events under
+`catalogs/` and direct events `{"job_id", "catalog_key"}`, and by `moodboard serve` for
+`POST /admin/load` (run in a thread). What a catalog object can be (kept simple on purpose):
+
+- a CSV or JSONL file whose images are http(s) URLs, or paths relative to the file; those paths
+  are read from keys under the catalog's own prefix (catalogs/shop/spring.csv + images/a.jpg ->
+  catalogs/shop/images/a.jpg);
+- `images.csv` of the clothing-dataset layout: its whole prefix is downloaded and read as a folder;
+- a .zip / .tar(.gz) archive holding one of the above (extracted with path checks);
+- a prefix ending in "/" (direct events only): downloaded whole, the catalog found inside.
+
+The previous CURRENT bundle lends its vectors for unchanged products (moodboard.ingest), and the new
+bundle is published against that same pointer, so a load that raced another one fails with
+PublishConflict instead of silently replacing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from moodboard.artifacts import CATALOG_PREFIX, ArtifactStore, Pointer
+from moodboard.errors import CatalogError, ConfigError, MoodboardError, NotFound
+from moodboard.observability import COUNT, record_metric
+from moodboard.settings import Settings
+
+if TYPE_CHECKING:
+    from moodboard.embedder import EmbedderProtocol
+    from moodboard.ingest import LoadReport
+    from moodboard.jobs import JobStore
+
+logger = logging.getLogger(__name__)
+
+CATALOG_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+CLOTHING_CSV = "images.csv"
+PROGRESS_SECONDS = 2.0
+MAX_IMAGE_DOWNLOADS = 8
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    """One catalog to load: the job id, the catalog's key and the bucket it is in."""
+
+    job_id: str
+    catalog_key: str
+    bucket: str | None = None
+    from_s3_event: bool = False
+
+
+def is_catalog_key(key: str) -> bool:
+    """True for keys under catalogs/ that name a catalog file, an archive, or (direct only) a prefix."""
+    lowered = key.lower()
+    return key.startswith(CATALOG_PREFIX) and ".." not in PurePosixPath(key).parts and (
+        lowered.endswith(CATALOG_SUFFIXES) or lowered.endswith(ARCHIVE_SUFFIXES) or key.endswith("/"))
+
+
+def jobs_from_event(event: dict[str, Any]) -> list[LoadJob]:
+    """The load jobs an invocation asks for: S3 ObjectCreated records for catalog keys (others,
+    such as the images uploaded next to a catalog, are skipped), or one direct job."""
+    if "Records" in event:
+        jobs = []
+        for record in event.get("Records") or []:
+            s3 = record.get("s3") or {}
+            key = unquote_plus((s3.get("object") or {}).get("key", ""))
+            bucket = (s3.get("bucket") or {}).get("name")
+            if not str(record.get("eventName", "")).startswith("ObjectCreated") or key.endswith("/"):
+                continue
+            if not is_catalog_key(key):
+                logger.debug("ignoring %s: not a catalog", key)
+                continue
+            marker = f"{bucket}/{key}/{(s3.get('object') or {}).get('sequencer', '')}"
+            job_id = "s3-" + hashlib.sha256(marker.encode()).hexdigest()[:20]
+            jobs.append(LoadJob(job_id=job_id, catalog_key=key, bucket=bucket, from_s3_event=True))
+        return jobs
+    job_id, key = event.get("job_id"), event.get("catalog_key")
+    if not job_id or not key:
+        raise ConfigError("a loader event needs S3 Records or {\"job_id\", \"catalog_key\"}")
+    if not is_catalog_key(str(key)):
+        raise CatalogError(f"{key!r} is not a catalog under {CATALOG_PREFIX} (.csv, .jsonl, an archive or a prefix/)")
+    return [LoadJob(job_id=str(job_id), catalog_key=str(key))]
+
+
+def fetch_catalog(store: ArtifactStore, key: str, dest: Path) -> Path:
+    """Download the catalog object (and the images it names by relative path) into dest; returns
+    the path to hand to moodboard.catalog.read_catalog (a file, or a clothing-dataset folder)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    name = PurePosixPath(key).name
+    prefix = key[: len(key) - len(name)]
+    if key.endswith("/"):
+        store.download_prefix(key, dest, preserve_mtime=True)
+        return find_catalog(dest)
+    if name == CLOTHING_CSV:
+        store.download_prefix(prefix, dest, preserve_mtime=True)
+        return dest
+    if name.lower().endswith(ARCHIVE_SUFFIXES):
+        archive = store.download_file(key, dest.parent / f".{dest.name}-{name}")
+        try:
+            extract(archive, dest)
+        finally:
+            archive.unlink(missing_ok=True)
+        return find_catalog(dest)
+    catalog = store.download_file(key, dest / name, preserve_mtime=True)
+    _fetch_local_images(store, catalog, prefix, dest)
+    return catalog
+
+
+def _fetch_local_images(store: ArtifactStore, catalog: Path, prefix: str, root: Path) -> None:
+    """Download the keys of images a catalog names by relative path; missing ones are left for
+    ingest to report as image failures."""
+    from moodboard.catalog import read_catalog
+
+    wanted: list[tuple[str, Path]] = []
+    for product in read_catalog(catalog).products:
+        if product.image.startswith(("http://", "https://")):
+            continue
+        path = Path(product.image)
+        try:
+            relative = path.resolve().relative_to(root.resolve())
+        except ValueError:
+            continue
+        wanted.append((prefix + relative.as_posix(), path))
+
+    def get(item: tuple[str, Path]) -> None:
+        try:
+            store.download_file(*item, preserve_mtime=True)
+        except MoodboardError as exc:
+            logger.info("catalog image %s not downloaded: %s", item[0], exc.message)
+
+    with ThreadPoolExecutor(max_workers=MAX_IMAGE_DOWNLOADS) as pool:
+        list(pool.map(get, wanted))
+
+
+def extract(archive: Path, dest: Path) -> None:
+    """Unpack a zip or tar archive into dest, refusing members that would land outside it."""
+    dest = dest.resolve()
+    if archive.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                if not (dest / member).resolve().is_relative_to(dest):
+                    raise CatalogError(f"the archive member {member!r} would be written outside its folder")
+            zf.extractall(dest)
+            for info in zf.infolist():
+                stamp = time.mktime((*info.date_time, 0, 0, -1))
+                os.utime(dest / info.filename, (stamp, stamp))
+        return
+    try:
+        with tarfile.open(archive) as tf:
+            tf.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise CatalogError(f"cannot unpack {archive.name}: {exc}") from exc
+
+
+def find_catalog(folder: Path) -> Path:
+    """The catalog inside an unpacked folder: a clothing-dataset folder, else the first CSV/JSONL
+    at the top or one level down."""
+    for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
+        if (candidate / CLOTHING_CSV).is_file() and (candidate / "images").is_dir():
+            return candidate
+        files = sorted(p for p in candidate.iterdir() if p.is_file() and p.suffix.lower() in CATALOG_SUFFIXES)
+        if files:
+            return files[0]
+    raise CatalogError("no catalog (.csv or .jsonl) found in the uploaded folder or archive")
+
+
+def report_rejects(report: LoadReport) -> list[dict[str, Any]]:
+    """Rows the catalog rejected and images that failed, as the job record lists them."""
+    rows = [{"line": r.line, "reason": r.reason} for r in report.rejects]
+    images = [{"product_id": f.product_id, "image": f.image, "reason": f.reason} for f in report.image_failures]
+    return rows + images
+
+
+class CatalogLoader:
+    """Runs load jobs: download, build with moodboard.ingest (reusing CURRENT), publish, report."""
+
+    def __init__(self, *, store: ArtifactStore, jobs: JobStore | None, embedder: EmbedderProtocol,
+                 settings: Settings) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.embedder = embedder
+        self.settings = settings
+
+    def run(self, job_id: str, catalog_key: str, *, bucket: str | None = None) -> dict[str, Any]:
+        """Run one job to the end and return its result; failures are recorded on the job (status
+        failed, error) and returned, not raised, except unexpected ones, which are re-raised."""
+        self._update(job_id, status="running", progress={"stage": "download"})
+        work = Path(tempfile.mkdtemp(prefix=f"load-{job_id[:24]}-", dir=self._work_root()))
+        files = self._catalog_dir(catalog_key)
+        try:
+            result = self._run(job_id, catalog_key, bucket, files, work)
+        except MoodboardError as exc:
+            record_metric("LoadFailures", COUNT, 1)
+            logger.warning("load job %s failed: %s", job_id, exc.message)
+            self._update(job_id, status="failed", error=exc.message)
+            return {"job_id": job_id, "status": "failed", "error": exc.message}
+        except Exception as exc:
+            self._update(job_id, status="failed", error=f"internal error ({type(exc).__name__})")
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(files, ignore_errors=True)
+        return result
+
+    def _catalog_dir(self, catalog_key: str) -> Path:
+        """Where a catalog's files land: the same folder on every run of the same key, since local
+        image paths are part of ingest's content keys (with size and mtime, kept from S3), so an
+        unchanged image keeps its vector across loads."""
+        digest = hashlib.sha256(catalog_key.encode()).hexdigest()[:16]
+        folder = Path(self.settings.cache_dir) / "catalog-files" / digest
+        shutil.rmtree(folder, ignore_errors=True)
+        return folder
+
+    def _work_root(self) -> Path:
+        root = Path(self.settings.cache_dir) / "work"
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _run(self, job_id: str, catalog_key: str, bucket: str | None, files: Path, work: Path) -> dict[str, Any]:
+        from moodboard.ingest import load_catalog
+
+        source = self.store if not bucket or bucket == self.store.bucket else ArtifactStore(bucket, self.store.client)
+        catalog = fetch_catalog(source, catalog_key, files)
+        base = self.store.current()
+        previous = self._previous(base)
+        self._update(job_id, progress={"stage": "embed", "done": 0})
+        report = load_catalog(catalog, self.embedder, work / "index", settings=self.settings, previous=previous,
+                              on_progress=self._progress(job_id))
+        rejects = report_rejects(report)
+        if report.loaded == 0:
+            self._update(job_id, rejects=rejects)
+            raise CatalogError(f"no product of {catalog_key} could be loaded; nothing was published")
+        self._update(job_id, progress={"stage": "publish", "done": report.loaded, "total": report.loaded})
+        pointer = self.store.publish(work / "index", base=base)
+        result = {"version": pointer.version, "model_fingerprint": pointer.model_fingerprint,
+                  "loaded": report.loaded, "embedded": report.embedded, "reused": report.reused,
+                  "image_failures": len(report.image_failures), "rejected_rows": len(report.rejects),
+                  "duplicates": len(report.duplicates), "categories": report.categories,
+                  "seconds": round(report.seconds, 2)}
+        record_metric("ProductsLoaded", COUNT, report.loaded)
+        record_metric("ProductsEmbedded", COUNT, report.embedded)
+        self._update(job_id, status="succeeded", rejects=rejects, result=result,
+                     progress={"stage": "published", "done": report.loaded, "total": report.loaded})
+        logger.info("load job %s published %s: %s", job_id, pointer.version, report.summary())
+        return {"job_id": job_id, "status": "succeeded", **result}
+
+    def _previous(self, base: Pointer | None) -> Path | None:
+        """The CURRENT bundle, downloaded, when it was built with this model (for vector reuse)."""
+        if base is None or base.model_fingerprint != self.embedder.fingerprint:
+            return None
+        try:
+            return self.store.download(base.version, Path(self.settings.cache_dir) / "indexes")
+        except MoodboardError as exc:
+            logger.warning("not reusing index %s: %s", base.version, exc.message)
+            return None
+
+    def _progress(self, job_id: str) -> Any:
+        last = [0.0]
+        lock = threading.Lock()
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            with lock:
+                if done < total and now - last[0] < PROGRESS_SECONDS:
+                    return
+                last[0] = now
+            try:
+                self._update(job_id, progress={"stage": "embed", "done": done, "total": total})
+            except MoodboardError as exc:
+                logger.warning("progress of job %s not recorded: %s", job_id, exc.message)
+
+        return report
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        if self.jobs is not None:
+            self.jobs.update(job_id, **fields)
+
+    def ensure_job(self, job: LoadJob) -> bool:
+        """Create the record of a job that has none (S3 events); False when the job already succeeded
+        (a redelivered event), so it is not loaded twice."""
+        if self.jobs is None:
+            return True
+        try:
+            record = self.jobs.get(job.job_id)
+        except NotFound:
+            try:
+                self.jobs.create(job.catalog_key, job_id=job.job_id)
+            except MoodboardError:
+                record = self.jobs.get(job.job_id)
+            else:
+                return True
+        return record.status != "succeeded"
+
+
+def run_jobs(loader: CatalogLoader, jobs: Iterable[LoadJob]) -> list[dict[str, Any]]:
+    """Run jobs one after the other and return their results (skipped duplicates included)."""
+    results = []
+    for job in jobs:
+        if not loader.ensure_job(job):
+            logger.info("job %s already succeeded; skipping the repeated event", job.job_id)
+            results.append({"job_id": job.job_id, "status": "skipped"})
+            continue
+        results.append(loader.run(job.job_id, job.catalog_key, bucket=job.bucket))
+    return results

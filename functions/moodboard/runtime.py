@@ -1,0 +1,285 @@
+"""Per-container state of the search and loader Lambdas: the embedder and the current index.
+
+Both are heavy and built lazily, once per container (style rule 4). The index follows the CURRENT
+pointer in the artifacts bucket: downloaded to Settings.cache_dir on first use, the pointer
+re-checked at most once per Settings.index_refresh_seconds, and a new version swapped in only when
+it downloads completely, verifies (sha256) and was built with the loaded model's fingerprint.
+Anything else leaves the old index serving and logs a warning; requests in flight keep the index
+object they started with, so a swap never changes an index under a running search.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from moodboard.artifacts import ArtifactStore, Pointer, download_model
+from moodboard.errors import ConfigError, IndexUnavailable, MoodboardError
+from moodboard.settings import Settings
+
+if TYPE_CHECKING:
+    from moodboard.embedder import EmbedderProtocol
+    from moodboard.history import HistoryStore
+    from moodboard.index import ProductIndex
+
+logger = logging.getLogger(__name__)
+
+INDEX_CACHE = "indexes"
+KEEP_VERSIONS = 2
+
+
+@dataclass(frozen=True)
+class LoadedIndex:
+    """An index in memory, the folder its bundle lives in (thumbnails), and its manifest fields."""
+
+    index: ProductIndex
+    path: Path
+    version: str
+    model_fingerprint: str
+    count: int
+    created: str | None
+
+
+def open_index(path: Path, fingerprint: str) -> LoadedIndex:
+    """Load and verify the index bundle at `path` for a model with this fingerprint."""
+    from moodboard.index import ProductIndex
+
+    index = ProductIndex.load(Path(path), expected_fingerprint=fingerprint)
+    manifest = index.manifest
+    assert manifest is not None
+    return LoadedIndex(index=index, path=Path(path), version=manifest.version,
+                       model_fingerprint=manifest.model_fingerprint, count=manifest.count,
+                       created=manifest.created)
+
+
+class CurrentIndex:
+    """The index this container serves, following indexes/CURRENT on S3 (or one local bundle).
+
+    `get()` never blocks on a refresh while an index is loaded (one thread checks, the others keep
+    serving), and never raises once an index has been loaded.
+    """
+
+    def __init__(self, *, fingerprint: str, store: ArtifactStore | None = None, local_dir: Path | None = None,
+                 cache_dir: Path = Path("/tmp/moodboard"), refresh_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if (store is None) == (local_dir is None):
+            raise ConfigError("serve an index from either a local bundle or the artifacts bucket, not both")
+        self.fingerprint = fingerprint
+        self.store = store
+        self.local_dir = Path(local_dir) if local_dir is not None else None
+        self.cache_dir = Path(cache_dir) / INDEX_CACHE
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._loaded: LoadedIndex | None = None
+        self._checked_at: float | None = None
+        self._refused: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> LoadedIndex | None:
+        """The index currently served, if any."""
+        return self._loaded
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """Versions that were refused, with the reason (kept so they are not downloaded again)."""
+        return dict(self._refused)
+
+    def get(self) -> LoadedIndex:
+        """The index to serve now, loading it first or refreshing it when the interval has passed."""
+        loaded = self._loaded
+        if loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._refresh()
+                if self._loaded is None:
+                    reason = next(reversed(self._refused.values()), "nothing has been published yet")
+                    raise IndexUnavailable(f"no index to serve: {reason}")
+                return self._loaded
+        if self._due() and self._lock.acquire(blocking=False):
+            try:
+                if self._due():
+                    self._refresh()
+            finally:
+                self._lock.release()
+        return self._loaded or loaded
+
+    def refresh(self) -> LoadedIndex | None:
+        """Check the pointer now (whatever the interval) and swap if a good new version is there."""
+        with self._lock:
+            self._refresh()
+        return self._loaded
+
+    def _due(self) -> bool:
+        return self._checked_at is None or self._clock() - self._checked_at >= self.refresh_seconds
+
+    def _refresh(self) -> None:
+        self._checked_at = self._clock()
+        if self.local_dir is not None:
+            if self._loaded is None:
+                self._loaded = open_index(self.local_dir, self.fingerprint)
+            return
+        assert self.store is not None
+        try:
+            pointer = self.store.current()
+        except MoodboardError as exc:
+            self._keep(f"cannot read the CURRENT pointer: {exc.message}")
+            return
+        if pointer is None:
+            self._keep("nothing has been published yet")
+            return
+        if self._loaded is not None and pointer.version == self._loaded.version:
+            return
+        if pointer.version in self._refused:
+            return
+        self._swap_to(pointer)
+
+    def _swap_to(self, pointer: Pointer) -> None:
+        assert self.store is not None
+        if pointer.model_fingerprint != self.fingerprint:
+            self._refuse(pointer.version, f"it was built with model {pointer.model_fingerprint}, "
+                                          f"this container runs {self.fingerprint}")
+            return
+        try:
+            path = self.store.download(pointer.version, self.cache_dir)
+            fresh = open_index(path, self.fingerprint)
+        except MoodboardError as exc:
+            self._refuse(pointer.version, exc.message)
+            return
+        previous = self._loaded
+        self._loaded = fresh
+        logger.info("serving index %s (%d products)%s", fresh.version, fresh.count,
+                    f", replacing {previous.version}" if previous else "")
+        self._prune(keep={fresh.version, previous.version if previous else fresh.version})
+
+    def _refuse(self, version: str, reason: str) -> None:
+        self._refused[version] = reason
+        served = self._loaded.version if self._loaded else "nothing"
+        logger.warning("refusing index %s: %s; still serving %s", version, reason, served)
+
+    def _keep(self, reason: str) -> None:
+        if self._loaded is not None:
+            logger.warning("index refresh skipped (%s); still serving %s", reason, self._loaded.version)
+        else:
+            logger.warning("no index loaded: %s", reason)
+
+    def _prune(self, keep: set[str]) -> None:
+        """Delete downloaded versions other than the served and the previous one (/tmp is small)."""
+        if not self.cache_dir.is_dir():
+            return
+        for child in self.cache_dir.iterdir():
+            if child.is_dir() and child.name not in keep and not child.name.startswith("."):
+                shutil.rmtree(child, ignore_errors=True)
+
+
+class Runtime:
+    """The lazily built singletons of one container, from one Settings object."""
+
+    def __init__(self, settings: Settings, *, s3: Any | None = None, dynamodb: Any | None = None,
+                 embedder: EmbedderProtocol | None = None) -> None:
+        self.settings = settings
+        self._s3 = s3
+        self._dynamodb = dynamodb
+        self._embedder = embedder
+        self._index: CurrentIndex | None = None
+        self._history: HistoryStore | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def s3(self) -> Any:
+        """The boto3 S3 client (pointed at Settings.aws_endpoint_url when set)."""
+        if self._s3 is None:
+            from moodboard import aws
+
+            self._s3 = aws.client("s3", self.settings)
+        return self._s3
+
+    @property
+    def dynamodb(self) -> Any:
+        """The boto3 DynamoDB client."""
+        if self._dynamodb is None:
+            from moodboard import aws
+
+            self._dynamodb = aws.client("dynamodb", self.settings)
+        return self._dynamodb
+
+    def artifact_store(self) -> ArtifactStore:
+        """The artifacts bucket (ConfigError when none is configured)."""
+        if not self.settings.artifacts_bucket:
+            raise ConfigError("no artifacts bucket configured (MOODBOARD_ARTIFACTS_BUCKET)")
+        return ArtifactStore(self.settings.artifacts_bucket, self.s3)
+
+    def model_dir(self) -> Path:
+        """The model bundle folder: Settings.model_dir, else Settings.model_s3_uri downloaded once."""
+        s = self.settings
+        if s.model_dir:
+            return Path(s.model_dir)
+        if s.model_s3_uri:
+            return download_model(s.model_s3_uri, self.s3, s.cache_dir)
+        raise ConfigError("no model bundle configured (MOODBOARD_MODEL_DIR or MOODBOARD_MODEL_S3_URI)")
+
+    def embedder(self) -> EmbedderProtocol:
+        """The embedder, loaded on first use (onnxruntime is imported only then)."""
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    from moodboard.embedder import Embedder
+
+                    self._embedder = Embedder.load(self.model_dir(), precision=self.settings.precision,
+                                                   threads=self.settings.intra_op_threads,
+                                                   batch_size=self.settings.embed_batch_size)
+        return self._embedder
+
+    def current_index(self) -> CurrentIndex:
+        """The index holder: a local bundle (Settings.index_dir) or the bucket's CURRENT version."""
+        if self._index is None:
+            embedder = self.embedder()
+            with self._lock:
+                if self._index is None:
+                    s = self.settings
+                    if s.index_dir:
+                        self._index = CurrentIndex(fingerprint=embedder.fingerprint, local_dir=Path(s.index_dir),
+                                                   cache_dir=s.cache_dir)
+                    else:
+                        self._index = CurrentIndex(fingerprint=embedder.fingerprint, store=self.artifact_store(),
+                                                   cache_dir=s.cache_dir, refresh_seconds=s.index_refresh_seconds)
+        return self._index
+
+    def index(self) -> LoadedIndex:
+        """The index to serve for this request."""
+        return self.current_index().get()
+
+    def history(self) -> HistoryStore:
+        """The search history repository."""
+        if self._history is None:
+            from moodboard.history import HistoryStore
+
+            self._history = HistoryStore(client=self.dynamodb, table_name=self.settings.history_table)
+        return self._history
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime(settings: Settings) -> Runtime:
+    """The container's Runtime, built from `settings` on first call."""
+    global _runtime
+    if _runtime is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = Runtime(settings)
+    return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install a Runtime (moodboard serve, tests) or drop the current one (None)."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime

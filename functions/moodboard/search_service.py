@@ -1,0 +1,343 @@
+"""What the search API does, apart from HTTP: take a query, run the gist search, record it.
+
+The routes (moodboard.search_routes) parse requests and call these functions; everything here takes
+its collaborators as arguments (embedder, index, history store, image fetcher, settings), so tests
+drive it with fakes. Limits are enforced before work is done: an unknown category is refused before
+any image is fetched, an oversized base64 image before it is decoded, and the image bytes before
+Pillow sees them (moodboard.images). A failed history write is logged and never fails a search.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from moodboard import __version__
+from moodboard.api_models import (
+    CategoriesResponse,
+    Category,
+    IndexInfo,
+    ModelInfo,
+    ProductOut,
+    ResolvedQuery,
+    ResultItem,
+    SearchRequest,
+    SearchResponse,
+    SimilarResponse,
+    VersionResponse,
+)
+from moodboard.errors import FetchError, ImageTooLarge, InvalidQuery, NotFound, UnknownCategory
+from moodboard.fetch import Fetched, FetchLimits, Resolver, default_resolver, fetch_image
+from moodboard.images import decode_image
+from moodboard.observability import COUNT, MILLISECONDS, record_metric
+from moodboard.runtime import LoadedIndex
+from moodboard.settings import Settings
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from moodboard.catalog import Product
+    from moodboard.embedder import EmbedderProtocol
+    from moodboard.history import HistoryStore
+    from moodboard.index import Hit
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_FIELDS = ("w_image", "w_type", "w_text", "w_neg")
+MAX_LISTED_CATEGORIES = 50
+
+
+@dataclass(frozen=True)
+class ImageFetcher:
+    """Fetches a shopper's image URL through the SSRF guard (moodboard.fetch), within the limits.
+
+    `resolver` is the DNS lookup the guard checks; tests pass a stub so no real lookup happens.
+    """
+
+    limits: FetchLimits
+    allow_loopback: bool = False
+    resolver: Resolver = default_resolver
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, resolver: Resolver = default_resolver) -> ImageFetcher:
+        """The fetcher configured for this process."""
+        return cls(limits=FetchLimits.from_settings(settings), allow_loopback=settings.fetch_allow_loopback,
+                   resolver=resolver)
+
+    def __call__(self, url: str) -> Fetched:
+        return fetch_image(url, limits=self.limits, resolver=self.resolver, allow_loopback=self.allow_loopback)
+
+
+@dataclass(frozen=True)
+class Links:
+    """Absolute URLs the responses point at, built from the request's base URL."""
+
+    base_url: str
+
+    @property
+    def categories(self) -> str:
+        return f"{self.base_url.rstrip('/')}/categories"
+
+    def product_image(self, product_id: str) -> str:
+        return f"{self.base_url.rstrip('/')}/products/{quote(product_id, safe='')}/image"
+
+
+@dataclass
+class QueryImage:
+    """The decoded inspiration image and where it came from."""
+
+    image: Image.Image | None = None
+    source: str | None = None
+    resolved_url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_category(loaded: LoadedIndex, category: str | None, links: Links) -> str | None:
+    """The index's spelling of `category` (matched case-insensitively), or UnknownCategory (404)
+    carrying the URL of the category list and the first names in it."""
+    if category is None or not category.strip():
+        return None
+    known = loaded.index.categories()
+    if category in known:
+        return category
+    folded = {name.casefold(): name for name in known}
+    match = folded.get(category.strip().casefold())
+    if match is not None:
+        return match
+    names = sorted(known)
+    raise UnknownCategory(
+        f"unknown category {category!r}; the list is at {links.categories}",
+        details={"category": category, "categories_url": links.categories,
+                 "categories": names[:MAX_LISTED_CATEGORIES]},
+    )
+
+
+def decode_base64_image(encoded: str, settings: Settings) -> bytes:
+    """Base64 (optionally a data: URL) -> bytes, refusing data over the image limit before decoding."""
+    payload = encoded.strip()
+    if payload.startswith("data:"):
+        header, _, payload = payload.partition(",")
+        if ";base64" not in header:
+            raise InvalidQuery("image_base64 holds a data: URL that is not base64-encoded")
+    limit = 4 * -(-settings.max_image_bytes // 3)
+    if len(payload) > 2 * limit:
+        raise _too_large(len(payload) * 3 // 4, settings)
+    payload = "".join(payload.split())
+    if len(payload) > limit:
+        raise _too_large(len(payload) * 3 // 4, settings)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidQuery("image_base64 is not valid base64") from exc
+
+
+def _too_large(size: int, settings: Settings) -> ImageTooLarge:
+    return ImageTooLarge(f"the image is about {size} bytes, over the limit of {settings.max_image_bytes} bytes",
+                         details={"bytes": size, "max_bytes": settings.max_image_bytes})
+
+
+def load_query_image(request: SearchRequest, upload: bytes | None, *, settings: Settings,
+                     fetcher: Callable[[str], Fetched]) -> QueryImage:
+    """Decode the one image a request carries (URL, base64 or upload); empty when it has none."""
+    decode = lambda data: decode_image(data, max_bytes=settings.max_image_bytes,  # noqa: E731
+                                       max_pixels=settings.max_image_pixels)
+    if upload is not None:
+        if len(upload) > settings.max_image_bytes:
+            raise _too_large(len(upload), settings)
+        return QueryImage(decode(upload), "upload")
+    if request.image_base64:
+        return QueryImage(decode(decode_base64_image(request.image_base64, settings)), "base64")
+    if request.image_url:
+        started = time.perf_counter()
+        try:
+            fetched = fetcher(request.image_url)
+        except FetchError as exc:
+            record_metric("FetchFailures", COUNT, 1)
+            logger.info("image URL fetch failed: %s %s", type(exc).__name__, exc.message)
+            raise
+        record_metric("FetchLatency", MILLISECONDS, (time.perf_counter() - started) * 1000)
+        return QueryImage(decode(fetched.content), "url", fetched.final_url)
+    return QueryImage()
+
+
+def query_params(request: SearchRequest, settings: Settings, *, k: int, extra: int = 0) -> Any:
+    """QueryParams from the request, the server's defaults filling what the request left out."""
+    from moodboard.query import QueryParams
+
+    defaults = settings.query
+    values: dict[str, Any] = {name: getattr(request, name) if getattr(request, name) is not None
+                              else getattr(defaults, name) for name in WEIGHT_FIELDS}
+    values["near_copy_threshold"] = (request.near_copy_threshold if request.near_copy_threshold is not None
+                                     else defaults.near_copy_threshold)
+    values["mmr_lambda"] = request.mmr_lambda if request.mmr_lambda is not None else defaults.mmr_lambda
+    return QueryParams(**values, k=k + extra, offset=request.offset)
+
+
+def query_kind(has_image: bool, text: str | None, category: str | None) -> str:
+    """image, text, image+text, or category (the type prompt alone)."""
+    if has_image and text:
+        return "image+text"
+    if has_image:
+        return "image"
+    if text:
+        return "text"
+    return "category"
+
+
+def result_item(hit: Hit, links: Links) -> ResultItem:
+    """A search hit as the API shows it."""
+    product = hit.product
+    return ResultItem(id=product.id, title=product.title, category=product.category,
+                      image_url=image_url(product, links), product_url=product.product_url,
+                      price=product.price, currency=product.currency, score=round(float(hit.score), 6))
+
+
+def image_url(product: Product, links: Links) -> str:
+    """The product's image as a browser can load it: its URL, or our thumbnail route."""
+    if product.image.startswith(("http://", "https://")):
+        return product.image
+    return links.product_image(product.id)
+
+
+def is_tiny(embedder: EmbedderProtocol) -> bool:
+    """True when the loaded model is the tiny random test model (results are not meaningful)."""
+    manifest = getattr(embedder, "manifest", None)
+    source = getattr(manifest, "source", None)
+    return bool(getattr(source, "tiny", False))
+
+
+def run_search(request: SearchRequest, *, upload: bytes | None, embedder: EmbedderProtocol, loaded: LoadedIndex,
+               history: HistoryStore | None, fetcher: Callable[[str], Fetched], settings: Settings,
+               links: Links) -> SearchResponse:
+    """Run one gist search and record it in the search history.
+
+    Raises InvalidQuery (422) for no query or two images, UnknownCategory (404) before anything is
+    fetched, and the image and fetch errors of moodboard.images / moodboard.fetch.
+    """
+    from moodboard.query import gist_search
+
+    started = time.perf_counter()
+    sources = [name for name, value in (("image_url", request.image_url), ("image_base64", request.image_base64),
+                                        ("image", upload)) if value is not None and value != ""]
+    if len(sources) > 1:
+        raise InvalidQuery(f"send one image, not {' and '.join(sources)}", details={"fields": sources})
+    if not (sources or (request.text and request.text.strip()) or (request.category and request.category.strip())):
+        raise InvalidQuery("nothing to search for: give an image (image_url, image_base64 or an image upload), "
+                           "text or a category", details={"fields": ["image_url", "image_base64", "image",
+                                                                     "text", "category"]})
+    category = resolve_category(loaded, request.category, links)
+    query_image = load_query_image(request, upload, settings=settings, fetcher=fetcher)
+    k = request.k or settings.query.k
+    params = query_params(request, settings, k=k, extra=1)
+    result = gist_search(loaded.index, embedder, image=query_image.image, category=category,
+                         text=request.text or None, negative=request.negative or None, params=params)
+    hits = list(result.hits)[:k]
+    resolved = dict(result.resolved or {})
+    weights = {name: float(getattr(params, name)) for name in WEIGHT_FIELDS}
+    tiny = is_tiny(embedder)
+    query = ResolvedQuery(
+        kind=str(resolved.get("kind") or query_kind(query_image.image is not None, request.text, category)),
+        category=category, prompt=resolved.get("prompt"), text=request.text or None,
+        negative=request.negative or None, weights=weights, near_copy_threshold=float(params.near_copy_threshold),
+        mmr_lambda=params.mmr_lambda, image_source=query_image.source, resolved_image_url=query_image.resolved_url,
+    )
+    results = [result_item(hit, links) for hit in hits]
+    search_id = record_search(history, query=query, k=k, offset=request.offset, result_ids=[r.id for r in results],
+                              model_fingerprint=embedder.fingerprint, index_version=loaded.version, tiny=tiny,
+                              settings=settings)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    record_metric("SearchLatency", MILLISECONDS, elapsed_ms)
+    record_metric("ResultCount", COUNT, len(results))
+    logger.info("search %s: kind=%s category=%s results=%d in %.0f ms", search_id, query.kind, category,
+                len(results), elapsed_ms)
+    return SearchResponse(
+        search_id=search_id, query=query, results=results, offset=request.offset, k=k,
+        has_more=len(result.hits) > k, dropped_near_copies=int(result.dropped_near_copies),
+        model_fingerprint=embedder.fingerprint, index_version=loaded.version, tiny_model=tiny,
+    )
+
+
+def record_search(history: HistoryStore | None, *, query: ResolvedQuery, k: int, offset: int, result_ids: list[str],
+                  model_fingerprint: str, index_version: str, tiny: bool, settings: Settings) -> str:
+    """Write the search's history record and return its search_id. A failed write is logged and
+    counted (HistoryWriteFailures); the search still answers, with the id it would have had."""
+    from moodboard.history import make_history_record
+
+    params = {"weights": query.weights, "k": k, "offset": offset, "near_copy_threshold": query.near_copy_threshold,
+              "mmr_lambda": query.mmr_lambda, "text": query.text, "negative": query.negative,
+              "prompt": query.prompt, "image_source": query.image_source}
+    record = make_history_record(
+        kind=query.kind, category=query.category, params={k_: v for k_, v in params.items() if v is not None},
+        result_ids=result_ids, model_fingerprint=model_fingerprint, index_version=index_version,
+        ttl_days=settings.history_ttl_days, tiny_model=tiny,
+        **({"image_url": query.resolved_image_url} if query.resolved_image_url else {}),
+    )
+    if history is None:
+        return record.search_id
+    try:
+        history.put(record)
+    except Exception as exc:  # noqa: BLE001 - history must never fail a search
+        record_metric("HistoryWriteFailures", COUNT, 1)
+        logger.warning("search history write failed for %s: %s: %s", record.search_id, type(exc).__name__, exc)
+    return record.search_id
+
+
+# --- the read routes ------------------------------------------------------------------------------
+
+def list_categories(loaded: LoadedIndex) -> CategoriesResponse:
+    """Product types with their counts, largest first."""
+    counts = loaded.index.categories()
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0].casefold()))
+    return CategoriesResponse(categories=[Category(name=name, count=count) for name, count in ordered])
+
+
+def product_out(loaded: LoadedIndex, product_id: str, links: Links) -> ProductOut:
+    """One product record (NotFound when the id is not in the index)."""
+    product = loaded.index.get(product_id)
+    return ProductOut(id=product.id, title=product.title, category=product.category,
+                      image_url=image_url(product, links), product_url=product.product_url, price=product.price,
+                      currency=product.currency, attributes=dict(product.attributes))
+
+
+def similar_products(loaded: LoadedIndex, product_id: str, *, k: int, category: str | None,
+                     links: Links) -> SimilarResponse:
+    """'More like this': the products nearest to one product, in its own category unless told otherwise."""
+    index = loaded.index
+    product = index.get(product_id)
+    scope = resolve_category(loaded, category, links) if category else product.category
+    own = index.label_of(product_id)
+    hits = index.search(index.vector(product_id), k, category=scope, exclude=lambda label: label == own)
+    return SimilarResponse(product_id=product_id, category=scope,
+                           results=[result_item(hit, links) for hit in hits if hit.product.id != product_id][:k])
+
+
+def thumbnail(loaded: LoadedIndex, product_id: str) -> tuple[str, Any]:
+    """("file", path) for a product image stored in the bundle, or ("redirect", url) for a URL image."""
+    from moodboard.ingest import thumbnail_path
+
+    product = loaded.index.get(product_id)
+    if product.image.startswith(("http://", "https://")):
+        return "redirect", product.image
+    path = thumbnail_path(loaded.path, product_id)
+    if not path.is_file():
+        raise NotFound(f"no stored image for product {product_id!r}", details={"product_id": product_id})
+    return "file", path
+
+
+def version_info(embedder: EmbedderProtocol, loaded: LoadedIndex, settings: Settings) -> VersionResponse:
+    """Code, model and index versions and fingerprints."""
+    manifest = getattr(embedder, "manifest", None)
+    source = getattr(manifest, "source", None)
+    return VersionResponse(
+        code_version=settings.code_version or __version__,
+        model=ModelInfo(fingerprint=embedder.fingerprint, source=getattr(source, "id", None),
+                        precision=str(getattr(embedder, "precision", "fp32")), tiny=is_tiny(embedder)),
+        index=IndexInfo(version=loaded.version, model_fingerprint=loaded.model_fingerprint, count=loaded.count,
+                        created=loaded.created),
+    )

@@ -1,0 +1,201 @@
+"""DynamoDB tables: their key schemas, table creation, and the item codec the repositories share.
+
+The key schemas here are the contract with the CDK stack (docs/contracts.md, "DynamoDB"):
+`create_tables` builds the same tables in moto for tests and for `moodboard serve`.
+Repositories talk to the low-level boto3 client, so items go through boto3's TypeSerializer;
+DynamoDB has no float type, so floats become Decimal on the way in and numbers come back as
+int or float on the way out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel
+
+from moodboard.errors import InvalidCursor, StoreError
+from moodboard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HISTORY_RECENT_INDEX = "recent"
+HISTORY_FEED = "search"
+"""Constant partition of the history table's `recent` index: one feed, newest first.
+
+A single GSI partition holds every search; at a team tool's volume (far below 1,000 writes/s)
+that is simpler than day buckets and still lets `recent` be one Query."""
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table's name attribute in Settings and its key schema (string keys only)."""
+
+    settings_field: str
+    partition_key: str
+    sort_key: str | None = None
+    ttl_attribute: str | None = None
+    # name -> (partition key, sort key); every GSI projects all attributes.
+    indexes: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "history_table",
+        "search_id",
+        ttl_attribute="ttl",
+        indexes={HISTORY_RECENT_INDEX: ("feed", "created_at")},
+    ),
+    TableSpec("evaluations_table", "search_id", sort_key="product_rater"),
+    TableSpec("search_urls_table", "id"),
+    TableSpec("jobs_table", "job_id"),
+)
+
+
+def create_tables(dynamodb: Any, settings: Settings) -> list[str]:
+    """Create every moodboard table that does not exist yet; returns the names created.
+
+    `dynamodb` is a boto3 DynamoDB client or service resource (moto in tests, the embedded moto
+    server under `moodboard serve`). Tables are on-demand; the history table gets its TTL.
+    """
+    client = getattr(getattr(dynamodb, "meta", None), "client", dynamodb)
+    existing = set(client.list_tables().get("TableNames", []))
+    created = []
+    for spec in TABLES:
+        name = getattr(settings, spec.settings_field)
+        if name in existing:
+            continue
+        client.create_table(**_create_table_args(name, spec))
+        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        if spec.ttl_attribute:
+            client.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+            )
+        created.append(name)
+        log.info("created DynamoDB table %s", name)
+    return created
+
+
+def _create_table_args(name: str, spec: TableSpec) -> dict[str, Any]:
+    keys = [(spec.partition_key, "HASH")] + ([(spec.sort_key, "RANGE")] if spec.sort_key else [])
+    attributes = {key for key, _ in keys} | {a for pair in spec.indexes.values() for a in pair}
+    args: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": key, "KeyType": kind} for key, kind in keys],
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+    }
+    if spec.indexes:
+        args["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index,
+                "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}, {"AttributeName": sk, "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index, (pk, sk) in spec.indexes.items()
+        ]
+    return args
+
+
+def utc_now(epoch: float | None = None) -> str:
+    """`epoch` (default: now) as ISO 8601 UTC with milliseconds and a Z, so strings sort by time."""
+    moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_dynamo(value: Any) -> Any:
+    """Python value -> DynamoDB-safe value: floats to Decimal, recursively; non-finite floats refused."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise StoreError(f"cannot store the non-finite number {value!r}")
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {str(k): to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_dynamo(v) for v in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    """DynamoDB value -> plain Python: Decimal to int when integral, else float; sets to lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | set | frozenset):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain dict -> a low-level DynamoDB item ({"attr": {"S": ...}})."""
+    return {k: _serializer.serialize(to_dynamo(v)) for k, v in item.items()}
+
+
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A low-level DynamoDB item -> a plain dict with int/float numbers."""
+    return {k: from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def encode_cursor(last_key: Mapping[str, Any] | None) -> str | None:
+    """DynamoDB's LastEvaluatedKey -> an opaque URL-safe cursor (None at the end of a listing)."""
+    if not last_key:
+        return None
+    raw = json.dumps(last_key, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, key_attributes: set[str]) -> dict[str, Any] | None:
+    """An opaque cursor -> ExclusiveStartKey; InvalidCursor unless it holds exactly these string keys."""
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidCursor("the cursor is not one this listing returned") from exc
+    valid = (
+        isinstance(key, dict)
+        and set(key) == key_attributes
+        and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values())
+    )
+    if not valid:
+        raise InvalidCursor("the cursor is not one this listing returned")
+    return key
+
+
+@contextmanager
+def aws_errors(action: str, *, service: str = "DynamoDB") -> Iterator[None]:
+    """Turn boto3/botocore failures into StoreError (503), chained, with what we were doing."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "ClientError")
+        raise StoreError(f"{service} failed to {action} ({code})", details={"aws_error": code}) from exc
+    except BotoCoreError as exc:
+        raise StoreError(f"{service} failed to {action} ({type(exc).__name__})") from exc
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing and the cursor of the next (None when there is none)."""
+
+    items: list[T]
+    next_cursor: str | None = None

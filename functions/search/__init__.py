@@ -1,0 +1,1 @@
+"""The search Lambda: FastAPI app behind API Gateway (HTTP API), wrapped by Mangum."""

@@ -1,0 +1,257 @@
+"""Export a CLIP checkpoint into a model bundle (docs/contracts.md, "Model bundle").
+
+One path for every checkpoint, hub or local, real or random: load with transformers, export the
+vision and text towers with optimum (projected embeddings, dynamic batch and text length), check
+parity against PyTorch, optionally quantise to int8, write tokenizer.json, preprocess.json and
+manifest.json. The bundle is assembled in a staging directory and moved into place at the end,
+so a failed export never leaves a half-written bundle behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from moodboard.bundle import (
+    MANIFEST_NAME,
+    BundleFiles,
+    ModelManifest,
+    ModelSource,
+    Parity,
+    PreprocessConfig,
+    TextSpec,
+    compute_fingerprint,
+    load_manifest,
+    sha256_file,
+    write_manifest,
+)
+from moodboard.errors import ConfigError, ExportError
+from model_export.hub import Checkpoint, resolve_checkpoint
+from model_export.parity import fp32_parity, int8_parity, parity_inputs
+from model_export.quantize import PRECISION as INT8, int8_name, quantize_int8
+from model_export.tiny import build_tiny_clip, tiny_source_id
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+OPSET = 17
+QUANTIZE_CHOICES = (INT8,)
+VISION_FILE = "vision.onnx"
+TEXT_FILE = "text.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+PREPROCESS_FILE = "preprocess.json"
+EXPORTER_PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
+
+
+def export_model(
+    model: str,
+    out_dir: Path,
+    *,
+    quantize: str | None = None,
+    revision: str | None = None,
+) -> Path:
+    """Export a CLIP checkpoint (hub id or local directory) into a model bundle at out_dir.
+
+    `model` is e.g. DEFAULT_MODEL or "patrickjohncyh/fashion-clip" (pinned to `revision`, default
+    the latest commit, whose sha the manifest records) or a transformers checkpoint directory.
+
+    Raises HubUnreachable when a hub id cannot be downloaded, ConfigError for a bad argument or a
+    checkpoint that is not CLIP, ExportError when the graphs fail the fp32 parity check.
+    """
+    _check_quantize(quantize)
+    _check_out_dir(Path(out_dir))
+    checkpoint = resolve_checkpoint(model, revision=revision)
+    return export_checkpoint(checkpoint, Path(out_dir), quantize=quantize)
+
+
+def export_tiny(out_dir: Path, *, size: str = "tiny", quantize: str | None = None) -> Path:
+    """Build a seeded random CLIP locally and export it through the same path as a real one.
+
+    size="tiny" is the test model (seconds to export); size="base" has ViT-B/32's shape for
+    performance work. Same size, same fingerprint.
+    """
+    _check_quantize(quantize)
+    _check_out_dir(Path(out_dir))
+    source_id = tiny_source_id(size)
+    with tempfile.TemporaryDirectory(prefix=f"{source_id}-") as tmp:
+        path = build_tiny_clip(Path(tmp), size=size)
+        checkpoint = Checkpoint(path=path, source_id=source_id, revision="local")
+        return export_checkpoint(checkpoint, Path(out_dir), quantize=quantize, tiny=True)
+
+
+def export_checkpoint(
+    checkpoint: Checkpoint, out_dir: Path, *, quantize: str | None = None, tiny: bool = False
+) -> Path:
+    """Export a checkpoint already on disk; the common path of export_model and export_tiny."""
+    _check_quantize(quantize)
+    _check_out_dir(out_dir)
+    model, tokenizer, processor = _load(checkpoint.path)
+    preprocess = _preprocess_config(processor)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        _export_graphs(model, staging)
+        inputs = parity_inputs(tokenizer, image_size=model.config.vision_config.image_size)
+        parity = Parity(fp32=fp32_parity(model, staging / VISION_FILE, staging / TEXT_FILE, inputs))
+        vision_files, text_files = {"fp32": VISION_FILE}, {"fp32": TEXT_FILE}
+        if quantize == INT8:
+            vision_files[INT8] = int8_name(VISION_FILE)
+            text_files[INT8] = int8_name(TEXT_FILE)
+            for fp32_name, int8 in ((VISION_FILE, vision_files[INT8]), (TEXT_FILE, text_files[INT8])):
+                quantize_int8(staging / fp32_name, staging / int8)
+            parity = parity.model_copy(
+                update={
+                    "int8": int8_parity(
+                        (staging / VISION_FILE, staging / TEXT_FILE),
+                        (staging / vision_files[INT8], staging / text_files[INT8]),
+                        inputs,
+                    )
+                }
+            )
+        tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
+        (staging / PREPROCESS_FILE).write_text(preprocess.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        files = BundleFiles(vision=vision_files, text=text_files, tokenizer=TOKENIZER_FILE, preprocess=PREPROCESS_FILE)
+        manifest = _manifest(checkpoint, model, tokenizer, files, parity, staging, tiny=tiny)
+        write_manifest(manifest, staging)
+        load_manifest(staging, verify=True)
+        staging.chmod(0o755)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("model bundle %s written (fingerprint %s)", out_dir, manifest.fingerprint)
+    return out_dir
+
+
+def _check_quantize(quantize: str | None) -> None:
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise ConfigError(f"unknown quantisation {quantize!r}: expected one of {', '.join(QUANTIZE_CHOICES)}")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse to replace a directory that holds something other than a model bundle."""
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file())):
+        raise ConfigError(f"{out_dir} exists and is not a model bundle; choose an empty or new directory")
+
+
+def _load(path: Path) -> tuple[Any, Any, Any]:
+    """CLIPModel (fp32, eval), CLIPTokenizerFast and CLIPImageProcessor from a checkpoint dir."""
+    import torch
+    from transformers import AutoConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the checkpoint config in {path}: {exc}".splitlines()[0]) from exc
+    if config.model_type != "clip":
+        raise ConfigError(f"{path} holds a {config.model_type!r} model, not CLIP")
+    try:
+        model = CLIPModel.from_pretrained(path, dtype=torch.float32).eval()
+        tokenizer = CLIPTokenizerFast.from_pretrained(path)
+        processor = CLIPImageProcessor.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the CLIP checkpoint in {path}: {exc}".splitlines()[0]) from exc
+    return model, tokenizer, processor
+
+
+def _preprocess_config(processor: Any) -> PreprocessConfig:
+    """The numbers of CLIPImageProcessor as preprocess.json; ConfigError for steps the embedder lacks."""
+    size, crop = dict(processor.size), dict(processor.crop_size)
+    steps = ("do_resize", "do_center_crop", "do_rescale", "do_normalize")
+    if "shortest_edge" not in size or not all(getattr(processor, step, True) for step in steps):
+        raise ConfigError(f"unsupported image preprocessing: size {size}, steps {[getattr(processor, s, None) for s in steps]}")
+    return PreprocessConfig(
+        shortest_edge=size["shortest_edge"],
+        crop_height=crop["height"],
+        crop_width=crop["width"],
+        image_mean=tuple(processor.image_mean),
+        image_std=tuple(processor.image_std),
+        resample=int(processor.resample),
+        rescale_factor=float(processor.rescale_factor),
+        do_convert_rgb=bool(getattr(processor, "do_convert_rgb", True)),
+    )
+
+
+def _export_graphs(model: Any, out_dir: Path) -> None:
+    """Export both towers with optimum (TorchScript exporter, as optimum pins on torch >= 2.9)."""
+    import torch
+    from optimum.exporters.onnx import export_models
+
+    from model_export.onnx_configs import TEXT, VISION, CLIPTowerOnnxConfig
+
+    models_and_configs = {
+        VISION: (model, CLIPTowerOnnxConfig(model.config, VISION)),
+        TEXT: (model, CLIPTowerOnnxConfig(model.config, TEXT)),
+    }
+    try:
+        with warnings.catch_warnings():
+            # The tracer's notes on shape-dependent branches: harmless for CLIP, whose image size is
+            # fixed and whose text length is dynamic (the parity check runs several lengths).
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+            # optimum deliberately uses torch's TorchScript exporter (dynamo=False) on torch >= 2.9;
+            # torch warns that this exporter is legacy. The parity check is what vouches for the graphs.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"optimum\.exporters|torch\.onnx")
+            export_models(
+                models_and_onnx_configs=models_and_configs,
+                output_dir=out_dir,
+                opset=OPSET,
+                output_names=[VISION_FILE, TEXT_FILE],
+            )
+    except Exception as exc:  # torch.onnx raises many unrelated types
+        raise ExportError(f"ONNX export failed: {exc}".splitlines()[0]) from exc
+    stray = [p.name for p in out_dir.iterdir() if p.name not in (VISION_FILE, TEXT_FILE)]
+    if stray:
+        raise ExportError(f"the export wrote external data files {stray}; graphs must be self-contained")
+
+
+def _manifest(
+    checkpoint: Checkpoint,
+    model: Any,
+    tokenizer: Any,
+    files: BundleFiles,
+    parity: Parity,
+    bundle_dir: Path,
+    *,
+    tiny: bool,
+) -> ModelManifest:
+    sha256 = {name: sha256_file(bundle_dir / name) for name in files.all()}
+    fingerprint = compute_fingerprint(
+        vision_sha256=sha256[files.vision["fp32"]],
+        text_sha256=sha256[files.text["fp32"]],
+        tokenizer_sha256=sha256[files.tokenizer],
+        preprocess_sha256=sha256[files.preprocess],
+    )
+    eos_id = tokenizer.eos_token_id
+    return ModelManifest(
+        source=ModelSource(id=checkpoint.source_id, revision=checkpoint.revision, tiny=tiny),
+        dim=model.config.projection_dim,
+        opset=OPSET,
+        context_length=model.config.text_config.max_position_embeddings,
+        text=TextSpec(
+            bos_id=tokenizer.bos_token_id,
+            eos_id=eos_id,
+            pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id,
+        ),
+        files=files,
+        sha256=sha256,
+        parity=parity,
+        fingerprint=fingerprint,
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        exporter={name: _version(name) for name in EXPORTER_PACKAGES},
+    )
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"

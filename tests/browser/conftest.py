@@ -1,0 +1,166 @@
+"""Browser-test fixtures: `moodboard serve` in a subprocess, a fixture-image server, headless Chromium.
+
+The app under test is the real local stack (search API, evaluation routes and the frontend on one
+port) with the tiny ONNX model and a generated catalog. Inspiration pictures come from a second
+server on 127.0.0.1, which the app may fetch because MOODBOARD_FETCH_ALLOW_LOOPBACK is set (a
+test-only switch). Chromium is Debian's, driven by Playwright through its executable path.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from moodboard.demo_catalog import draw_mood_image
+from tests.browser.support import ADMIN_TOKEN, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, REPO, UI_TIMEOUT_MS
+
+SERVER_START_SECONDS = 180
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files without a log line per request."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@pytest.fixture(scope="session")
+def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Inspiration pictures on 127.0.0.1: mood.jpg, mood.png, a pin-like page and a non-image.
+
+    Yields the base URL (no trailing slash).
+    """
+    root = tmp_path_factory.mktemp("inspiration")
+    draw_mood_image("ocean", seed=3).save(root / "mood.jpg", quality=90)
+    draw_mood_image("pastel", seed=5).save(root / "mood.png")
+    (root / "notes.txt").write_text("this is not a picture\n")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    (root / "pin.html").write_text(
+        "<!doctype html><html><head><title>A pin</title>"
+        f'<meta property="og:image" content="{base}/mood.jpg"></head><body>pin</body></html>'
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def upload_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A picture on disk for the upload tests."""
+    path = tmp_path_factory.mktemp("upload") / "my-moodboard.png"
+    draw_mood_image("earthy", seed=7).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`moodboard serve` on a free loopback port with the tiny model and the generated catalog."""
+    work = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MOODBOARD_")}
+    env.update({
+        "MOODBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
+        "MOODBOARD_FETCH_ALLOW_LOOPBACK": "true",
+        "MOODBOARD_CACHE_DIR": str(work / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),
+    })
+    command = [sys.executable, "/tmp/fe-devserve/devserve.py", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--model", str(tiny_bundle), "--catalog", str(demo_catalog)]
+    log_path = work / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(base, process, log_path)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _wait_for_health(base: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"moodboard serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"moodboard serve did not answer /health in {SERVER_START_SECONDS} s:\n{log_path.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def api(app_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client for the app under test, authenticated as the local admin."""
+    with httpx.Client(base_url=app_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium through Playwright (never a downloaded browser)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `bash scripts/setup.sh --browser` "
+                    "(or set MOODBOARD_CHROMIUM)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _open_page(browser: Browser, viewport: dict[str, int]) -> Iterator[Page]:
+    context = browser.new_context(viewport=viewport)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh desktop-sized page (1280x800); uncaught script errors fail the test."""
+    yield from _open_page(browser, DESKTOP)
+
+
+@pytest.fixture
+def phone_page(browser: Browser) -> Iterator[Page]:
+    """A fresh phone-sized page (375x812); uncaught script errors fail the test."""
+    yield from _open_page(browser, PHONE)

@@ -1,0 +1,78 @@
+"""Constants and page helpers shared by the browser tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = Path(os.environ.get("MOODBOARD_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+ADMIN_TOKEN = "browser-test-admin-token"
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1280, "height": 800}
+UI_TIMEOUT_MS = 30_000
+CATEGORY = "dress"
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
+    """Write docs/screenshots/<name>.png (committed; the README shows search-desktop.png)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page, animations="disabled", caret="hide")
+    return path
+
+
+def open_search(page: Page, app_url: str, query: str = "") -> None:
+    """Open the search page and wait until the product types are loaded."""
+    page.goto(f"{app_url}/{query}")
+    expect(page.locator(f'#category option[value="{CATEGORY}"]')).to_have_count(1)
+
+
+def submit_search(page: Page, *, image_url: str | None = None, upload: Path | None = None,
+                  category: str = CATEGORY) -> None:
+    """Fill the picture and product type and press "Find products"."""
+    if image_url is not None:
+        page.get_by_label("Image or Pinterest pin URL").fill(image_url)
+    if upload is not None:
+        page.locator("#image-file").set_input_files(str(upload))
+    page.get_by_role("combobox", name="Product type").select_option(category)
+    page.get_by_role("button", name="Find products").click()
+
+
+def wait_for_results(page: Page) -> None:
+    """Wait until a search has finished and shows at least one result."""
+    expect(page.locator("#results")).to_have_attribute("aria-busy", "false")
+    expect(page.locator("#results .card").first).to_be_visible()
+
+
+def result_ids(page: Page) -> list[str]:
+    """Product ids of the shown results, in order."""
+    return page.eval_on_selector_all("#results .card", "cards => cards.map(card => card.dataset.productId)")
+
+
+def result_cards(page: Page) -> list[dict[str, Any]]:
+    """What each shown card exposes: id, search id, image alt, title, link rel/target, price."""
+    return page.eval_on_selector_all("#results .card", """cards => cards.map(card => ({
+        id: card.dataset.productId,
+        searchId: card.dataset.searchId,
+        alt: card.querySelector('img') ? card.querySelector('img').alt : null,
+        imageLoaded: card.querySelector('img') ? card.querySelector('img').complete && card.querySelector('img').naturalWidth > 0 : false,
+        title: card.querySelector('h3 a').childNodes[0].textContent,
+        href: card.querySelector('h3 a').href,
+        rel: card.querySelector('h3 a').rel,
+        target: card.querySelector('h3 a').target,
+        price: card.querySelector('.price').textContent,
+    }))""")

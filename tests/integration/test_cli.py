@@ -1,0 +1,76 @@
+"""The `moodboard` CLI end to end with the real tiny ONNX bundle and a generated catalog."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moodboard.cli import main
+
+
+@pytest.fixture(scope="module")
+def loaded_index(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "index"
+    assert main(["load", str(demo_catalog), "--model", str(tiny_bundle), "--out", str(out), "--json"]) == 0
+    return out
+
+
+def _search_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    capsys.readouterr()
+    assert main(["search", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_search_by_text_returns_only_the_category(loaded_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _search_json(capsys, "--index", str(loaded_index), "--text", "a dress", "--category", "dress", "-k", "5")
+
+    assert len(out["results"]) == 5
+    assert {r["category"] for r in out["results"]} == {"dress"}
+    scores = [r["score"] for r in out["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_search_by_image_drops_the_exact_copy(loaded_index: Path, demo_catalog: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    query = demo_catalog.parent / "images" / "lamp-0003.jpg"
+    out = _search_json(capsys, "--index", str(loaded_index), "--image", str(query), "--category", "lamp", "-k", "9")
+
+    ids = [r["id"] for r in out["results"]]
+    assert "lamp-0003" not in ids
+    assert out["dropped_near_copies"] >= 1
+    assert len(ids) == 9 and all(i.startswith("lamp-") for i in ids)
+
+
+def test_search_unknown_category_exits_2_with_one_line(loaded_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["search", "--index", str(loaded_index), "--text", "x", "--category", "spaceship"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "spaceship" in err and len(err.splitlines()) == 1
+
+
+def test_load_missing_catalog_exits_2(tmp_path: Path, tiny_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", str(tmp_path / "nope.csv"), "--model", str(tiny_bundle), "--out", str(tmp_path / "i")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_reload_unchanged_catalog_reuses_every_vector(loaded_index: Path, tiny_bundle: Path, demo_catalog: Path,
+                                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "index"
+    shutil.copytree(loaded_index, copy)
+    capsys.readouterr()
+    assert main(["load", str(demo_catalog), "--model", str(tiny_bundle), "--out", str(copy), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["embedded"] == 0 and report["reused"] == report["loaded"] == 60
+
+
+def test_console_script_runs_as_a_process(loaded_index: Path) -> None:
+    exe = Path(sys.executable).with_name("moodboard")
+    proc = subprocess.run([str(exe), "search", "--index", str(loaded_index), "--category", "hat", "-k", "3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "hat-" in proc.stdout
