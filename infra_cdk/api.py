@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import jsii
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw_rest
 from aws_cdk import aws_apigatewayv2 as apigw
@@ -57,6 +58,22 @@ ACCESS_LOG_FORMAT = {
     "authorizerError": "$context.authorizer.error",
     "userAgent": "$context.identity.userAgent",
 }
+
+
+@jsii.implements(apigw.IAccessLogSettings)
+class JsonAccessLogs:
+    """Stage access logs: one JSON object per request (ACCESS_LOG_FORMAT) into a log group."""
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigw.LogGroupLogDestination(log_group)
+
+    @property
+    def destination(self) -> apigw.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw_rest.AccessLogFormat:
+        return apigw_rest.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT))
 
 
 def route_keys(routes: tuple[tuple[str, tuple[apigw.HttpMethod, ...]], ...]) -> list[str]:
@@ -115,10 +132,7 @@ class Api(Construct):
             stage_name="$default",
             auto_deploy=True,
             throttle=apigw.ThrottleSettings(rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit),
-            access_log_settings={
-                "destination": apigw.LogGroupLogDestination(self.access_logs),
-                "format": apigw_rest.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
-            },
+            access_log_settings=JsonAccessLogs(self.access_logs),
         )
         cfn_stage: apigw.CfnStage = self.stage.node.default_child  # type: ignore[assignment]
         cfn_stage.route_settings = {SEARCH_ROUTE_KEY: {"ThrottlingRateLimit": config.search_rate_limit,

@@ -50,8 +50,9 @@ class PipLayerBundling:
         return pip_layer_command(self.requirements, output_dir, python_version=self.python_version,
                                  platform=self.platform)
 
-    def try_bundle(self, output_dir: str, **_options: Any) -> bool:
-        """Run pip; False (so CDK falls back to Docker) when pip fails here."""
+    def try_bundle(self, output_dir: str, *_options: Any, **_kw: Any) -> bool:
+        """Run pip; False (so CDK falls back to Docker) when pip fails here. jsii passes the
+        BundlingOptions positionally; pip needs none of them."""
         try:
             subprocess.run(self.command(Path(output_dir)), check=True, timeout=PIP_TIMEOUT_S)
         except (OSError, subprocess.SubprocessError) as exc:

@@ -101,22 +101,20 @@ def export_checkpoint(
         parity = Parity(fp32=fp32_parity(model, staging / VISION_FILE, staging / TEXT_FILE, inputs))
         vision_files, text_files = {"fp32": VISION_FILE}, {"fp32": TEXT_FILE}
         if quantize == INT8:
-            vision_files[INT8] = int8_name(VISION_FILE)
-            text_files[INT8] = int8_name(TEXT_FILE)
-            for fp32_name, int8 in ((VISION_FILE, vision_files[INT8]), (TEXT_FILE, text_files[INT8])):
-                quantize_int8(staging / fp32_name, staging / int8)
-            parity = parity.model_copy(
-                update={
-                    "int8": int8_parity(
-                        (staging / VISION_FILE, staging / TEXT_FILE),
-                        (staging / vision_files[INT8], staging / text_files[INT8]),
-                        inputs,
-                    )
-                }
+            vision_files[INT8], text_files[INT8] = int8_name(VISION_FILE), int8_name(TEXT_FILE)
+            for name in (VISION_FILE, TEXT_FILE):
+                quantize_int8(staging / name, staging / int8_name(name))
+            int8 = int8_parity(
+                (staging / VISION_FILE, staging / TEXT_FILE),
+                (staging / vision_files[INT8], staging / text_files[INT8]),
+                inputs,
             )
-        tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
+            parity = parity.model_copy(update={"int8": int8})
+        _save_tokenizer(tokenizer, staging / TOKENIZER_FILE)
         (staging / PREPROCESS_FILE).write_text(preprocess.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        files = BundleFiles(vision=vision_files, text=text_files, tokenizer=TOKENIZER_FILE, preprocess=PREPROCESS_FILE)
+        files = BundleFiles(
+            vision=vision_files, text=text_files, tokenizer=TOKENIZER_FILE, preprocess=PREPROCESS_FILE
+        )
         manifest = _manifest(checkpoint, model, tokenizer, files, parity, staging, tiny=tiny)
         write_manifest(manifest, staging)
         load_manifest(staging, verify=True)
@@ -138,7 +136,9 @@ def _check_quantize(quantize: str | None) -> None:
 
 def _check_out_dir(out_dir: Path) -> None:
     """Refuse to replace a directory that holds something other than a model bundle."""
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file())):
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file()):
         raise ConfigError(f"{out_dir} exists and is not a model bundle; choose an empty or new directory")
 
 
@@ -162,12 +162,28 @@ def _load(path: Path) -> tuple[Any, Any, Any]:
     return model, tokenizer, processor
 
 
+def _save_tokenizer(tokenizer: Any, path: Path) -> None:
+    """Save the fast tokenizer's tokenizers JSON without padding or truncation settings.
+
+    transformers leaves the settings of its last call on the backend tokenizer; the bundle gets a
+    neutral file (the embedder pads and truncates from the manifest's context_length and pad_id),
+    so its bytes, and the fingerprint, do not depend on what the exporter tokenized before.
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(path))
+
+
 def _preprocess_config(processor: Any) -> PreprocessConfig:
     """The numbers of CLIPImageProcessor as preprocess.json; ConfigError for steps the embedder lacks."""
     size, crop = dict(processor.size), dict(processor.crop_size)
     steps = ("do_resize", "do_center_crop", "do_rescale", "do_normalize")
     if "shortest_edge" not in size or not all(getattr(processor, step, True) for step in steps):
-        raise ConfigError(f"unsupported image preprocessing: size {size}, steps {[getattr(processor, s, None) for s in steps]}")
+        flags = {step: getattr(processor, step, None) for step in steps}
+        raise ConfigError(f"unsupported image preprocessing: size {size}, {flags}")
     return PreprocessConfig(
         shortest_edge=size["shortest_edge"],
         crop_height=crop["height"],

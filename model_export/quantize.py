@@ -1,8 +1,8 @@
 """Dynamic int8 quantisation of the exported graphs (weights int8, activations quantised at run time).
 
-Only MatMul and Gemm are quantised: they hold almost all of CLIP's weights and compute, and
-onnxruntime's CPU kernels for int8 MatMul are fast. The patch-embedding Conv stays fp32
-(ConvInteger is slow or missing on many CPU builds and the layer is a tiny share of the work).
+Only MatMul and Gemm are quantised: they hold almost all of CLIP's weights and compute, and this
+is onnxruntime's usual recipe for transformer encoders. The patch-embedding Conv (one layer) and
+the token embedding table (a Gather) stay fp32.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
 
     prepared = int8_path.with_name(int8_path.name + ".prep")
     try:
+        # onnxruntime's symbolic shape inference gives up on the text graph ("Incomplete symbolic
+        # shape inference"); ONNX's own shape inference and the graph optimisation still run.
         quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
         quantize_dynamic(
             model_input=prepared,

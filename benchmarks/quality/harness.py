@@ -301,7 +301,7 @@ class ServedCheck:
 
 def served_diagnostics(data: EvalSet, index: ProductIndex, queries: np.ndarray, check: ServedCheck, *,
                        w_image: float, w_type: float, near_copy_threshold: float,
-                       k: int = DIVERSITY_K) -> dict[str, Any]:
+                       k: int = DIVERSITY_K, examples: int = 0) -> dict[str, Any]:
     """Run held-out query images through moodboard.query.gist_search (embedding, blend, category
     filter, near-copy drop) exactly as the search API does, and measure what it returns."""
     from moodboard.query import QueryParams, gist_search
@@ -312,6 +312,7 @@ def served_diagnostics(data: EvalSet, index: ProductIndex, queries: np.ndarray, 
     in_category: list[float] = []
     near_copy: list[float] = []
     dropped = skipped = 0
+    shown: list[dict[str, Any]] = []
     for q in queries[: check.limit]:
         image = check.open_image(data.products[q].image)
         if image is None:
@@ -326,7 +327,11 @@ def served_diagnostics(data: EvalSet, index: ProductIndex, queries: np.ndarray, 
         rows = np.asarray([row_of[h.product.id] for h in result.hits])
         in_category.append(float(np.mean([h.product.category == category for h in result.hits])))
         near_copy.append(float(np.mean(data.vectors[rows] @ data.vectors[q] > near_copy_threshold)))
-    return {
+        if len(shown) < examples and category not in {e["category"] for e in shown}:
+            shown.append({"kind": "image", "query": data.ids[q], "category": category,
+                          "results": [h.product.id for h in result.hits[:EXAMPLE_RESULTS]],
+                          "scores": [round(h.score, 4) for h in result.hits[:EXAMPLE_RESULTS]]})
+    result_row: dict[str, Any] = {
         "path": "moodboard.query.gist_search",
         "queries": len(in_category),
         "skipped_unopenable": skipped,
@@ -337,6 +342,9 @@ def served_diagnostics(data: EvalSet, index: ProductIndex, queries: np.ndarray, 
         "near_copy_rate_after_drop": _mean(near_copy),
         "dropped_near_copies": dropped,
     }
+    if examples:
+        result_row["examples"] = shown
+    return result_row
 
 
 # --- the whole run --------------------------------------------------------------------------------
@@ -389,9 +397,11 @@ def evaluate(data: EvalSet, embed_text: TextEmbed, config: EvalConfig = EvalConf
         mark = time.perf_counter()
         served_result = served_diagnostics(data, index, queries, served, w_image=config.w_image,
                                            w_type=config.w_type, near_copy_threshold=config.near_copy_threshold,
-                                           k=config.k_precision)
+                                           k=config.k_precision, examples=EXAMPLE_QUERIES)
         timings["served"] = time.perf_counter() - mark
     examples = gist.pop("examples", [])
+    served_examples = served_result.pop("examples", []) if served_result else []
+    examples = served_examples or examples  # what the API serves (after the near-copy drop) when known
     text_examples = [{"kind": "text", "query": r["prompt"], "category": c, "results": r["top"],
                       "scores": r["top_scores"]}
                      for c, r in list(zs["by_category"].items())[:EXAMPLE_QUERIES]]

@@ -12,6 +12,7 @@ import html
 import json
 import logging
 import math
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 PER_CATEGORY_PNG = "per_category.png"
 SWEEP_PNG = "sweep.png"
-CONTACT_SHEET_PNG = "contact_sheet.png"
+CONTACT_SHEET_JPG = "contact_sheet.jpg"  # photos: JPEG is a fifth of the PNG
 RATINGS_PNG = "ratings.png"
 THUMB = 96
 Thumbnail = Callable[[str], Image.Image | None]
@@ -47,7 +48,7 @@ def write_report(report: dict[str, Any], out_dir: Path, *, thumbnail: Thumbnail 
         figures["sweep"] = _save(sweep_chart(report["sweep"]), out_dir / SWEEP_PNG)
     if report.get("examples"):
         figures["contact_sheet"] = _save(contact_sheet(report["examples"], thumbnail, categories or {}),
-                                         out_dir / CONTACT_SHEET_PNG)
+                                         out_dir / CONTACT_SHEET_JPG, pil_kwargs={"quality": 85})
     if report.get("ratings"):
         figures["ratings"] = _save(ratings_chart(report["ratings"]), out_dir / RATINGS_PNG)
     report = {**report, "figures": figures}
@@ -70,8 +71,8 @@ def _pyplot():  # noqa: ANN202 - the pyplot module
     return plt
 
 
-def _save(figure: Any, path: Path) -> str:
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+def _save(figure: Any, path: Path, **options: Any) -> str:
+    figure.savefig(path, dpi=110, bbox_inches="tight", **options)
     _pyplot().close(figure)
     return path.name
 
@@ -137,7 +138,7 @@ def contact_sheet(examples: dict[str, list[dict[str, Any]]], thumbnail: Thumbnai
     rows = [*examples.get("text", []), *examples.get("image", [])]
     columns = 1 + max((len(r["results"]) for r in rows), default=1)
     figure, axes = plt.subplots(max(len(rows), 1), columns, figsize=(1.6 * columns, 1.8 * max(len(rows), 1)),
-                                squeeze=False)
+                                squeeze=False, layout="constrained")
     for axis in axes.flat:
         axis.axis("off")
     for i, row in enumerate(rows):
@@ -178,7 +179,7 @@ def _square(image: Image.Image) -> Image.Image:
 
 
 def _wrap(text: str, width: int = 16) -> str:
-    return "\n".join(text[i:i + width] for i in range(0, len(text), width))
+    return textwrap.fill(text, width, break_long_words=True)
 
 
 def ratings_chart(ratings: dict[str, Any]) -> Any:

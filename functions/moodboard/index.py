@@ -45,6 +45,9 @@ RANDOM_SEED = 100
 # Categories with at most this many live products are searched exactly (numpy) instead of through
 # hnswlib's filtered search: measured with benchmarks/index_switch.py, see docs/index-switch.md.
 SWITCH = 20_000
+# hnswlib's filtered walk needs a wider beam to keep recall when the category lies away from the
+# query (same measurement).
+EF_FILTERED = 256
 
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.bin"
@@ -108,7 +111,7 @@ class ProductIndex:
         self._label_of: dict[str, int] = {}
         self._free: list[int] = []
         self._members: dict[str, set[int]] = {}
-        self._member_arrays: dict[str, np.ndarray] = {}
+        self._category_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.RLock()
 
     @classmethod
@@ -225,7 +228,7 @@ class ProductIndex:
                 self._keys[label] = keys[i] if keys is not None else None
                 self._label_of[product.id] = label
                 self._members.setdefault(product.category, set()).add(label)
-                self._member_arrays.pop(product.category, None)
+                self._category_cache.pop(product.category, None)
         logger.debug("upserted %d products (%d live)", len(labels), len(self))
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -252,7 +255,7 @@ class ProductIndex:
             members.discard(label)
             if not members:
                 del self._members[category]
-        self._member_arrays.pop(category, None)
+        self._category_cache.pop(category, None)
 
     def _ensure_capacity(self, needed: int) -> None:
         capacity = self._hnsw.get_max_elements()
@@ -286,25 +289,29 @@ class ProductIndex:
                                       details={"category": category, "known": sorted(self._members)})
             members = self._members[category]
             if len(members) <= self.switch:
-                return self._exact(query, self._member_array(category), k, exclude)
+                return self._exact(query, *self._category_rows(category), k, exclude)
             return self._graph(query, k, members, exclude, len(members))
 
     def _all_labels(self) -> np.ndarray:
         return np.fromiter(self._label_of.values(), dtype=np.int64, count=len(self._label_of))
 
-    def _member_array(self, category: str) -> np.ndarray:
-        array = self._member_arrays.get(category)
-        if array is None:
-            array = np.fromiter(sorted(self._members[category]), dtype=np.int64)
-            self._member_arrays[category] = array
-        return array
+    def _category_rows(self, category: str) -> tuple[np.ndarray, np.ndarray]:
+        """A small category's labels and a contiguous copy of their vectors, kept until the category
+        changes: gathering scattered rows costs more than the matrix product over them."""
+        cached = self._category_cache.get(category)
+        if cached is None:
+            labels = np.fromiter(sorted(self._members[category]), dtype=np.int64)
+            cached = (labels, self._vectors[labels])
+            self._category_cache[category] = cached
+        return cached
 
-    def _exact(self, query: Vector, labels: np.ndarray, k: int,
+    def _exact(self, query: Vector, labels: np.ndarray, matrix: np.ndarray | None, k: int,
                exclude: Callable[[int], bool] | None) -> list[Hit]:
-        """Exact cosine search over the given labels (numpy)."""
+        """Exact cosine search over the given labels (numpy); `matrix` holds their vectors when the
+        caller has them contiguous."""
         if labels.size == 0:
             return []
-        scores = self._vectors[labels] @ query
+        scores = (self._vectors[labels] if matrix is None else matrix) @ query
         take = min(labels.size, k if exclude is None else 2 * k + 8)
         while True:
             top = np.argpartition(-scores, take - 1)[:take] if take < labels.size else np.arange(labels.size)
@@ -330,7 +337,7 @@ class ProductIndex:
             allow = lambda label: not exclude(label)  # noqa: E731
         else:
             allow = lambda label: label in members and not exclude(label)  # noqa: E731
-        self._hnsw.set_ef(max(EF_SEARCH, want))
+        self._hnsw.set_ef(max(EF_SEARCH if allow is None else EF_FILTERED, want))
         try:
             labels, distances = self._hnsw.knn_query(query, k=want, num_threads=1, filter=allow)
         except RuntimeError:
@@ -338,7 +345,7 @@ class ProductIndex:
         if labels.shape[1] < want:
             logger.debug("filtered hnswlib search returned %d of %d; exact fallback", labels.shape[1], want)
             pool = self._all_labels() if members is None else np.fromiter(members, dtype=np.int64)
-            return self._exact(query, pool, k, exclude)
+            return self._exact(query, pool, None, k, exclude)
         return [Hit(self._products[int(label)], float(1.0 - distance), int(label))  # type: ignore[arg-type]
                 for label, distance in zip(labels[0], distances[0])]
 

@@ -72,6 +72,7 @@ def start_local_aws(settings: Settings, mode: AwsMode = "auto") -> LocalAWS:
         return LocalAWS("aws", None)
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
     server = ThreadedMotoServer(ip_address=MOTO_HOST, port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

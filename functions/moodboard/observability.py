@@ -3,7 +3,8 @@
 Library code keeps logging through `logging.getLogger(__name__)`: those loggers are children of the
 "moodboard" logger, which the Powertools Logger owns once a handler is instrumented, so in a Lambda
 their records come out as JSON with the request's correlation id. The Logger and Tracer are built
-only by `instrument` (Lambda entry modules), so the CLI and `moodboard serve` keep plain logs.
+when an instrumented handler first runs, so the CLI and `moodboard serve`, which import the Lambda
+modules without invoking their handlers, keep plain logs.
 
 Metrics go to the CloudWatch namespace "moodboard" with the function as a dimension. The namespace
 is always explicit, so tests and local runs never fail for want of POWERTOOLS_METRICS_NAMESPACE;
@@ -15,7 +16,6 @@ logged: handlers log routes, statuses and timings only (`log_event=False`).
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +35,6 @@ API_GATEWAY_HTTP = "requestContext.requestId"
 LOADER_EVENT = 'job_id || Records[0].responseElements."x-amz-request-id"'
 
 metrics = Metrics(namespace=NAMESPACE)
-# An invocation that records nothing (a health check, a skipped event) is normal, not worth a warning.
-warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -46,6 +44,13 @@ def record_metric(name: str, unit: MetricUnit, value: float) -> None:
     if is_metrics_disabled():
         return
     metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def flush_metrics() -> None:
+    """Print the metrics recorded so far as one EMF line; an invocation that recorded none (a
+    health check, a skipped event) prints nothing rather than Powertools' empty-set warning."""
+    if metrics.metric_set:
+        metrics.flush_metrics()
 
 
 @functools.cache
@@ -67,17 +72,33 @@ def lambda_tracer() -> Any:
 def instrument(handler: Handler, *, function: str, correlation_path: str | None = None) -> Handler:
     """Wrap a Lambda handler with the Powertools trio: JSON logs with the Lambda context and the
     correlation id found at `correlation_path` of the event, X-Ray tracing, and one metrics flush
-    per invocation (the function name becomes a metric dimension)."""
-    logger = lambda_logger()
-    tracer = lambda_tracer()
-    metrics.set_default_dimensions(function=function)
+    per invocation (the function name becomes a metric dimension).
+
+    The Powertools objects are built on the first invocation, so importing a Lambda module (as
+    `moodboard serve` does) changes no logging configuration.
+    """
+    wrapped: Handler | None = None
+
+    def build() -> Handler:
+        logger = lambda_logger()
+        tracer = lambda_tracer()
+        metrics.set_default_dimensions(function=function)
+
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            try:
+                return handler(event, context)
+            finally:
+                flush_metrics()
+
+        traced = tracer.capture_lambda_handler(invoke, capture_response=False)
+        return logger.inject_lambda_context(traced, correlation_id_path=correlation_path, log_event=False,
+                                            clear_state=True)
 
     @functools.wraps(handler)
-    def invoke(event: dict[str, Any], context: Any) -> Any:
-        return handler(event, context)
+    def entry(event: dict[str, Any], context: Any) -> Any:
+        nonlocal wrapped
+        if wrapped is None:
+            wrapped = build()
+        return wrapped(event, context)
 
-    wrapped = metrics.log_metrics(invoke)
-    wrapped = tracer.capture_lambda_handler(wrapped, capture_response=False)
-    return logger.inject_lambda_context(
-        wrapped, correlation_id_path=correlation_path, log_event=False, clear_state=True
-    )
+    return entry

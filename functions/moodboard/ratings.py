@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from moodboard.errors import Conflict, NotFound
 from moodboard.history import HistoryRecord
@@ -38,6 +38,13 @@ class EvaluationRequest(BaseModel):
     rater: str | None = Field(
         default=None, min_length=1, max_length=128, description="ignored when the gateway authenticated the caller"
     )
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _rating_is_a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("rating must be 1 or -1, not a boolean")
+        return value
 
 
 class EvaluationRecord(BaseModel):

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from moodboard.demo_catalog import draw_mood_image
 from tests.browser.support import ADMIN_TOKEN, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, REPO, UI_TIMEOUT_MS
 
 SERVER_START_SECONDS = 180
+
+expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
 def free_port() -> int:

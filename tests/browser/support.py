@@ -54,8 +54,8 @@ def submit_search(page: Page, *, image_url: str | None = None, upload: Path | No
 
 def wait_for_results(page: Page) -> None:
     """Wait until a search has finished and shows at least one result."""
-    expect(page.locator("#results")).to_have_attribute("aria-busy", "false")
     expect(page.locator("#results .card").first).to_be_visible()
+    expect(page.locator("#results")).to_have_attribute("aria-busy", "false")
 
 
 def result_ids(page: Page) -> list[str]:

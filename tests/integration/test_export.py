@@ -161,6 +161,23 @@ def test_same_seed_gives_same_fingerprint(tiny_bundle: Path, tmp_path: Path) -> 
         assert again.sha256[name] == first.sha256[name], name
 
 
+def test_local_checkpoint_with_openai_style_text_config_exports_with_parity(tmp_path: Path) -> None:
+    from model_export.export import export_model
+    from model_export.tiny import build_tiny_clip
+
+    checkpoint = build_tiny_clip(tmp_path / "checkpoint")
+    config = json.loads((checkpoint / "config.json").read_text())
+    # openai/clip-vit-base-patch32 keeps the legacy ids, which makes CLIP pool at argmax(input_ids).
+    config["text_config"].update(bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    (checkpoint / "config.json").write_text(json.dumps(config))
+
+    manifest = load_manifest(export_model(str(checkpoint), tmp_path / "bundle"))
+
+    assert manifest.source.model_dump() == {"id": str(checkpoint), "revision": "local", "tiny": False}
+    assert manifest.parity.fp32.text_max_abs <= 1e-4
+    assert manifest.text.eos_id == 49407  # special ids come from the tokenizer, not the legacy config
+
+
 def test_export_fails_above_parity_limit_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from model_export import parity
     from model_export.export import export_tiny
@@ -226,3 +243,24 @@ def test_cli_tiny_and_model_together_is_a_usage_error(tmp_path: Path, capsys: py
 
     assert main(["export-model", "--tiny", "--model", "openai/clip-vit-base-patch32", "--out", str(tmp_path / "b")]) == 2
     assert "--tiny builds its own random model" in capsys.readouterr().err
+
+
+def test_cli_without_the_export_extra_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from moodboard.cli import main
+    from moodboard.commands import export_model
+
+    monkeypatch.setattr(export_model, "EXPORT_PACKAGES", ("torch", "no_such_package_for_moodboard"))
+    assert main(["export-model", "--tiny", "--out", str(tmp_path / "b")]) == 2
+    assert "export-model needs no_such_package_for_moodboard: install moodboard's `export` extra" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_bundle_tokenizer_is_openai_clip_bpe(tiny_bundle: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tiny_bundle / "tokenizer.json"))
+    # Ids of openai/clip-vit-base-patch32's tokenizer for this sentence.
+    assert tokenizer.encode("a photo of a dress").ids == [49406, 320, 1125, 539, 320, 2595, 49407]
+    assert tokenizer.get_vocab_size() == 49408

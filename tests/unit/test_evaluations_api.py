@@ -186,7 +186,10 @@ def test_post_evaluation_unknown_search_returns_404(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [{"rating": 0}, {"rating": 2}, {"score": 0}, {"score": 6}, {"comment": "x" * 1001}, {"ratings": 1}],
+    [
+        {"rating": 0}, {"rating": 2}, {"rating": True}, {"rating": "1"},
+        {"score": 0}, {"score": 6}, {"comment": "x" * 1001}, {"ratings": 1},
+    ],
 )
 def test_post_evaluation_bad_fields_return_422(api: Api, extra: dict[str, Any]) -> None:
     api.add_search("s1", ["p0"])

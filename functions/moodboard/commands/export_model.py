@@ -7,6 +7,7 @@ when the command runs, so registering the command costs the runtime nothing.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from moodboard.console import console, err_console, print_note
 from moodboard.errors import ConfigError
 
 SIZES = ("tiny", "base")
+EXPORT_PACKAGES = ("torch", "transformers", "optimum", "onnx", "model_export")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +71,9 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--tiny builds its own random model: drop --model and --revision")
     if args.size and not args.tiny:
         raise ConfigError("--size only applies with --tiny")
+    missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"export-model needs {', '.join(missing)}: install moodboard's `export` extra")
     from model_export import export as exporter
 
     with err_console.status("exporting the model bundle (this can take a minute)"):

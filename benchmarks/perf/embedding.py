@@ -1,0 +1,326 @@
+"""Section 1, embedding: onnxruntime fp32 and int8 against PyTorch eager on the same weights.
+
+Latency at batch 1 (p50/p95) and throughput at batch 16-32, image and text; int8-vs-fp32 cosine;
+parity of the fp32 graph with PyTorch (proves the baseline runs the same weights); FLOPs per image
+and the GFLOP/s each engine reaches; and a sweep of the onnxruntime session options that matter
+(intra-op threads, graph optimisation level, thread spinning, a pre-optimised graph, dynamic text
+length against padding to 77), each against the embedder's default session in the same rounds.
+
+Graph-only timings feed the same preprocessed tensor / token ids to every engine, so the ratio is
+the engines' and nothing else; the embedder-level rows add preprocessing and tokenisation.
+The onnxruntime sessions are the embedder's own (Embedder._vision / _text: a benchmark shortcut
+through private attributes, so the shipped session options are what is measured).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.perf import fixtures
+from benchmarks.perf.common import Context, interleaved, progress, row, time_once
+
+QUERY_TEXT = "flowing linen summer dress in pastel colours"
+LEVELS = ("disabled", "basic", "extended", "all")
+KEEP_DEFAULT_WITHIN = 0.05  # a challenger must beat the default p50 by more than this to be recommended
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    """Measure and return {"rows", "details", "recommendations"}."""
+    import torch
+
+    from moodboard.embedder import Embedder, available_cpus
+
+    p = ctx.profile
+    bundle = fixtures.model_bundle(ctx)
+    checkpoint = fixtures.torch_checkpoint(ctx)
+    cpus = available_cpus()
+    torch.set_num_threads(cpus)
+    progress.print(f"  loading fp32, int8 and PyTorch ({p.model_size}, {cpus} threads)")
+    engines = {"fp32": Embedder.load(bundle, precision="fp32"), "int8": Embedder.load(bundle, precision="int8")}
+    model = _torch_model(checkpoint)
+    fp32 = engines["fp32"]
+
+    images = fixtures.sample_images(max(p.batch_sizes) if not ctx.quick else 16, seed=ctx.seed)
+    pixels1 = fp32.preprocessor(images[:1])
+    ids1, mask1 = fp32.tokenizer([QUERY_TEXT])
+    details: dict[str, Any] = {"model_size": p.model_size, "threads": cpus, "query_text": QUERY_TEXT,
+                               "text_tokens": int(ids1.shape[1])}
+
+    details["parity"] = _parity(model, engines, pixels1, ids1, mask1, images[:8])
+    flops = _flops(checkpoint, text_tokens=int(ids1.shape[1]))
+    details["flops"] = flops
+
+    progress.print("  batch-1 latency (image, text)")
+    image_b1 = interleaved({
+        "torch": lambda: _torch_image(model, pixels1),
+        **{name: _ort_image(e, pixels1) for name, e in engines.items()},
+    }, p.reps)
+    text_b1 = interleaved({
+        "torch": lambda: _torch_text(model, ids1, mask1),
+        **{name: _ort_text(e, ids1, mask1) for name, e in engines.items()},
+    }, p.reps)
+    full_b1 = interleaved({
+        f"embed_images {name}": (lambda e=e: e.embed_images(images[:1])) for name, e in engines.items()
+    } | {f"embed_texts {name}": (lambda e=e: e.embed_texts([QUERY_TEXT])) for name, e in engines.items()}, p.reps)
+    details["image_batch1_ms"], details["text_batch1_ms"], details["embedder_batch1_ms"] = image_b1, text_b1, full_b1
+
+    progress.print(f"  throughput at batch {', '.join(map(str, p.batch_sizes))}")
+    throughput: dict[str, Any] = {}
+    for b in p.batch_sizes:
+        batch_images = (images * (b // len(images) + 1))[:b]
+        pixels = fp32.preprocessor(batch_images)
+        texts = (fixtures.SAMPLE_TEXTS * (b // len(fixtures.SAMPLE_TEXTS) + 1))[:b]
+        ids, mask = fp32.tokenizer(texts)
+        img = interleaved({"torch": lambda px=pixels: _torch_image(model, px),
+                           **{n: _ort_image(e, pixels) for n, e in engines.items()}}, p.throughput_reps, warmup=1)
+        txt = interleaved({"torch": lambda i=ids, m=mask: _torch_text(model, i, m),
+                           **{n: _ort_text(e, ids, mask) for n, e in engines.items()}}, p.throughput_reps, warmup=1)
+        throughput[str(b)] = {
+            "images_per_s": {n: round(b / (s["p50"] / 1000), 2) for n, s in img.items()},
+            "texts_per_s": {n: round(b / (s["p50"] / 1000), 2) for n, s in txt.items()},
+            "image_ms": img, "text_ms": txt,
+        }
+    details["throughput"] = throughput
+    del model
+
+    progress.print("  onnxruntime session options")
+    sweep = _session_sweep(ctx, bundle, fp32, pixels1, ids1, mask1, cpus)
+    details["session_options"] = sweep
+    details["text_padding"] = _padding(engines, p.sweep_reps)
+
+    rows = _rows(image_b1, text_b1, full_b1, throughput, details, flops)
+    return {"rows": rows, "details": details, "recommendations": _recommend(sweep, details["text_padding"])}
+
+
+# --- engines -------------------------------------------------------------------------------------
+
+def _torch_model(checkpoint: Path) -> Any:
+    from transformers import CLIPModel
+
+    return CLIPModel.from_pretrained(checkpoint).eval()
+
+
+def _torch_image(model: Any, pixels: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return _tensor(model.get_image_features(pixel_values=torch.from_numpy(pixels))).numpy()
+
+
+def _torch_text(model: Any, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return _tensor(model.get_text_features(input_ids=torch.from_numpy(ids),
+                                               attention_mask=torch.from_numpy(mask))).numpy()
+
+
+def _tensor(out: Any) -> Any:
+    """get_*_features returns a tensor (or, in some transformers versions, an output object)."""
+    return out if hasattr(out, "numpy") else out.pooler_output
+
+
+def _ort_image(embedder: Any, pixels: np.ndarray):  # noqa: ANN202 - a thunk
+    session = embedder._vision
+    return lambda: session.run(["image_embeds"], {"pixel_values": pixels})[0]
+
+
+def _ort_text(embedder: Any, ids: np.ndarray, mask: np.ndarray):  # noqa: ANN202 - a thunk
+    session = embedder._text
+    return lambda: session.run(["text_embeds"], {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def _parity(model: Any, engines: dict[str, Any], pixels: np.ndarray, ids: np.ndarray, mask: np.ndarray,
+            images: list) -> dict[str, Any]:
+    """fp32 graph vs PyTorch (same weights: max abs diff ~1e-6) and int8 vs fp32 cosines."""
+    fp32, int8 = engines["fp32"], engines["int8"]
+    texts = fixtures.SAMPLE_TEXTS
+    img_cos = _cosines(fp32.embed_images(images), int8.embed_images(images))
+    txt_cos = _cosines(fp32.embed_texts(texts), int8.embed_texts(texts))
+    return {
+        "fp32_vs_torch_image_max_abs": float(np.abs(_ort_image(fp32, pixels)() - _torch_image(model, pixels)).max()),
+        "fp32_vs_torch_text_max_abs": float(np.abs(_ort_text(fp32, ids, mask)() - _torch_text(model, ids, mask)).max()),
+        "int8_vs_fp32_image_cosine": {"mean": float(img_cos.mean()), "min": float(img_cos.min()), "n": len(images)},
+        "int8_vs_fp32_text_cosine": {"mean": float(txt_cos.mean()), "min": float(txt_cos.min()), "n": len(texts)},
+    }
+
+
+# --- FLOPs ---------------------------------------------------------------------------------------
+
+def _encoder_flops(tokens: int, hidden: int, mlp: int, layers: int) -> float:
+    """Multiply-adds x 2 of a pre-LN transformer encoder: QKV/out projections, MLP, attention."""
+    dense = 2 * tokens * (4 * hidden * hidden + 2 * hidden * mlp)
+    attention = 2 * 2 * tokens * tokens * hidden
+    return float(layers * (dense + attention))
+
+
+def _flops(checkpoint: Path, *, text_tokens: int) -> dict[str, float]:
+    """FLOPs per image and per text (at its token count and padded to 77) from the model config."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    v, t = config["vision_config"], config["text_config"]
+    proj = config.get("projection_dim", 512)
+    patches = (v.get("image_size", 224) // v.get("patch_size", 32)) ** 2
+    patch_embed = 2 * patches * 3 * v.get("patch_size", 32) ** 2 * v["hidden_size"]
+    image = patch_embed + _encoder_flops(patches + 1, v["hidden_size"], v["intermediate_size"],
+                                         v["num_hidden_layers"]) + 2 * v["hidden_size"] * proj
+
+    def text(n: int) -> float:
+        return _encoder_flops(n, t["hidden_size"], t["intermediate_size"], t["num_hidden_layers"]) + 2 * t["hidden_size"] * proj
+
+    return {"image_gflops": image / 1e9, "text_gflops": text(text_tokens) / 1e9, "text77_gflops": text(77) / 1e9}
+
+
+# --- session options -----------------------------------------------------------------------------
+
+def _session(path: Path, *, threads: int, level: str, spinning: bool = True, save_to: Path | None = None) -> Any:
+    import onnxruntime as ort
+
+    levels = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = levels[level]
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if save_to is not None:
+        options.optimized_model_filepath = str(save_to)
+        options.log_severity_level = 3  # the "hardware specific optimisations" warning: known, same machine
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _configs(cpus: int) -> dict[str, dict[str, Any]]:
+    configs: dict[str, dict[str, Any]] = {
+        "default": {"threads": cpus, "level": "all"},
+        "level=extended": {"threads": cpus, "level": "extended"},
+        "level=basic": {"threads": cpus, "level": "basic"},
+        "level=disabled": {"threads": cpus, "level": "disabled"},
+        "spinning off": {"threads": cpus, "level": "all", "spinning": False},
+    }
+    if cpus > 1:
+        configs["threads=1"] = {"threads": 1, "level": "all"}
+    return configs
+
+
+def _session_sweep(ctx: Context, bundle: Path, fp32: Any, pixels: np.ndarray, ids: np.ndarray, mask: np.ndarray,
+                   cpus: int) -> dict[str, Any]:
+    """Per graph: session load seconds and batch-1 p50 of each option set, in the same rounds."""
+    from moodboard.bundle import graph_path
+
+    manifest = fp32.manifest
+    feeds = {"vision": {"pixel_values": pixels}, "text": {"input_ids": ids, "attention_mask": mask}}
+    outputs = {"vision": "image_embeds", "text": "text_embeds"}
+    result: dict[str, Any] = {}
+    for graph in ("vision", "text"):
+        for precision in ("fp32", "int8"):
+            path = graph_path(manifest, bundle, graph, precision)
+            sessions, loads = {}, {}
+            for name, config in _configs(cpus).items():
+                loads[name], sessions[name] = time_once(lambda c=config: _session(path, **c))
+            optimized = ctx.cache / "optimized" / f"{ctx.profile.model_size}-{path.stem}.all.onnx"
+            optimized.parent.mkdir(parents=True, exist_ok=True)
+            _session(path, threads=cpus, level="all", save_to=optimized)
+            loads["pre-optimised"], sessions["pre-optimised"] = time_once(
+                lambda: _session(optimized, threads=cpus, level="disabled"))
+            feed, out = feeds[graph], outputs[graph]
+            timings = interleaved({name: (lambda s=s: s.run([out], feed)) for name, s in sessions.items()},
+                                  ctx.profile.sweep_reps)
+            result[f"{graph} {precision}"] = {
+                name: {"load_s": round(loads[name], 3), "p50_ms": timings[name]["p50"], "p95_ms": timings[name]["p95"]}
+                for name in sessions
+            }
+            del sessions
+    return result
+
+
+def _padding(engines: dict[str, Any], reps: int) -> dict[str, Any]:
+    """Text at its own length (the embedder's batch-longest padding) against padding to 77."""
+    out: dict[str, Any] = {}
+    for name, embedder in engines.items():
+        context = embedder.tokenizer.context_length
+        pad = embedder.tokenizer.pad_id
+        for label, texts in (("batch 1", [QUERY_TEXT]), ("batch 16", fixtures.SAMPLE_TEXTS[:16])):
+            ids, mask = embedder.tokenizer(texts)
+            ids77 = np.full((ids.shape[0], context), pad, np.int64)
+            mask77 = np.zeros((ids.shape[0], context), np.int64)
+            ids77[:, : ids.shape[1]], mask77[:, : ids.shape[1]] = ids, mask
+            dynamic, padded = _ort_text(embedder, ids, mask), _ort_text(embedder, ids77, mask77)
+            timings = interleaved({"dynamic": dynamic, "pad77": padded}, reps)
+            out[f"{name} {label}"] = {
+                "tokens": int(ids.shape[1]), "dynamic_p50_ms": timings["dynamic"]["p50"],
+                "pad77_p50_ms": timings["pad77"]["p50"],
+                "max_abs_diff": float(np.abs(dynamic() - padded()).max()),
+            }
+    return out
+
+
+def _recommend(sweep: dict[str, Any], padding: dict[str, Any]) -> list[str]:
+    """Which session option set is fastest per graph; keep the default unless a challenger wins
+    by more than KEEP_DEFAULT_WITHIN (noise on a shared machine)."""
+    notes = []
+    for graph, configs in sweep.items():
+        default = configs["default"]["p50_ms"]
+        best = min(configs, key=lambda name: configs[name]["p50_ms"])
+        gain = 1 - configs[best]["p50_ms"] / default
+        if best == "default" or gain <= KEEP_DEFAULT_WITHIN:
+            notes.append(f"{graph}: keep the default session options (best challenger {best} within "
+                         f"{gain * 100:.0f}% of default {default:.1f} ms)")
+        else:
+            notes.append(f"{graph}: {best} measured {gain * 100:.0f}% faster than the default "
+                         f"({configs[best]['p50_ms']:.1f} vs {default:.1f} ms p50)")
+        if configs["pre-optimised"]["load_s"] < 0.8 * configs["default"]["load_s"]:
+            notes.append(f"{graph}: a pre-optimised graph loads in {configs['pre-optimised']['load_s']:.2f} s "
+                         f"vs {configs['default']['load_s']:.2f} s (cold start)")
+    slower = [k for k, v in padding.items() if v["dynamic_p50_ms"] < v["pad77_p50_ms"]]
+    notes.append(f"text: dynamic length (the embedder's default) faster than padding to 77 in "
+                 f"{len(slower)} of {len(padding)} cases; keep it")
+    return notes
+
+
+# --- rows ----------------------------------------------------------------------------------------
+
+def _rows(image_b1: dict, text_b1: dict, full_b1: dict, throughput: dict, details: dict, flops: dict) -> list[dict]:
+    rows = []
+    torch_img, torch_txt = image_b1["torch"]["p50"], text_b1["torch"]["p50"]
+    targets = {"fp32": 1.3, "int8": 2.0}
+    for name in ("fp32", "int8"):
+        value = image_b1[name]["p50"]
+        speedup = torch_img / value
+        rows.append(row(f"image batch 1 p50, onnxruntime {name}", value, "ms", baseline="PyTorch eager",
+                        baseline_value=torch_img, target=f">= {targets[name]}x faster than PyTorch",
+                        met=speedup >= targets[name],
+                        note=f"p95 {image_b1[name]['p95']:.1f} ms; {flops['image_gflops'] / value * 1000:.0f} GFLOP/s"))
+    rows.append(row("image batch 1 p50, int8 vs fp32", image_b1["int8"]["p50"], "ms", baseline="onnxruntime fp32",
+                    baseline_value=image_b1["fp32"]["p50"]))
+    for name in ("fp32", "int8"):
+        rows.append(row(f"text batch 1 p50, onnxruntime {name}", text_b1[name]["p50"], "ms",
+                        baseline="PyTorch eager", baseline_value=torch_txt,
+                        note=f"{details['text_tokens']} tokens; p95 {text_b1[name]['p95']:.1f} ms"))
+    for name in ("fp32", "int8"):
+        rows.append(row(f"embed_images([1 image]) {name} (incl. preprocessing)", full_b1[f"embed_images {name}"]["p50"],
+                        "ms", baseline="graph only", baseline_value=image_b1[name]["p50"], ratio_kind="relative"))
+    for b, t in throughput.items():
+        for name in ("fp32", "int8"):
+            rows.append(row(f"image throughput batch {b}, {name}", t["images_per_s"][name], "img/s",
+                            baseline="PyTorch eager", baseline_value=t["images_per_s"]["torch"], better="higher"))
+            rows.append(row(f"text throughput batch {b}, {name}", t["texts_per_s"][name], "texts/s",
+                            baseline="PyTorch eager", baseline_value=t["texts_per_s"]["torch"], better="higher"))
+    parity = details["parity"]
+    rows.append(row("int8 vs fp32 image embedding cosine (mean)", parity["int8_vs_fp32_image_cosine"]["mean"], "",
+                    better="higher", note=f"min {parity['int8_vs_fp32_image_cosine']['min']:.4f}"))
+    rows.append(row("int8 vs fp32 text embedding cosine (mean)", parity["int8_vs_fp32_text_cosine"]["mean"], "",
+                    better="higher", note=f"min {parity['int8_vs_fp32_text_cosine']['min']:.4f}"))
+    rows.append(row("fp32 graph vs PyTorch, image max abs diff", parity["fp32_vs_torch_image_max_abs"], "",
+                    note="same weights in both engines"))
+    return rows

@@ -1,0 +1,237 @@
+"""Section 2, index: hnswlib (through moodboard.index.ProductIndex) against exact numpy search.
+
+At each size (10k, 100k; 1M with --full) on STRUCTURED 512-d vectors (fixtures.structured_vectors:
+clusters on a 32-d subspace plus noise, mean nearest-neighbour cosine ~0.87 like real CLIP
+embeddings, measured and reported): build time, single-query p50, recall@10 against exact, memory.
+At one size (100k; 1M with --full) the filtered search at 50/20/10/1 % category share (categories
+assigned at random, independent of the clusters: the hard case for a filtered graph walk) against
+exact search over the category's rows, and what ProductIndex.search does there (it searches a
+category of at most `ProductIndex.switch` products exactly): whether the switch point is right.
+
+The raw hnswlib figures go through ProductIndex._hnsw (the hnswlib object the index searches: a
+benchmark shortcut); the exact baselines are plain numpy; ProductIndex.search is timed as shipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from benchmarks.perf import fixtures
+from benchmarks.perf.common import Context, interleaved, mib, progress, rss_bytes, row, time_once
+
+K = 10
+FILTER_SHARES = {"c50": 0.50, "c20": 0.20, "c10": 0.10, "c1": 0.01}
+EF_SWEEP = (32, 64, 128)
+RECALL_TARGET = 0.98
+SPEEDUP_TARGET = 10.0
+MAX_TIMED_FILTERED = 50  # timed queries per filtered path (exact over 500k rows takes ~0.5 s each)
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    """Measure and return {"rows", "details", "notes"}."""
+    from moodboard.index import EF_CONSTRUCTION, EF_SEARCH, M, SWITCH
+
+    p = ctx.profile
+    details: dict[str, Any] = {"k": K, "data": "structured (clustered, 32-d subspace + noise)",
+                               "build": {"M": M, "ef_construction": EF_CONSTRUCTION, "ef_search": EF_SEARCH},
+                               "switch": SWITCH, "sizes": {}}
+    rows: list[dict] = []
+    notes: list[str] = []
+    for n in p.index_sizes:
+        progress.print(f"  {n:,} vectors")
+        size = _one_size(ctx, n, filtered=(n == p.filter_size))
+        details["sizes"][str(n)] = size
+        rows += _size_rows(n, size)
+        if "filtered" in size:
+            rows += _filtered_rows(n, size["filtered"])
+            notes += _switch_verdict(n, size["filtered"], SWITCH)
+    cosines = ", ".join(f"{s['nn_cosine']:.3f} at {int(n):,}" for n, s in details["sizes"].items())
+    notes.insert(0, f"data: structured vectors, mean nearest-neighbour cosine {cosines}")
+    return {"rows": rows, "details": details, "notes": notes}
+
+
+def _exact_topk(matrix: np.ndarray, queries: np.ndarray, k: int, chunk: int = 100_000) -> np.ndarray:
+    """Exact top-k row numbers for a batch of queries (ground truth), in row chunks."""
+    best_scores = np.full((queries.shape[0], 0), -np.inf, np.float32)
+    best_ids = np.zeros((queries.shape[0], 0), np.int64)
+    for start in range(0, matrix.shape[0], chunk):
+        scores = queries @ matrix[start:start + chunk].T
+        take = min(k, scores.shape[1])
+        part = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        best_scores = np.concatenate([best_scores, np.take_along_axis(scores, part, 1)], axis=1)
+        best_ids = np.concatenate([best_ids, part + start], axis=1)
+        keep = np.argsort(-best_scores, axis=1)[:, :k]
+        best_scores, best_ids = np.take_along_axis(best_scores, keep, 1), np.take_along_axis(best_ids, keep, 1)
+    return best_ids
+
+
+def _recall(found: list[np.ndarray] | np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(map(int, f)) & set(map(int, t))) / len(t) for f, t in zip(found, truth)]))
+
+
+def _exact_one(matrix: np.ndarray, q: np.ndarray, k: int = K) -> np.ndarray:
+    """The exact baseline for one query: a matrix-vector product and a partial sort."""
+    scores = matrix @ q
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top])]
+
+
+def _cycling(fn, queries: np.ndarray):  # noqa: ANN001, ANN202 - a thunk over the queries in turn
+    it = itertools.cycle(queries)
+    return lambda: fn(next(it))
+
+
+def _one_size(ctx: Context, n: int, *, filtered: bool) -> dict[str, Any]:
+    p = ctx.profile
+    vectors = fixtures.structured_vectors(n, seed=ctx.seed)
+    queries = fixtures.queries_near(vectors, min(p.index_queries, n), seed=ctx.seed)
+    truth = _exact_topk(vectors, queries, K)
+    categories = fixtures.category_names(n, FILTER_SHARES if filtered else {}, seed=ctx.seed)
+    products = fixtures.synthetic_products(n, categories)
+    rss_before = rss_bytes()
+    build_s, index = time_once(lambda: fixtures.build_product_index(products, vectors, "bench"))
+    rss_delta = rss_bytes() - rss_before
+    hnsw = index._hnsw
+    if index.label_of(products[-1].id) != n - 1:
+        raise RuntimeError("ProductIndex no longer gives labels in insertion order; the recall figures assume it")
+    out: dict[str, Any] = {
+        "n": n, "nn_cosine": fixtures.mean_nn_cosine(vectors, seed=ctx.seed), "queries": int(queries.shape[0]),
+        "build_s": round(build_s, 2), "build_vectors_per_s": round(n / build_s, 1),
+        "memory": {"vectors_bytes": int(vectors.nbytes), "hnsw_bytes": int(hnsw.index_file_size()),
+                   "product_index_rss_delta_bytes": int(rss_delta)},
+    }
+    from moodboard.index import EF_SEARCH
+
+    ef_default = EF_SEARCH
+    sweep = {}
+    for ef in EF_SWEEP:
+        hnsw.set_ef(ef)
+        labels, _ = hnsw.knn_query(queries, k=K, num_threads=1)
+        sweep[str(ef)] = {"recall": _recall(labels, truth)}
+    hnsw.set_ef(ef_default)
+    timings = interleaved({
+        "exact": _cycling(lambda q: _exact_one(vectors, q), queries),
+        "hnsw": _cycling(lambda q: hnsw.knn_query(q, k=K, num_threads=1), queries),
+        "ProductIndex.search": _cycling(lambda q: index.search(q, K), queries),
+    }, min(p.index_queries, 200))
+    for ef in EF_SWEEP:
+        hnsw.set_ef(ef)
+        sweep[str(ef)]["p50_ms"] = interleaved({"hnsw": _cycling(lambda q: hnsw.knn_query(q, k=K, num_threads=1),
+                                                                 queries)}, 100)["hnsw"]["p50"]
+    hnsw.set_ef(ef_default)
+    found = [np.array([h.label for h in index.search(q, K)]) for q in queries]
+    out.update({
+        "ef_search": ef_default, "latency_ms": timings, "ef_sweep": sweep,
+        "recall": {"hnsw": sweep[str(ef_default)]["recall"] if str(ef_default) in sweep else None,
+                   "ProductIndex.search": _recall(found, truth)},
+        "exact_gb_per_s": round(vectors.nbytes / (timings["exact"]["p50"] / 1000) / 1e9, 2),
+    })
+    if filtered:
+        out["filtered"] = _filtered(index, vectors, queries, categories)
+    return out
+
+
+def _filtered(index: Any, vectors: np.ndarray, queries: np.ndarray, categories: list[str]) -> dict[str, Any]:
+    """Per category share: exact over the category's rows (gathered per query, and from a
+    pre-gathered contiguous matrix), hnswlib's filtered walk (raw, at the index's filtered ef), and
+    ProductIndex.search (what ships: exact up to the switch, else the filtered walk)."""
+    import moodboard.index as index_module
+
+    ef_filtered = getattr(index_module, "EF_FILTERED", index_module.EF_SEARCH)
+    switch = getattr(index, "switch", index_module.SWITCH)
+    hnsw = index._hnsw
+    names = np.asarray(categories, dtype=object)
+    out: dict[str, Any] = {}
+    timed = queries[:MAX_TIMED_FILTERED]
+    for name, share in FILTER_SHARES.items():
+        labels = np.nonzero(names == name)[0]  # labels are row numbers: the index was built in order
+        members = set(labels.tolist())
+        sub = np.ascontiguousarray(vectors[labels])
+        truth = labels[_exact_topk(sub, queries, K)]
+
+        def walk(q: np.ndarray, members: set[int] = members) -> np.ndarray:
+            hnsw.set_ef(max(ef_filtered, K))
+            try:
+                return hnsw.knn_query(q, k=K, num_threads=1, filter=members.__contains__)[0][0]
+            except RuntimeError:  # fewer than k found
+                return np.zeros(0, np.int64)
+
+        graph = [walk(q) for q in queries]
+        shipped = [np.array([h.label for h in index.search(q, K, category=name)]) for q in queries]
+        timings = interleaved({
+            "exact (gather rows)": _cycling(lambda q: _exact_one(vectors[labels], q), timed),
+            "exact (contiguous)": _cycling(lambda q: _exact_one(sub, q), timed),
+            "hnsw filtered": _cycling(walk, timed),
+            "ProductIndex.search": _cycling(lambda q: index.search(q, K, category=name), timed),
+        }, timed.shape[0], block=5)
+        out[name] = {
+            "share": share, "size": int(labels.size), "ef": ef_filtered,
+            "path": "exact" if labels.size <= switch else "hnsw filtered",
+            "latency_ms": timings,
+            "recall": {"hnsw filtered": _recall(graph, truth), "ProductIndex.search": _recall(shipped, truth)},
+        }
+    return out
+
+
+def _size_rows(n: int, s: dict[str, Any]) -> list[dict]:
+    lat, rec = s["latency_ms"], s["recall"]
+    speedup = lat["exact"]["p50"] / lat["hnsw"]["p50"]
+    big = n >= 100_000
+    rows = [
+        row(f"{n:,}: hnswlib query p50 (k={K})", lat["hnsw"]["p50"], "ms", baseline="exact numpy",
+            baseline_value=lat["exact"]["p50"],
+            target=f">= {SPEEDUP_TARGET:.0f}x faster than exact" if n == 100_000 else None,
+            met=speedup >= SPEEDUP_TARGET if n == 100_000 else None,
+            note=f"exact scans {s['exact_gb_per_s']} GB/s (memory bandwidth bound)"),
+        row(f"{n:,}: hnswlib recall@{K} (ef={s['ef_search']})", rec["hnsw"], "", baseline="exact", baseline_value=1.0,
+            better="higher", target=f">= {RECALL_TARGET}" if big else None, met=rec["hnsw"] >= RECALL_TARGET if big else None,
+            note="ef " + ", ".join(f"{ef}: {v['recall']:.3f} / {v['p50_ms']:.2f} ms" for ef, v in s["ef_sweep"].items())),
+        row(f"{n:,}: ProductIndex.search p50 (incl. Hit records)", lat["ProductIndex.search"]["p50"], "ms",
+            baseline="raw hnswlib", baseline_value=lat["hnsw"]["p50"], ratio_kind="relative",
+            note=f"recall {rec['ProductIndex.search']:.3f}"),
+        row(f"{n:,}: build (ProductIndex upserts, all cores)", s["build_s"], "s", baseline="exact needs no build",
+            note=f"{s['build_vectors_per_s']:,.0f} vectors/s"),
+        row(f"{n:,}: memory, hnswlib graph + vectors", mib(s["memory"]["hnsw_bytes"]), "MiB",
+            baseline="exact: vectors only", baseline_value=mib(s["memory"]["vectors_bytes"]), ratio_kind="relative",
+            note=f"ProductIndex RSS delta {mib(s['memory']['product_index_rss_delta_bytes']):,.0f} MiB "
+                 f"(graph + its own vector copy + records)"),
+    ]
+    return rows
+
+
+def _filtered_rows(n: int, filtered: dict[str, Any]) -> list[dict]:
+    rows = []
+    for name, f in filtered.items():
+        lat, rec = f["latency_ms"], f["recall"]
+        label = f"{n:,}, {f['share'] * 100:g}% category ({f['size']:,})"
+        rows.append(row(f"{label}: hnswlib filtered p50", lat["hnsw filtered"]["p50"], "ms",
+                        baseline="exact over the category's rows", baseline_value=lat["exact (gather rows)"]["p50"],
+                        note=f"recall {rec['hnsw filtered']:.3f}; exact from contiguous rows "
+                             f"{lat['exact (contiguous)']['p50']:.2f} ms"))
+        rows.append(row(f"{label}: ProductIndex.search recall@{K} ({f['path']})", rec["ProductIndex.search"], "",
+                        baseline="exact", baseline_value=1.0, better="higher", target=f">= {RECALL_TARGET}",
+                        met=rec["ProductIndex.search"] >= RECALL_TARGET,
+                        note=f"p50 {lat['ProductIndex.search']['p50']:.2f} ms"))
+    return rows
+
+
+def _switch_verdict(n: int, filtered: dict[str, Any], switch: int) -> list[str]:
+    """Is ProductIndex.switch between the largest category exact wins and the smallest hnswlib wins?"""
+    points = sorted((f["size"], f["latency_ms"]["exact (gather rows)"]["p50"], f["latency_ms"]["hnsw filtered"]["p50"],
+                     f["recall"]["hnsw filtered"]) for f in filtered.values())
+    hnsw_ok = [size for size, exact, graph, recall in points if graph < exact and recall >= RECALL_TARGET]
+    exact_better = [size for size, exact, graph, recall in points if size not in hnsw_ok]
+    lo = max([s for s in exact_better if not hnsw_ok or s < min(hnsw_ok)], default=0)
+    hi = min(hnsw_ok, default=None)
+    if hi is None:
+        verdict = (f"at {n:,} exact search won (or hnswlib missed {RECALL_TARGET} recall) at every measured category "
+                   f"size up to {points[-1][0]:,}; the switch {switch:,} is "
+                   f"{'right' if switch >= points[-1][0] else 'too low'}")
+    else:
+        right = lo <= switch < hi
+        verdict = (f"at {n:,} exact wins up to {lo:,} products, hnswlib filtered (recall >= {RECALL_TARGET}) from "
+                   f"{hi:,}: the switch {switch:,} is {'right (between them)' if right else 'outside that bracket'}")
+    return [verdict]

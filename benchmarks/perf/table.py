@@ -1,0 +1,89 @@
+"""Rich tables of a run: the machine, then one table per section (figure, baseline, ratio, target)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.perf.common import mib
+
+TITLES = {"embed": "1. Embedding", "index": "2. Index (structured vectors)", "query": "3. Query end to end",
+          "cold": "4. Cold start", "loader": "5. Loader"}
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """A figure with its unit, at a precision that suits its size."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    elif abs(value) >= 0.01 or value == 0:
+        text = f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+    else:
+        text = f"{value:.2e}"
+    return f"{text} {unit}".strip()
+
+
+def ratio_text(r: dict[str, Any]) -> str:
+    """'2.10x faster' / '0.80x (slower)' for speed-ups, '1.02x' for relative ratios."""
+    ratio = r.get("ratio")
+    if ratio is None:
+        return "-"
+    if r.get("ratio_kind") == "relative":
+        return f"{ratio:.2f}x"
+    word = {"lower": "faster", "higher": "better"}[r.get("better", "lower")]
+    if r.get("unit") in ("MiB", "GiB", "bytes"):
+        word = "smaller"
+    return f"{ratio:.2f}x {word}" if ratio >= 1 else f"{ratio:.2f}x (worse)"
+
+
+def target_text(r: dict[str, Any]) -> str:
+    if not r.get("target"):
+        return ""
+    mark = {True: "[green]met[/]", False: "[red]MISSED[/]", None: "?"}[r.get("met")]
+    return f"{mark} ({r['target']})"
+
+
+def print_machine(console: Console, machine: dict[str, Any], profile: str) -> None:
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    console.print(f"[bold]machine[/]: {machine['cpu_model']} ({', '.join(machine['cpu_flags'])}), "
+                  f"{machine['usable_cores']} of {machine['cores']} cores usable, "
+                  f"{mib(machine['memory_bytes'] or 0) / 1024:.0f} GiB, load average {machine['load_average']}")
+    console.print(f"[bold]mode[/]: {profile}; {versions}")
+
+
+def print_section(console: Console, name: str, result: dict[str, Any]) -> None:
+    """One section's rows as a table (or its error / skip note)."""
+    if "error" in result:
+        console.print(f"[bold]{TITLES.get(name, name)}[/]: [red]failed[/] {result['error']}")
+        return
+    table = Table(title=TITLES.get(name, name), title_justify="left", show_lines=False, expand=False)
+    for column, justify in (("figure", "left"), ("value", "right"), ("baseline", "left"), ("ratio", "right"),
+                            ("target", "left"), ("note", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for r in result.get("rows", []):
+        baseline = f"{r['baseline']}: {fmt(r['baseline_value'], r['unit'])}" if r.get("baseline") else ""
+        table.add_row(r["name"], fmt(r["value"], r["unit"]), baseline, ratio_text(r), target_text(r), r.get("note") or "")
+    console.print(table)
+    for note in result.get("notes", []) + result.get("recommendations", []):
+        console.print(f"  - {note}")
+
+
+def print_run(console: Console, report: dict[str, Any]) -> None:
+    """The whole report: machine, sections, then the targets summary."""
+    print_machine(console, report["machine"], report["mode"])
+    for name, result in report["sections"].items():
+        print_section(console, name, result)
+    targets = report.get("targets", [])
+    if targets:
+        met = sum(1 for t in targets if t["met"])
+        console.print(f"[bold]targets[/]: {met} of {len(targets)} met")
+        for t in targets:
+            if not t["met"]:
+                console.print(f"  [red]missed[/] {t['name']}: {fmt(t['value'], t['unit'])}"
+                              f" (target {t['target']})")
+    console.print(f"run took {report['seconds']:.0f} s")

@@ -1,0 +1,1 @@
+"""Match-quality harness: ranking metrics, the catalog evaluation, human-rating metrics, the report."""

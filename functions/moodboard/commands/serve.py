@@ -1,0 +1,278 @@
+"""`moodboard serve`: the local web stack on one port (search API, evaluation routes, frontend).
+
+    moodboard serve [--host 127.0.0.1] [--port 8000] [--model DIR] [--index DIR | --catalog PATH]
+
+With no --model it uses the default real checkpoint, exported once into ~/.cache/moodboard/models/,
+and falls back to the tiny random model where the hub cannot be reached, saying so here and on the
+page. With no --index or --catalog it loads the clothing dataset when found, else a generated demo
+catalog, building the index once (later starts re-embed only what changed). S3 and DynamoDB come
+from an embedded moto server unless an endpoint or real AWS credentials are configured; the index
+is published to that bucket and served through the same CURRENT pointer code as in AWS, so
+`POST /admin/load` swaps it live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from moodboard.settings import get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "data" / "clothing-dataset"
+LOCAL_REFRESH_SECONDS = "5"
+DEMO_PER_CATEGORY = 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the web app locally (search, evaluations, frontend on one port)",
+        description="Serve the search API, the evaluation routes and the frontend on one port, with S3 and "
+                    "DynamoDB from an embedded moto server unless AWS is configured.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="model bundle (default: the index's model, else the default checkpoint, exported once)")
+    p.add_argument("--precision", choices=["fp32", "int8"], default=None)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--index", type=Path, default=None, help="an index bundle to serve")
+    source.add_argument("--catalog", type=Path, default=None,
+                        help="a catalog (.csv, .jsonl or clothing-dataset folder) to load and serve")
+    p.add_argument("--aws", choices=["auto", "moto", "real"], default="auto",
+                   help="where S3 and DynamoDB come from (default: moto unless an endpoint or credentials are set)")
+    p.add_argument("--allow-loopback-fetch", action="store_true",
+                   help="test/demo only: let image URLs on 127.0.0.1 be fetched (Settings.fetch_allow_loopback)")
+    p.set_defaults(func=run)
+
+
+def cache_home() -> Path:
+    """~/.cache/moodboard (or $XDG_CACHE_HOME/moodboard): exported models, built indexes, demo data."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "moodboard"
+
+
+def run(args: argparse.Namespace) -> int:
+    from moodboard.console import console, print_note
+    from moodboard.local_stack import LOCAL_BUCKET, MOTO_CREDENTIALS, ensure_resources, start_local_aws
+    from moodboard.runtime import Runtime, set_runtime
+
+    settings = get_settings()
+    if args.index is None and args.catalog is None and settings.index_dir:
+        args.index = Path(settings.index_dir)
+    cache = cache_home()
+    local = start_local_aws(settings, args.aws)
+    try:
+        env: dict[str, str] = {}
+        if local.kind == "moto":
+            os.environ.update(MOTO_CREDENTIALS)
+        if local.endpoint_url:
+            env["MOODBOARD_AWS_ENDPOINT_URL"] = local.endpoint_url
+        if not settings.artifacts_bucket:
+            if local.kind == "aws":
+                from moodboard.errors import ConfigError
+
+                raise ConfigError("real AWS is configured but MOODBOARD_ARTIFACTS_BUCKET is not set "
+                                  "(or run with --aws moto)")
+            env["MOODBOARD_ARTIFACTS_BUCKET"] = LOCAL_BUCKET
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        generated = token is None
+        env["MOODBOARD_ADMIN_TOKEN"] = token or secrets.token_urlsafe(24)
+        if args.allow_loopback_fetch:
+            env["MOODBOARD_FETCH_ALLOW_LOOPBACK"] = "true"
+        if "MOODBOARD_INDEX_REFRESH_SECONDS" not in os.environ:
+            env["MOODBOARD_INDEX_REFRESH_SECONDS"] = LOCAL_REFRESH_SECONDS
+        model_dir, precision = choose_model(args, settings, cache)
+        env["MOODBOARD_MODEL_DIR"] = str(model_dir)
+        env["MOODBOARD_PRECISION"] = precision
+        os.environ.pop("MOODBOARD_INDEX_DIR", None)
+        os.environ.update(env)
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        get_settings.cache_clear()
+        settings = get_settings().model_copy(update={"index_dir": None})
+
+        runtime = Runtime(settings)
+        embedder = runtime.embedder()
+        tiny = bool(getattr(getattr(embedder, "manifest", None), "tiny", False))
+        if tiny:
+            print_note("serving the TINY RANDOM test model: results are not meaningful "
+                       "(pass --model with a real model bundle for real results)")
+        if local.kind != "aws":
+            ensure_resources(settings, runtime.s3, runtime.dynamodb)
+        index_dir = choose_index(args, settings, embedder, cache, follow_bucket=local.kind == "aws")
+        if index_dir is not None:
+            if local.kind == "aws":
+                settings = settings.model_copy(update={"index_dir": str(index_dir)})
+                runtime = Runtime(settings, s3=runtime.s3, dynamodb=runtime.dynamodb, embedder=embedder)
+            else:
+                publish_index(runtime, index_dir, embedder.fingerprint)
+        set_runtime(runtime)
+        loaded = runtime.index()
+
+        app = build_local_app(settings, runtime=runtime, tiny=tiny)
+        url = f"http://{args.host}:{args.port}/"
+        console.print(f"AWS services: {local.describe()}", markup=False)
+        console.print(f"model {embedder.fingerprint} ({'tiny test model' if tiny else model_dir}); "
+                      f"index {loaded.version} with {loaded.count} products", markup=False)
+        if generated:
+            console.print(f"admin token (MOODBOARD_ADMIN_TOKEN): {env['MOODBOARD_ADMIN_TOKEN']}", markup=False)
+        console.print(f"moodboard is running at {url}  (API docs at {url}docs; Ctrl-C stops it)", markup=False)
+
+        import uvicorn
+
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        local.stop()
+    return 0
+
+
+def choose_model(args: argparse.Namespace, settings: Any, cache: Path) -> tuple[Path, str]:
+    """The model bundle to serve: --model, the index's model_ref.json, Settings.model_dir, else the
+    default checkpoint exported once into the cache (the tiny model when the hub is unreachable)."""
+    from moodboard.commands._common import MODEL_REF_FILE, resolve_model
+
+    precision = args.precision or settings.precision
+    if args.model is not None:
+        return resolve_model(args.index or args.model, args.model, precision)
+    if args.index is not None and (args.index / MODEL_REF_FILE).is_file():
+        return resolve_model(args.index, None, args.precision)
+    if settings.model_dir:
+        return Path(settings.model_dir), precision
+    return default_model(cache), precision
+
+
+def default_model(cache: Path, *, exporter: Any = None) -> Path:
+    """The default real checkpoint's bundle, exported on first use; where the hub cannot be reached,
+    the tiny random model (also cached), with a note on the console."""
+    from moodboard.console import print_note
+    from moodboard.errors import ConfigError, HubUnreachable
+
+    models = cache / "models"
+    try:
+        export = exporter or __import__("model_export.export", fromlist=["export_model"])
+    except ImportError as exc:
+        raise ConfigError("exporting a model needs the export extra (pip install -e '.[export]'), "
+                          "or pass --model DIR") from exc
+    real = models / _slug(export.DEFAULT_MODEL)
+    if (real / "manifest.json").is_file():
+        return real
+    print_note(f"exporting {export.DEFAULT_MODEL} to {real} (once)")
+    try:
+        return export.export_model(export.DEFAULT_MODEL, real)
+    except HubUnreachable as exc:
+        print_note(f"{exc.message}")
+    tiny = models / "tiny-random-clip"
+    if not (tiny / "manifest.json").is_file():
+        print_note(f"falling back to the tiny random CLIP, exported to {tiny}: results will NOT be meaningful")
+        export.export_tiny(tiny)
+    else:
+        print_note("falling back to the cached tiny random CLIP: results will NOT be meaningful")
+    return tiny
+
+
+def choose_index(args: argparse.Namespace, settings: Any, embedder: Any, cache: Path, *,
+                 follow_bucket: bool) -> Path | None:
+    """The index bundle to serve: --index, --catalog built, or the demo catalog built; None to follow
+    the bucket's CURRENT (real AWS with neither flag)."""
+    if args.index is not None:
+        return args.index
+    if args.catalog is not None:
+        return build_index(args.catalog, settings, embedder, cache)
+    if follow_bucket:
+        return None
+    return build_index(demo_catalog(settings, cache), settings, embedder, cache)
+
+
+def demo_catalog(settings: Any, cache: Path) -> Path:
+    """The clothing dataset when found (Settings.demo_dataset or ../shared/data/clothing-dataset),
+    else a generated demo catalog in the cache."""
+    from moodboard.console import print_note
+    from moodboard.demo_catalog import generate_demo_catalog
+
+    for candidate in (settings.demo_dataset, DEFAULT_DATASET):
+        if candidate is not None and (Path(candidate) / "images.csv").is_file():
+            print_note(f"demo catalog: the clothing dataset at {candidate}")
+            return Path(candidate)
+    generated = cache / "demo-catalog"
+    if not (generated / "catalog.csv").is_file():
+        print_note(f"clothing dataset not found; generating a demo catalog in {generated}")
+        generate_demo_catalog(generated, per_category=DEMO_PER_CATEGORY)
+    else:
+        print_note(f"demo catalog: the generated one in {generated}")
+    return generated / "catalog.csv"
+
+
+def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path) -> Path:
+    """Build (or refresh: unchanged images keep their vectors) the index of a catalog in the cache."""
+    from moodboard.console import console, err_console
+    from moodboard.errors import ConfigError
+    from moodboard.ingest import load_catalog
+
+    if not catalog.exists():
+        raise ConfigError(f"catalog {catalog} does not exist")
+    key = hashlib.sha256(f"{catalog.resolve()}|{embedder.fingerprint}".encode()).hexdigest()[:16]
+    out = cache / "indexes" / f"{_slug(catalog.stem)}-{key}"
+    report = load_catalog(catalog, embedder, out, settings=settings, progress=True)
+    for failure in report.image_failures[:5]:
+        err_console.print(f"image failed for {failure.product_id}: {failure.reason}", markup=False)
+    console.print(report.summary(), markup=False)
+    return out
+
+
+def publish_index(runtime: Any, index_dir: Path, fingerprint: str) -> None:
+    """Publish a local bundle to the (local) bucket unless CURRENT already is that version."""
+    from moodboard.artifacts import verify_bundle
+    from moodboard.errors import FingerprintMismatch
+
+    manifest = verify_bundle(index_dir)
+    if manifest["model_fingerprint"] != fingerprint:
+        raise FingerprintMismatch(
+            f"the index at {index_dir} was built with model {manifest['model_fingerprint']}, "
+            f"but the model being served is {fingerprint}; pass the model it was built with (--model)")
+    store = runtime.artifact_store()
+    current = store.current()
+    if current is None or current.version != manifest["version"]:
+        store.publish(index_dir, base=current)
+
+
+def build_local_app(settings: Any, *, runtime: Any, tiny: bool) -> Any:
+    """One FastAPI app: the search routes, the evaluation routes (loads run in a thread here), a
+    generated /config.json, and the frontend folder mounted last at /."""
+    from fastapi.responses import JSONResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from evaluations.app import mount
+    from moodboard.console import print_note
+    from moodboard.jobs import JobStore, ThreadLoadRunner
+    from moodboard.loading import CatalogLoader
+    from moodboard.search_routes import create_search_app
+
+    app = create_search_app(settings)
+    jobs = JobStore(runtime.dynamodb, settings.jobs_table)
+
+    def load(job_id: str, catalog_key: str) -> None:
+        loader = CatalogLoader(store=runtime.artifact_store(), jobs=jobs, embedder=runtime.embedder(),
+                               settings=settings)
+        loader.run(job_id, catalog_key)
+
+    mount(app, load_runner=ThreadLoadRunner(load, jobs))
+    config = {"apiBase": "", "tinyModel": tiny, "adminRequired": True}
+
+    @app.get("/config.json", include_in_schema=False)
+    def frontend_config() -> JSONResponse:
+        return JSONResponse(config, headers={"Cache-Control": "no-store"})
+
+    frontend = Path(settings.frontend_dir) if settings.frontend_dir else REPO_ROOT / "frontend"
+    if frontend.is_dir():
+        app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+    else:
+        print_note(f"no frontend folder at {frontend}; serving the API only")
+    return app
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "catalog"

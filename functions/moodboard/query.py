@@ -1,0 +1,219 @@
+"""The gist query (DESIGN.md): blend the picture, the product type and optional text into one
+vector, search within the product type, drop near-copies of the picture, optionally diversify.
+
+    q = normalize(w_image * e(image) + w_type * e_text("a photo of a <type>")
+                  + w_text * e_text(text) - w_neg * e_text(negative))
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from moodboard.errors import InvalidQuery, UnknownCategory
+from moodboard.index import Hit, ProductIndex
+from moodboard.settings import QueryDefaults
+from moodboard.vectors import Vector, l2_normalize
+
+logger = logging.getLogger(__name__)
+
+PROMPT_TEMPLATE = "a photo of a {category}"
+MAX_WEIGHT = 5.0
+MAX_K = 100
+MAX_OFFSET = 1000
+# Candidates fetched per wanted result before near-copy dropping (and the MMR pool); the search
+# widens when too many candidates were dropped.
+OVERFETCH = 2
+OVERFETCH_EXTRA = 16
+MIN_QUERY_NORM = 1e-6
+
+_DEFAULTS = QueryDefaults.model_fields
+
+
+def _default(name: str) -> Any:
+    return _DEFAULTS[name].default
+
+
+class EmbedderLike(Protocol):
+    """What the query needs of an embedder (moodboard.embedder.Embedder, tests' FakeEmbedder)."""
+
+    fingerprint: str
+    dim: int
+
+    def embed_images(self, images: Any) -> Vector: ...
+    def embed_texts(self, texts: Any) -> Vector: ...
+
+
+class QueryParams(BaseModel):
+    """Weights, thresholds and paging of one gist search; every field is an API parameter."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    w_image: float = Field(default=_default("w_image"), ge=0, le=MAX_WEIGHT)
+    w_type: float = Field(default=_default("w_type"), ge=0, le=MAX_WEIGHT)
+    w_text: float = Field(default=_default("w_text"), ge=0, le=MAX_WEIGHT)
+    w_neg: float = Field(default=_default("w_neg"), ge=0, le=MAX_WEIGHT)
+    near_copy_threshold: float = Field(default=_default("near_copy_threshold"), ge=0, le=1)
+    k: int = Field(default=_default("k"), ge=1, le=MAX_K)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    mmr_lambda: float | None = Field(default=_default("mmr_lambda"), ge=0, le=1)
+
+    @classmethod
+    def from_defaults(cls, defaults: QueryDefaults, **overrides: Any) -> QueryParams:
+        """Params with the configured defaults (Settings.query), overridden by the non-None
+        values given (a request's fields)."""
+        base = {name: getattr(defaults, name) for name in QueryDefaults.model_fields if name in cls.model_fields}
+        base.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**base)
+
+
+@dataclass
+class GistResult:
+    """A page of results, what the query resolved to, and how many near-copies were dropped
+    (those ranked above the last result of the page)."""
+
+    hits: list[Hit]
+    resolved: dict[str, Any]
+    dropped_near_copies: int = 0
+    has_more: bool = False
+    query_vector: Vector | None = field(default=None, repr=False)
+
+
+def type_prompt(category: str) -> str:
+    """The text prompt for a product type: "a photo of a t-shirt" for "T-Shirt"."""
+    words = re.sub(r"[\s_]+", " ", category).strip().lower()
+    return PROMPT_TEMPLATE.format(category=words)
+
+
+def resolve_category(index: ProductIndex, category: str) -> str:
+    """The index's spelling of a category (exact, else case-insensitive); UnknownCategory with the
+    known categories in details when there is none."""
+    known = index.categories()
+    if category in known:
+        return category
+    folded = {name.casefold(): name for name in known}
+    match = folded.get(category.strip().casefold())
+    if match is None:
+        raise UnknownCategory(f"unknown product type {category!r}",
+                              details={"category": category, "known": sorted(known)})
+    return match
+
+
+def gist_search(index: ProductIndex, embedder: EmbedderLike, *, image: Image.Image | None = None,
+                category: str | None = None, text: str | None = None, negative: str | None = None,
+                params: QueryParams | None = None) -> GistResult:
+    """Products of `category` that carry the gist of `image` (and `text`), best first.
+
+    Blends the embeddings with the params' weights (the text parts in one embed_texts batch), searches
+    within the category, drops products whose vector is more similar than near_copy_threshold to the
+    image itself, applies MMR when mmr_lambda is set, and returns params.k hits after params.offset.
+    Raises InvalidQuery without image, text and category, UnknownCategory for a category the index
+    does not hold.
+    """
+    params = params or QueryParams()
+    text = (text or "").strip() or None
+    negative = (negative or "").strip() or None
+    category = (category or "").strip() or None
+    if image is None and text is None and category is None:
+        raise InvalidQuery("give an image, a text or a product type to search for")
+    if category is not None:
+        category = resolve_category(index, category)
+    prompt = type_prompt(category) if category is not None else None
+
+    weights = {
+        "w_image": params.w_image if image is not None else 0.0,
+        "w_type": params.w_type if prompt is not None else 0.0,
+        "w_text": params.w_text if text is not None else 0.0,
+        "w_neg": params.w_neg if negative is not None else 0.0,
+    }
+    texts = {name: value for name, value in (("w_type", prompt), ("w_text", text), ("w_neg", negative))
+             if value is not None and weights[name] > 0}
+    image_vec = l2_normalize(embedder.embed_images([image]))[0] if image is not None else None
+    text_vecs = dict(zip(texts, l2_normalize(embedder.embed_texts(list(texts.values()))))) if texts else {}
+
+    query = np.zeros(embedder.dim, np.float32)
+    if image_vec is not None:
+        query += weights["w_image"] * image_vec
+    for name, vec in text_vecs.items():
+        query += (-1.0 if name == "w_neg" else 1.0) * weights[name] * vec
+    if float(np.linalg.norm(query)) < MIN_QUERY_NORM:
+        raise InvalidQuery("the query is empty: every weight of the parts given is 0",
+                           details={"weights": weights})
+    query = l2_normalize(query)
+
+    kind = "image+text" if image is not None and text is not None else "image" if image is not None else "text"
+    resolved: dict[str, Any] = {
+        "kind": kind, "category": category, "prompt": prompt, "text": text, "negative": negative,
+        "weights": weights, "near_copy_threshold": params.near_copy_threshold,
+        "k": params.k, "offset": params.offset, "mmr_lambda": params.mmr_lambda,
+    }
+
+    need = params.offset + params.k
+    pool_size = need + 1 if params.mmr_lambda is None else max(need + 1, OVERFETCH * need)
+    kept, dropped = _candidates(index, query, image_vec, category, pool_size, params.near_copy_threshold)
+    if params.mmr_lambda is not None:
+        kept = _mmr(index, query, kept, need + 1, params.mmr_lambda)
+    page = kept[params.offset:need]
+    logger.debug("gist search %s: %d hits, %d near-copies dropped", resolved, len(page), dropped)
+    return GistResult(hits=page, resolved=resolved, dropped_near_copies=dropped,
+                      has_more=len(kept) > need, query_vector=query)
+
+
+def _candidates(index: ProductIndex, query: Vector, image_vec: Vector | None, category: str | None,
+                want: int, threshold: float) -> tuple[list[Hit], int]:
+    """The first `want` search hits that are not near-copies of the image, and how many near-copies
+    ranked above the last of them. Fetches more when near-copies crowd the top."""
+    fetch = want * OVERFETCH + OVERFETCH_EXTRA if image_vec is not None else want
+    while True:
+        hits = index.search(query, fetch, category=category)
+        exhausted = len(hits) < fetch
+        if image_vec is None:
+            return hits[:want], 0
+        similarity = index.vectors_at([hit.label for hit in hits]) @ image_vec if hits else np.zeros(0)
+        kept: list[Hit] = []
+        dropped = 0
+        for hit, sim in zip(hits, similarity):
+            if sim > threshold:
+                dropped += 1
+                continue
+            kept.append(hit)
+            if len(kept) == want:
+                return kept, dropped
+        if exhausted:
+            return kept, dropped
+        fetch *= 4
+
+
+def _mmr(index: ProductIndex, query: Vector, hits: list[Hit], n: int, lam: float) -> list[Hit]:
+    """Maximal marginal relevance: greedily pick the hit maximising
+    lam * sim(query, hit) - (1 - lam) * max sim(hit, already picked)."""
+    if len(hits) <= 1 or lam >= 1.0:
+        return hits[:n]
+    vectors = index.vectors_at([hit.label for hit in hits])
+    relevance = vectors @ query
+    redundancy = np.full(len(hits), -np.inf, dtype=np.float32)
+    available = np.ones(len(hits), dtype=bool)
+    order: list[int] = []
+    for _ in range(min(n, len(hits))):
+        penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
+        score = np.where(available, lam * relevance - (1.0 - lam) * penalty, -np.inf)
+        best = int(np.argmax(score))
+        order.append(best)
+        available[best] = False
+        redundancy = np.maximum(redundancy, vectors @ vectors[best])
+    return [hits[i] for i in order]
+
+
+def similar_to(index: ProductIndex, product_id: str, *, k: int = 12, category: str | None = None) -> list[Hit]:
+    """"More like this": the k products nearest to a product's own vector, in its category unless
+    another is given, never the product itself. NotFound for an unknown id."""
+    product = index.get(product_id)
+    own = index.label_of(product_id)
+    target = resolve_category(index, category) if category else product.category
+    return index.search(index.vector(product_id), k, category=target, exclude=lambda label: label == own)

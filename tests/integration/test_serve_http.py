@@ -1,0 +1,234 @@
+"""`moodboard serve` over real HTTP on 127.0.0.1: the real CLI in a subprocess with the tiny ONNX
+model, a generated catalog and the embedded moto server; search, rate, load a new catalog."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from moodboard.demo_catalog import draw_mood_image, generate_demo_catalog
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "serve-test-admin-token"
+START_TIMEOUT = 240.0
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mood_jpeg(palette: str = "ocean") -> bytes:
+    buffer = io.BytesIO()
+    draw_mood_image(palette, seed=7, size=128).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@dataclass
+class Server:
+    url: str
+    moto_endpoint: str
+    process: subprocess.Popen
+    output: list[str] = field(default_factory=list)
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60.0, **kwargs)
+
+    def log(self) -> str:
+        return "".join(self.output[-60:])
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOODBOARD_", "POWERTOOLS_"))}
+    env.update({
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "functions"), str(REPO), env.get("PYTHONPATH")])),
+        "XDG_CACHE_HOME": str(root / "xdg"),
+        "MOODBOARD_CACHE_DIR": str(root / "cache"),
+        "MOODBOARD_ADMIN_TOKEN": TOKEN,
+        "MOODBOARD_INDEX_REFRESH_SECONDS": "1",
+        "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-credentials"),
+        "COLUMNS": "400",
+    })
+    command = [sys.executable, "-m", "moodboard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--model", str(tiny_bundle), "--catalog", str(demo_catalog), "--aws", "moto",
+               "--allow-loopback-fetch"]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, bufsize=1)
+    output: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if "moodboard is running at" in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        ready.wait(START_TIMEOUT)
+        text = "".join(output)
+        if process.poll() is not None or "moodboard is running at" not in text:
+            pytest.fail(f"moodboard serve did not start:\n{text[-4000:]}")
+        endpoint = re.search(r"embedded moto server at (http://127\.0\.0\.1:\d+)", text)
+        assert endpoint, text
+        yield Server(f"http://127.0.0.1:{port}/", endpoint.group(1), process, output)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+class Fixtures(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        body = mood_jpeg("neon")
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fixture_images() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Fixtures)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_serve_says_tiny_model_on_console_page_and_version(server: Server) -> None:
+    with server.client() as client:
+        config = client.get("/config.json").json()
+        version = client.get("/version").json()
+        page = client.get("/")
+    assert config == {"apiBase": "", "tinyModel": True, "adminRequired": True}
+    assert version["model"]["tiny"] is True
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert "TINY RANDOM test model" in "".join(server.output)
+
+
+def test_serve_search_over_http_returns_results(server: Server) -> None:
+    # The tiny random model maps every picture close to every other: keep near-copies in.
+    payload = {"image_base64": base64.b64encode(mood_jpeg()).decode(), "category": "dress", "k": 5,
+               "near_copy_threshold": 1.0}
+    with server.client() as client:
+        categories = client.get("/categories").json()["categories"]
+        response = client.post("/search", json=payload)
+
+    assert {c["name"] for c in categories} == {"dress", "shoes", "lamp", "bag", "hat", "sofa"}
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["results"]) == 5
+    assert {r["category"] for r in body["results"]} == {"dress"}
+    assert body["tiny_model"] is True
+    with server.client() as client:
+        image = client.get(body["results"][0]["image_url"].removeprefix(server.url.rstrip("/")))
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+
+
+def test_serve_multipart_and_loopback_url_searches(server: Server, fixture_images: str) -> None:
+    with server.client() as client:
+        upload = client.post("/search", data={"category": "lamp", "k": "3", "near_copy_threshold": "1"},
+                             files={"image": ("pin.jpg", mood_jpeg("earthy"), "image/jpeg")})
+        by_url = client.post("/search", json={"image_url": f"{fixture_images}/pin.jpg", "category": "hat"})
+
+    assert upload.status_code == 200, upload.text
+    assert [r["category"] for r in upload.json()["results"]] == ["lamp"] * 3
+    assert by_url.status_code == 200, by_url.text
+    assert by_url.json()["query"]["resolved_image_url"] == f"{fixture_images}/pin.jpg"
+
+
+def test_serve_rating_posted_twice_is_stored_once(server: Server) -> None:
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    with server.client() as client:
+        search = client.post("/search", json={"text": "pastel", "category": "bag", "k": 4}).json()
+        rating = {"search_id": search["search_id"], "product_id": search["results"][1]["id"], "rating": 1,
+                  "rater": "integration-test"}
+        first = client.post("/evaluations", json=rating)
+        second = client.post("/evaluations", json={**rating, "rating": -1, "comment": "changed my mind"})
+        unauthorized = client.get("/evaluations")
+        listing = client.get("/evaluations", headers=admin, params={"index_version": search["index_version"]})
+        stranger = client.post("/evaluations", json={**rating, "product_id": "not-in-results"})
+
+    assert first.status_code == 200 and first.json()["created"] is True
+    assert second.status_code == 200 and second.json()["created"] is False
+    assert unauthorized.status_code == 401
+    assert listing.status_code == 200
+    mine = [item for item in listing.json()["items"] if item["search_id"] == search["search_id"]]
+    assert len(mine) == 1
+    assert mine[0]["rating"] == -1 and mine[0]["product_id"] == rating["product_id"]
+    assert stranger.status_code == 409
+
+
+def test_serve_bad_inputs_over_http(server: Server) -> None:
+    with server.client() as client:
+        unknown = client.post("/search", json={"category": "spaceship", "text": "x"})
+        empty = client.post("/search", json={})
+        blocked = client.post("/search", json={"image_url": "http://169.254.169.254/latest/", "category": "dress"})
+    assert unknown.status_code == 404 and unknown.json()["categories_url"] == f"{server.url}categories"
+    assert empty.status_code == 422
+    assert blocked.status_code == 400 and blocked.json()["error"] == "BlockedURL"
+
+
+def test_serve_admin_load_publishes_and_search_swaps_to_it(server: Server, tmp_path: Path) -> None:
+    catalog = generate_demo_catalog(tmp_path / "next", per_category=4, categories=["lamp", "sofa"])
+    s3 = boto3.client("s3", endpoint_url=server.moto_endpoint, region_name="us-east-1",
+                      aws_access_key_id="moto-local", aws_secret_access_key="moto-local")
+    s3.upload_file(str(catalog), "moodboard-local-artifacts", "catalogs/next/catalog.csv")
+    for image in (catalog.parent / "images").iterdir():
+        s3.upload_file(str(image), "moodboard-local-artifacts", f"catalogs/next/images/{image.name}")
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+
+    with server.client(headers=admin) as client:
+        started = client.post("/admin/load", json={"catalog_key": "catalogs/next/catalog.csv"})
+        assert started.status_code == 202, started.text
+        job_id = started.json()["job_id"]
+        deadline = time.monotonic() + 120
+        job = client.get(f"/admin/load/{job_id}").json()
+        while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = client.get(f"/admin/load/{job_id}").json()
+        assert job["status"] == "succeeded", job
+        assert job["result"]["loaded"] == 8
+
+        deadline = time.monotonic() + 30
+        names: set[str] = set()
+        while time.monotonic() < deadline:
+            names = {c["name"] for c in client.get("/categories").json()["categories"]}
+            if names == {"lamp", "sofa"}:
+                break
+            time.sleep(0.5)
+        version = client.get("/version").json()["index"]["version"]
+
+    assert names == {"lamp", "sofa"}, server.log()
+    assert version == job["result"]["version"]
