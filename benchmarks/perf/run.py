@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(table.to_markdown(report), encoding="utf-8")
     from rich.console import Console
 
     table.print_run(Console(width=200), report)
-    progress.print(f"figures written to {args.out}")
+    progress.print(f"figures written to {args.out} (tables as Markdown: {args.out.with_suffix('.md')})")
     return 1 if failed else 0

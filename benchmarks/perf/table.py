@@ -87,3 +87,48 @@ def print_run(console: Console, report: dict[str, Any]) -> None:
                 console.print(f"  [red]missed[/] {t['name']}: {fmt(t['value'], t['unit'])}"
                               f" (target {t['target']})")
     console.print(f"run took {report['seconds']:.0f} s")
+
+
+def _plain(text: str) -> str:
+    return text.replace("[green]", "").replace("[red]", "").replace("[/]", "").replace("|", "\\|")
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The run as Markdown (machine line, one table per section, notes, targets) for docs/performance.md."""
+    m = report["machine"]
+    lines = [f"Machine: {m['cpu_model']} ({', '.join(m['cpu_flags'])}), {m['usable_cores']} of {m['cores']} cores, "
+             f"{mib(m['memory_bytes'] or 0) / 1024:.0f} GiB; load average at start {m['load_average']}; "
+             f"mode `{report['mode']}`; run took {report['seconds']:.0f} s; {report['started']}.", ""]
+    for name, result in report["sections"].items():
+        lines.append(f"### {TITLES.get(name, name)}")
+        lines.append("")
+        if "error" in result:
+            lines += [f"Failed: `{result['error']}`", ""]
+            continue
+        load = result.get("load_average", {})
+        lines.append(f"Section time {result.get('seconds', 0):.0f} s; load average before/after "
+                     f"{load.get('before')} / {load.get('after')}.")
+        lines.append("")
+        lines.append("| figure | value | baseline | ratio | target | note |")
+        lines.append("|---|---:|---|---:|---|---|")
+        for r in result.get("rows", []):
+            baseline = f"{r['baseline']}: {fmt(r['baseline_value'], r['unit'])}" if r.get("baseline") else ""
+            lines.append(f"| {_plain(r['name'].strip())} | {fmt(r['value'], r['unit'])} | {_plain(baseline)} | "
+                         f"{ratio_text(r)} | {_plain(target_text(r))} | {_plain(r.get('note') or '')} |")
+        lines.append("")
+        for note in result.get("notes", []) + result.get("recommendations", []):
+            lines.append(f"- {_plain(note)}")
+        lines.append("")
+    targets = report.get("targets", [])
+    if targets:
+        lines.append(f"Targets: {sum(1 for t in targets if t['met'])} of {len(targets)} met.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    # python -m benchmarks.perf.table benchmarks/results/perf.json  -> the Markdown tables of a saved run
+    print(to_markdown(json.loads(Path(sys.argv[1]).read_text())), end="")

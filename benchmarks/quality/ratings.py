@@ -25,6 +25,7 @@ Definitions (each rating is +1 good match / -1 bad match; gain 1 for +1, 0 for -
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import logging
@@ -122,20 +123,24 @@ def parse_item(raw: Mapping[str, Any]) -> Rating:
 
 def read_ratings(path: Path) -> list[Rating]:
     """Ratings from an export: .csv (header row), .jsonl/.ndjson (one item a line) or .json (a list,
-    or {"items"|"Items": [...]}). Unreadable items are skipped with a warning; RatingsError when the
-    file cannot be read or holds no rating at all."""
+    {"items"|"Items": [...]} as `aws dynamodb scan` prints it, or JSON lines as DynamoDB's export to
+    S3 writes them), each optionally gzipped (.gz). Unreadable items are skipped with a warning;
+    RatingsError when the file cannot be read or holds no rating at all."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise RatingsError(f"cannot read ratings file {path}: {exc.strerror or exc}") from exc
-    suffix = path.suffix.lower()
+        data = path.read_bytes()
+        if path.suffix.lower() == ".gz":
+            data = gzip.decompress(data)
+        text = data.decode("utf-8-sig")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise RatingsError(f"cannot read ratings file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    suffix = Path(path.stem).suffix.lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
     if suffix == ".csv":
         rows: Iterable[tuple[int, Any]] = ((i + 2, row) for i, row in enumerate(csv.DictReader(io.StringIO(text))))
     elif suffix in (".jsonl", ".ndjson"):
         rows = _json_lines(text, path)
     elif suffix == ".json":
-        rows = enumerate(_json_list(text, path), start=1)
+        rows = _json_document_or_lines(text, path)
     else:
         raise RatingsError(f"cannot tell the format of {path}: expected .csv, .jsonl, .ndjson or .json")
     return _collect(rows, str(path))
@@ -219,11 +224,19 @@ def _json_lines(text: str, path: Path) -> Iterable[tuple[int, Any]]:
                 raise RatingsError(f"{path} line {line} is not JSON: {exc.msg}") from exc
 
 
-def _json_list(text: str, path: Path) -> list[Any]:
+def _json_document_or_lines(text: str, path: Path) -> Iterable[tuple[int, Any]]:
+    """One JSON document (`aws dynamodb scan` output, a list), or JSON lines under a .json name
+    (DynamoDB's export to S3 writes {"Item": ...} lines into .json.gz files)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RatingsError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from exc
+        if exc.msg != "Extra data":
+            raise RatingsError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from exc
+        return _json_lines(text, path)
+    return enumerate(_json_list(data, path), start=1)
+
+
+def _json_list(data: Any, path: Path) -> list[Any]:
     if isinstance(data, Mapping):
         data = data.get("items", data.get("Items"))
     if not isinstance(data, list):

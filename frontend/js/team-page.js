@@ -308,6 +308,7 @@ function renderSummary() {
   const groups = summary[groupBy] || [];
   const k = ks[ks.length - 1];
   const charts = $("charts");
+  const width = charts.clientWidth;
   if (!groups.length) {
     charts.replaceChildren(h("p", { class: "empty" }, "No ratings yet. Rate results on the search page to see them here."));
   } else {
@@ -318,6 +319,7 @@ function renderSummary() {
           title: `precision@${k} by ${label.toLowerCase()}`,
           description: groups.map((group) => `${groupLabel(group)}: ${formatPrecision(precisionAt(group, k))}`).join("; "),
           max: 1,
+          width,
           rows: groups.map((group) => ({
             label: groupLabel(group),
             segments: [{ value: precisionAt(group, k) ?? 0, className: "bar" }],
@@ -330,6 +332,7 @@ function renderSummary() {
           title: `Ratings by ${label.toLowerCase()}`,
           description: groups.map((group) => `${groupLabel(group)}: ${group.positive} up, ${group.negative} down`).join("; "),
           max: maxCount,
+          width,
           rows: groups.map((group) => ({
             label: groupLabel(group),
             segments: [{ value: group.positive, className: "bar-good" }, { value: group.negative, className: "bar-bad" }],
@@ -359,6 +362,15 @@ function renderSummary() {
 }
 
 $("group-by").addEventListener("change", renderSummary);
+
+let lastChartWidth = 0;
+new ResizeObserver(() => {
+  const width = $("charts").clientWidth;
+  if (summary && width && Math.abs(width - lastChartWidth) > 40) {
+    lastChartWidth = width;
+    renderSummary();
+  }
+}).observe($("charts"));
 
 // ---------- start ----------
 

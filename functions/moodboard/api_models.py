@@ -11,13 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_K = 100
-MAX_OFFSET = 1000
+from moodboard.query import MAX_K, MAX_OFFSET, MAX_WEIGHT
+
 MAX_TEXT = 500
 MAX_URL = 2048
-MAX_WEIGHT = 10.0
 
-QueryKind = Literal["image", "text", "image+text", "category"]
+QueryKind = Literal["image", "text", "image+text"]
 ImageSource = Literal["url", "upload", "base64"]
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -153,7 +153,7 @@ class ArtifactStore:
         another publish moved the pointer first.
         """
         check_version(version)
-        published = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = json.dumps({"version": version, "model_fingerprint": model_fingerprint, "published": published})
         condition = {"IfMatch": expected.etag} if expected is not None else {"IfNoneMatch": "*"}
         try:

@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import math
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,8 +282,11 @@ def _to_product(record: dict[str, Any], base: Path) -> Product:
         if name in known and known[name] is not None and not isinstance(known[name], str):
             known[name] = str(known[name])
     known["price"] = _parse_price(known.get("price"))
-    if isinstance(known.get("currency"), str):
-        known["currency"] = known["currency"].strip().upper()
+    currency = known.get("currency")
+    if currency is not None:
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency.strip()):
+            raise _RowError(f"bad currency: {currency!r} is not a 3-letter code")
+        known["currency"] = currency.strip().upper()
     scheme = known["image"].split("://", 1)[0].lower() if "://" in known["image"] else None
     if scheme not in (None, "http", "https", "file"):
         raise _RowError(f"bad image: unsupported scheme {scheme!r} (use http(s) or a file path)")
@@ -324,5 +329,4 @@ def resolve_image(image: str, base: Path) -> str:
         return image
     if image.lower().startswith("file://"):
         image = image[len("file://"):]
-    path = Path(image).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
+    return os.path.normpath(os.path.join(base, os.path.expanduser(image)))

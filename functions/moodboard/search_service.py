@@ -14,7 +14,7 @@ import binascii
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -32,8 +32,20 @@ from moodboard.api_models import (
     SimilarResponse,
     VersionResponse,
 )
-from moodboard.errors import FetchError, ImageTooLarge, InvalidQuery, NotFound, UnknownCategory
-from moodboard.fetch import Fetched, FetchLimits, Resolver, default_resolver, fetch_image
+from moodboard.errors import (
+    FetchError,
+    ImageTooLarge,
+    InvalidQuery,
+    NotFound,
+    UnknownCategory,
+)
+from moodboard.fetch import (
+    Fetched,
+    FetchLimits,
+    Resolver,
+    default_resolver,
+    fetch_image,
+)
 from moodboard.images import decode_image
 from moodboard.observability import COUNT, MILLISECONDS, record_metric
 from moodboard.runtime import LoadedIndex
@@ -95,7 +107,6 @@ class QueryImage:
     image: Image.Image | None = None
     source: str | None = None
     resolved_url: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_category(loaded: LoadedIndex, category: str | None, links: Links) -> str | None:
@@ -145,8 +156,10 @@ def _too_large(size: int, settings: Settings) -> ImageTooLarge:
 def load_query_image(request: SearchRequest, upload: bytes | None, *, settings: Settings,
                      fetcher: Callable[[str], Fetched]) -> QueryImage:
     """Decode the one image a request carries (URL, base64 or upload); empty when it has none."""
-    decode = lambda data: decode_image(data, max_bytes=settings.max_image_bytes,  # noqa: E731
-                                       max_pixels=settings.max_image_pixels)
+
+    def decode(data: bytes) -> Image.Image:
+        return decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+
     if upload is not None:
         if len(upload) > settings.max_image_bytes:
             raise _too_large(len(upload), settings)
@@ -166,28 +179,19 @@ def load_query_image(request: SearchRequest, upload: bytes | None, *, settings: 
     return QueryImage()
 
 
-def query_params(request: SearchRequest, settings: Settings, *, k: int, extra: int = 0) -> Any:
-    """QueryParams from the request, the server's defaults filling what the request left out."""
+def query_params(request: SearchRequest, settings: Settings, *, k: int) -> Any:
+    """QueryParams from the request, the server's defaults (Settings.query) filling what it left out."""
     from moodboard.query import QueryParams
 
-    defaults = settings.query
-    values: dict[str, Any] = {name: getattr(request, name) if getattr(request, name) is not None
-                              else getattr(defaults, name) for name in WEIGHT_FIELDS}
-    values["near_copy_threshold"] = (request.near_copy_threshold if request.near_copy_threshold is not None
-                                     else defaults.near_copy_threshold)
-    values["mmr_lambda"] = request.mmr_lambda if request.mmr_lambda is not None else defaults.mmr_lambda
-    return QueryParams(**values, k=k + extra, offset=request.offset)
+    overrides = {name: getattr(request, name) for name in (*WEIGHT_FIELDS, "near_copy_threshold", "mmr_lambda")}
+    return QueryParams.from_defaults(settings.query, **overrides, k=k, offset=request.offset)
 
 
-def query_kind(has_image: bool, text: str | None, category: str | None) -> str:
-    """image, text, image+text, or category (the type prompt alone)."""
+def query_kind(has_image: bool, text: str | None) -> str:
+    """image, text, or image+text (a product type alone is a text query: its prompt)."""
     if has_image and text:
         return "image+text"
-    if has_image:
-        return "image"
-    if text:
-        return "text"
-    return "category"
+    return "image" if has_image else "text"
 
 
 def result_item(hit: Hit, links: Links) -> ResultItem:
@@ -234,18 +238,20 @@ def run_search(request: SearchRequest, *, upload: bytes | None, embedder: Embedd
     category = resolve_category(loaded, request.category, links)
     query_image = load_query_image(request, upload, settings=settings, fetcher=fetcher)
     k = request.k or settings.query.k
-    params = query_params(request, settings, k=k, extra=1)
+    params = query_params(request, settings, k=k)
     result = gist_search(loaded.index, embedder, image=query_image.image, category=category,
                          text=request.text or None, negative=request.negative or None, params=params)
     hits = list(result.hits)[:k]
     resolved = dict(result.resolved or {})
-    weights = {name: float(getattr(params, name)) for name in WEIGHT_FIELDS}
+    weights = {name: float(value) for name, value in (resolved.get("weights") or {}).items()} or {
+        name: float(getattr(params, name)) for name in WEIGHT_FIELDS}
     tiny = is_tiny(embedder)
     query = ResolvedQuery(
-        kind=str(resolved.get("kind") or query_kind(query_image.image is not None, request.text, category)),
-        category=category, prompt=resolved.get("prompt"), text=request.text or None,
-        negative=request.negative or None, weights=weights, near_copy_threshold=float(params.near_copy_threshold),
-        mmr_lambda=params.mmr_lambda, image_source=query_image.source, resolved_image_url=query_image.resolved_url,
+        kind=str(resolved.get("kind") or query_kind(query_image.image is not None, request.text)),
+        category=category, prompt=resolved.get("prompt"), text=resolved.get("text", request.text or None),
+        negative=resolved.get("negative", request.negative or None), weights=weights,
+        near_copy_threshold=float(params.near_copy_threshold), mmr_lambda=params.mmr_lambda,
+        image_source=query_image.source, resolved_image_url=query_image.resolved_url,
     )
     results = [result_item(hit, links) for hit in hits]
     search_id = record_search(history, query=query, k=k, offset=request.offset, result_ids=[r.id for r in results],
@@ -258,7 +264,7 @@ def run_search(request: SearchRequest, *, upload: bytes | None, embedder: Embedd
                 len(results), elapsed_ms)
     return SearchResponse(
         search_id=search_id, query=query, results=results, offset=request.offset, k=k,
-        has_more=len(result.hits) > k, dropped_near_copies=int(result.dropped_near_copies),
+        has_more=bool(result.has_more), dropped_near_copies=int(result.dropped_near_copies),
         model_fingerprint=embedder.fingerprint, index_version=loaded.version, tiny_model=tiny,
     )
 
@@ -308,13 +314,12 @@ def product_out(loaded: LoadedIndex, product_id: str, links: Links) -> ProductOu
 def similar_products(loaded: LoadedIndex, product_id: str, *, k: int, category: str | None,
                      links: Links) -> SimilarResponse:
     """'More like this': the products nearest to one product, in its own category unless told otherwise."""
-    index = loaded.index
-    product = index.get(product_id)
+    from moodboard.query import similar_to
+
+    product = loaded.index.get(product_id)
     scope = resolve_category(loaded, category, links) if category else product.category
-    own = index.label_of(product_id)
-    hits = index.search(index.vector(product_id), k, category=scope, exclude=lambda label: label == own)
-    return SimilarResponse(product_id=product_id, category=scope,
-                           results=[result_item(hit, links) for hit in hits if hit.product.id != product_id][:k])
+    hits = similar_to(loaded.index, product_id, k=k, category=scope)
+    return SimilarResponse(product_id=product_id, category=scope, results=[result_item(hit, links) for hit in hits])
 
 
 def thumbnail(loaded: LoadedIndex, product_id: str) -> tuple[str, Any]:

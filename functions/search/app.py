@@ -7,7 +7,6 @@ moodboard.search_routes; nothing heavy happens at import (the model and index lo
 from __future__ import annotations
 
 from mangum import Mangum
-
 from moodboard.observability import API_GATEWAY_HTTP, instrument
 from moodboard.search_routes import create_search_app
 

@@ -76,3 +76,11 @@ def result_cards(page: Page) -> list[dict[str, Any]]:
         target: card.querySelector('h3 a').target,
         price: card.querySelector('.price').textContent,
     }))""")
+
+
+def sign_in(page: Page, app_url: str, view: str = "urls") -> None:
+    """Open a team view and sign in with the admin token."""
+    page.goto(f"{app_url}/team.html#{view}")
+    page.get_by_label("Access token").fill(ADMIN_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#team")).to_be_visible()

@@ -41,11 +41,14 @@ def test_search_by_image_url_shows_results_in_the_category(page: Page, app_url: 
     expect(page.locator("#status")).to_contain_text(f"in “{CATEGORY}”")
     expect(page.locator("#preview-image")).to_have_attribute("src", f"{image_server}/mood.jpg")
     page.wait_for_function("[...document.querySelectorAll('#results img')].every(img => img.complete && img.naturalWidth > 0)")
-    page.locator("#results .card").first.hover()
+    page.evaluate("window.scrollTo(0, 0)")
     score = page.locator("#results .card .score").first
+    expect(score).to_have_css("opacity", "0")
+    page.locator("#results .card").first.hover()
+    expect(score).to_have_css("opacity", "1")
     expect(score).to_contain_text("Match score")
-    assert float(score.get_attribute("data-score")) <= 1.0
-    screenshot(page, "search-desktop")
+    assert 0 < float(score.get_attribute("data-score")) <= 1.0
+    screenshot(page, "search-desktop", full_page=True)
 
 
 def test_search_by_page_url_uses_its_og_image(page: Page, app_url: str, image_server: str) -> None:

@@ -6,17 +6,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.support import ADMIN_TOKEN, CATEGORY, screenshot, wait_for_results
+from tests.browser.support import ADMIN_TOKEN, CATEGORY, screenshot, sign_in, wait_for_results
 
 pytestmark = pytest.mark.browser
-
-
-def sign_in(page: Page, app_url: str, view: str = "urls") -> None:
-    """Open a team view and sign in with the admin token."""
-    page.goto(f"{app_url}/team.html#{view}")
-    page.get_by_label("Access token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#team")).to_be_visible()
 
 
 def rated_search(api: httpx.Client, image_server: str) -> tuple[str, str]:

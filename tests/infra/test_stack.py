@@ -55,7 +55,7 @@ def role_statements(synth: Synth, role_id: str) -> list[dict[str, Any]]:
         statements += policy["PolicyDocument"]["Statement"]
     for policy in synth.of_type("AWS::IAM::Policy").values():
         if {"Ref": role_id} in policy["Properties"].get("Roles", []):
-            statements += policy["PolicyDocument"]["Statement"]
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
     return statements
 
 
@@ -325,7 +325,7 @@ def all_statements(synth: Synth) -> list[dict[str, Any]]:
             statements += props["PolicyDocument"]["Statement"]
         if resource["Type"] == "AWS::IAM::Role":
             for policy in props.get("Policies", []):
-                statements += policy["PolicyDocument"]["Statement"]
+                statements += policy["Properties"]["PolicyDocument"]["Statement"]
     return statements
 
 

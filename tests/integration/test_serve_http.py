@@ -20,7 +20,6 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-
 from moodboard.demo_catalog import draw_mood_image, generate_demo_catalog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +104,7 @@ def server(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempP
 
 
 class Fixtures(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:
         body = mood_jpeg("neon")
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
@@ -232,3 +231,48 @@ def test_serve_admin_load_publishes_and_search_swaps_to_it(server: Server, tmp_p
 
     assert names == {"lamp", "sofa"}, server.log()
     assert version == job["result"]["version"]
+
+
+class FakeExporter:
+    """Stands in for model_export.export: records calls, never touches the hub or torch."""
+
+    DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+
+    def __init__(self, hub_reachable: bool) -> None:
+        self.hub_reachable = hub_reachable
+        self.calls: list[str] = []
+
+    def export_model(self, model: str, out: Path) -> Path:
+        from moodboard.errors import HubUnreachable
+
+        self.calls.append(f"real:{model}")
+        if not self.hub_reachable:
+            raise HubUnreachable(f"cannot reach the Hugging Face Hub to download {model!r}")
+        out.mkdir(parents=True)
+        (out / "manifest.json").write_text("{}")
+        return out
+
+    def export_tiny(self, out: Path) -> Path:
+        self.calls.append("tiny")
+        out.mkdir(parents=True)
+        (out / "manifest.json").write_text("{}")
+        return out
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_serve_default_model_exports_once_and_falls_back_to_tiny(tmp_path: Path, reachable: bool,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from moodboard.commands.serve import default_model
+
+    exporter = FakeExporter(hub_reachable=reachable)
+    first = default_model(tmp_path, exporter=exporter)
+    second = default_model(tmp_path, exporter=exporter)
+
+    assert first == second
+    if reachable:
+        assert first == tmp_path / "models" / "openai-clip-vit-base-patch32"
+        assert exporter.calls == ["real:openai/clip-vit-base-patch32"]
+    else:
+        assert first == tmp_path / "models" / "tiny-random-clip"
+        assert exporter.calls == ["real:openai/clip-vit-base-patch32", "tiny", "real:openai/clip-vit-base-patch32"]
+        assert "results will NOT be meaningful" in capsys.readouterr().err

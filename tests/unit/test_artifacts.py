@@ -11,13 +11,12 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
-
 from moodboard.artifacts import CURRENT_KEY, ArtifactStore, Pointer, verify_bundle
 from moodboard.catalog import Product
 from moodboard.errors import BundleError, IndexUnavailable, PublishConflict, StoreError
 from moodboard.index import ProductIndex
 from moodboard.runtime import CurrentIndex
+from moto import mock_aws
 
 BUCKET = "moodboard-artifacts-test"
 FINGERPRINT = "fake-embedder-0001"
@@ -292,3 +291,25 @@ def test_download_refuses_keys_that_escape_the_folder(store: ArtifactStore, s3: 
     with pytest.raises(BundleError, match="leaves"):
         store.download_prefix("indexes/v1/", tmp_path / "out")
     assert not (tmp_path / "evil").exists()
+
+
+def test_model_bundle_downloads_from_s3_once(s3: Any, tmp_path: Path) -> None:
+    from moodboard.artifacts import download_model
+
+    s3.put_object(Bucket=BUCKET, Key="models/abc123/manifest.json", Body=b'{"format": "moodboard-model/1"}')
+    s3.put_object(Bucket=BUCKET, Key="models/abc123/vision.onnx", Body=b"graph")
+
+    path = download_model(f"s3://{BUCKET}/models/abc123", s3, tmp_path / "cache")
+    s3.delete_object(Bucket=BUCKET, Key="models/abc123/vision.onnx")
+    again = download_model(f"s3://{BUCKET}/models/abc123/", s3, tmp_path / "cache")
+
+    assert again == path and path.parent == tmp_path / "cache" / "models"
+    assert (path / "vision.onnx").read_bytes() == b"graph"
+
+
+def test_model_download_without_a_bundle_fails_clearly(s3: Any, tmp_path: Path) -> None:
+    from moodboard.artifacts import download_model
+
+    with pytest.raises(BundleError, match="no model bundle at"):
+        download_model(f"s3://{BUCKET}/models/none/", s3, tmp_path / "cache")
+    assert not any((tmp_path / "cache" / "models").iterdir())

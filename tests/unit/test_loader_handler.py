@@ -10,14 +10,14 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from moodboard.artifacts import CURRENT_KEY, ArtifactStore
 from moodboard.demo_catalog import generate_demo_catalog
 from moodboard.jobs import JobStore
 from moodboard.runtime import Runtime, set_runtime
 from moodboard.settings import Settings
 from moodboard.tables import create_tables
+from moto import mock_aws
+
 from tests.apigw import LambdaContext, load_event
 from tests.fakes import FakeEmbedder
 

@@ -4,6 +4,7 @@ local stack's paginated GET /evaluations, and the A/B test."""
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,18 @@ def test_csv_jsonl_and_dynamodb_exports_read_the_same(tmp_path: Path) -> None:
     for path in (jsonl, typed, csv_path):
         assert rq.read_ratings(path) == expected, path.name
     assert expected[0].weights == W1  # from params.weights
+
+
+def test_dynamodb_scan_output_and_gzipped_s3_export_read_the_same(tmp_path: Path) -> None:
+    typed = [serialize(dict(row, product_rater=f"{row['product_id']}#{row['rater']}")) for row in FIXTURE]
+    scan = tmp_path / "scan.json"  # aws dynamodb scan --table-name ... --output json
+    scan.write_text(json.dumps({"Items": typed, "Count": len(typed), "ScannedCount": len(typed)}))
+    export = tmp_path / "abc123.json.gz"  # DynamoDB export to S3, DYNAMODB_JSON format
+    export.write_bytes(gzip.compress("".join(json.dumps({"Item": t}) + "\n" for t in typed).encode()))
+
+    expected = [rq.parse_item(row) for row in FIXTURE]
+    assert rq.read_ratings(scan) == expected
+    assert rq.read_ratings(export) == expected
 
 
 def test_read_ratings_skips_bad_items_and_keeps_the_rest(tmp_path: Path) -> None:

@@ -23,9 +23,6 @@ from typing import Any
 import boto3
 import httpcore
 import pytest
-from moto import mock_aws
-from PIL import Image
-
 from moodboard.artifacts import ArtifactStore
 from moodboard.demo_catalog import draw_mood_image, generate_demo_catalog
 from moodboard.deps import get_history, get_image_fetcher
@@ -36,6 +33,9 @@ from moodboard.local_stack import ensure_resources
 from moodboard.runtime import Runtime, set_runtime
 from moodboard.search_service import ImageFetcher
 from moodboard.settings import Settings, get_settings
+from moto import mock_aws
+from PIL import Image
+
 from tests.apigw import LambdaContext, http_event, json_event, multipart, response_json
 from tests.fakes import FakeEmbedder
 
@@ -116,33 +116,46 @@ class Stack:
             self.settings, resolver=self.resolver)
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bundle: Path) -> Iterator[Stack]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        settings = Settings(artifacts_bucket=BUCKET, cache_dir=tmp_path / "cache", max_body_bytes=MAX_BODY,
-                            max_image_bytes=MAX_IMAGE, max_image_pixels=4_000_000, fetch_timeout_seconds=1.0)
-        ensure_resources(settings, s3, dynamodb)
-        ArtifactStore(BUCKET, s3).publish(bundle)
-        embedder = FakeEmbedder()
-        set_runtime(Runtime(settings, s3=s3, dynamodb=dynamodb, embedder=embedder))
-        from search.app import app, handler
+@pytest.fixture(scope="module")
+def module_stack(tmp_path_factory: pytest.TempPathFactory, bundle: Path) -> Iterator[Stack]:
+    """moto with the bucket, tables and a published index, and the search app wired to them: built
+    once per module (each test resets what it may change through the `stack` fixture)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+        with mock_aws():
+            s3 = boto3.client("s3", region_name="us-east-1")
+            dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+            settings = Settings(artifacts_bucket=BUCKET, cache_dir=tmp_path_factory.mktemp("cache"),
+                                max_body_bytes=MAX_BODY, max_image_bytes=MAX_IMAGE, max_image_pixels=4_000_000,
+                                fetch_timeout_seconds=1.0)
+            ensure_resources(settings, s3, dynamodb)
+            ArtifactStore(BUCKET, s3).publish(bundle)
+            embedder = FakeEmbedder()
+            set_runtime(Runtime(settings, s3=s3, dynamodb=dynamodb, embedder=embedder))
+            from search.app import app, handler
 
-        stack = Stack(handler, app, settings, s3, dynamodb, embedder, StubResolver({
-            "metadata.example": ["169.254.169.254"],
-            "intranet.example": ["10.0.0.5"],
-            "mixed.example": ["93.184.216.34", "192.168.1.20"],
-            "ula.example": ["fd00::1"],
-        }))
-        stack.use()
-        yield stack
-        app.dependency_overrides.clear()
-        set_runtime(None)
+            yield Stack(handler, app, settings, s3, dynamodb, embedder, StubResolver({
+                "metadata.example": ["169.254.169.254"],
+                "intranet.example": ["10.0.0.5"],
+                "mixed.example": ["93.184.216.34", "192.168.1.20"],
+                "ula.example": ["fd00::1"],
+            }))
+            app.dependency_overrides.clear()
+            set_runtime(None)
+
+
+@pytest.fixture
+def stack(module_stack: Stack) -> Iterator[Stack]:
+    base = module_stack.settings
+    module_stack.embedder.image_calls = 0
+    module_stack.resolver.calls.clear()
+    module_stack.use()
+    yield module_stack
+    module_stack.app.dependency_overrides.clear()
+    module_stack.settings = base
 
 
 @pytest.fixture
@@ -377,7 +390,7 @@ def test_search_blocked_url_returns_400_without_connecting(stack: Stack, no_sock
 class Upstream(BaseHTTPRequestHandler):
     """Fixture upstreams: an image, a page naming it, a slow one, an endless one, a bad redirect."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:
         if self.path == "/pin.jpg":
             self._send(200, "image/jpeg", MOOD)
         elif self.path == "/pin.html":

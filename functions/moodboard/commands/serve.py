@@ -58,7 +58,12 @@ def cache_home() -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from moodboard.console import console, print_note
-    from moodboard.local_stack import LOCAL_BUCKET, MOTO_CREDENTIALS, ensure_resources, start_local_aws
+    from moodboard.local_stack import (
+        LOCAL_BUCKET,
+        MOTO_CREDENTIALS,
+        ensure_resources,
+        start_local_aws,
+    )
     from moodboard.runtime import Runtime, set_runtime
 
     settings = get_settings()
@@ -242,10 +247,10 @@ def publish_index(runtime: Any, index_dir: Path, fingerprint: str) -> None:
 def build_local_app(settings: Any, *, runtime: Any, tiny: bool) -> Any:
     """One FastAPI app: the search routes, the evaluation routes (loads run in a thread here), a
     generated /config.json, and the frontend folder mounted last at /."""
+    from evaluations.app import mount
     from fastapi.responses import JSONResponse
     from fastapi.staticfiles import StaticFiles
 
-    from evaluations.app import mount
     from moodboard.console import print_note
     from moodboard.jobs import JobStore, ThreadLoadRunner
     from moodboard.loading import CatalogLoader

@@ -1,0 +1,219 @@
+"""Section 4, cold start: a fresh process from its start to the first answered search.
+
+The parent starts `python -m benchmarks.perf.cold_start --child ...` with the full-size fp32 bundle
+and a 100k-product index; the child stamps each phase with time.perf_counter and prints one JSON
+line: import (the search app, onnxruntime, hnswlib and the query modules), model load
+(moodboard.runtime.Runtime.embedder(): manifest, sha256 of every file, two onnxruntime sessions),
+index load (Runtime.index(): sha256, hnswlib graph, vectors, 100k product records), first search
+(an image query, 500x500 JPEG upload, through the app in process, as Mangum would call it), and a
+second search as the warm baseline. Interpreter start is the parent's spawn time to the child's
+first line. The variant "no sha256 verify" loads the same files with verify=False, to show what
+verification costs. Files come from the page cache (they were just built or read): a Lambda that
+reads its image from disk pays more on the first start.
+
+This module imports only the standard library at the top, so the child's import phase measures
+what the search Lambda imports, not the benchmark's own tooling.
+"""
+
+from __future__ import annotations
+
+import time
+
+CHILD_STARTED_WALL = time.time()
+CHILD_STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+MARKER = "COLD-START-RESULT "
+TARGET_S = 3.0
+VARIANTS = {"shipped (sha256 verify)": [], "no sha256 verify": ["--no-verify"]}
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the phases in this fresh process and return their durations (seconds)."""
+    marks = {"start": CHILD_STARTED}
+    from search.app import app  # the Lambda's entry module
+
+    marks["import app"] = time.perf_counter()
+    import hnswlib  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    import moodboard.embedder  # noqa: F401
+    import moodboard.index  # noqa: F401
+    import moodboard.query  # noqa: F401
+
+    marks["import"] = time.perf_counter()
+    import tempfile
+
+    from moodboard.deps import get_history
+    from moodboard.runtime import Runtime, set_runtime
+    from moodboard.settings import Settings, get_settings
+
+    settings = Settings(model_dir=str(args.model), index_dir=str(args.index), precision=args.precision,
+                        cache_dir=Path(tempfile.gettempdir()) / "moodboard-cold")
+    app.dependency_overrides.update({get_settings: lambda: settings, get_history: lambda: None})
+    if args.no_verify:
+        from moodboard.deps import get_index
+        from moodboard.embedder import Embedder
+        from moodboard.index import ProductIndex
+        from moodboard.runtime import LoadedIndex
+
+        runtime = Runtime(settings, embedder=Embedder.load(args.model, precision=args.precision, verify=False))
+        marks["model load"] = time.perf_counter()
+        index = ProductIndex.load(args.index, expected_fingerprint=runtime.embedder().fingerprint, verify=False)
+        loaded = LoadedIndex(index=index, path=args.index, version=index.version or "", created=index.created,
+                             model_fingerprint=index.model_fingerprint, count=len(index))
+        app.dependency_overrides[get_index] = lambda: loaded
+    else:
+        runtime = Runtime(settings)
+        runtime.embedder()
+        marks["model load"] = time.perf_counter()
+        runtime.index()
+    set_runtime(runtime)
+    marks["index load"] = time.perf_counter()
+
+    import asyncio
+
+    import httpx
+
+    image = args.image.read_bytes()
+
+    async def search() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cold") as client:
+            response = await client.post("/search", files={"image": ("mood.jpg", image, "image/jpeg")},
+                                         data={"category": "dress"})
+            if response.status_code != 200:
+                raise RuntimeError(f"first search answered {response.status_code}: {response.text[:300]}")
+
+    asyncio.run(search())
+    marks["first search"] = time.perf_counter()
+    asyncio.run(search())
+    marks["warm search"] = time.perf_counter()
+    names = list(marks)
+    phases = {name: marks[name] - marks[prev] for prev, name in zip(names, names[1:])}
+    phases["import app"] = marks["import app"] - marks["start"]
+    phases["import"] = marks["import"] - marks["start"]
+    import resource
+
+    return {"started_wall": CHILD_STARTED_WALL, "phases_s": phases,
+            "to_first_search_s": marks["first search"] - marks["start"],
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def spawn(model: Path, index: Path, image: Path, precision: str, extra: list[str]) -> dict[str, Any]:
+    """One cold start in a fresh interpreter; adds the spawn-to-first-line and the total wall time."""
+    import subprocess
+
+    from benchmarks.perf.common import REPO, child_env
+
+    command = [sys.executable, "-m", "benchmarks.perf.cold_start", "--child", "--model", str(model),
+               "--index", str(index), "--image", str(image), "--precision", precision, *extra]
+    spawned = time.time()
+    started = time.perf_counter()
+    proc = subprocess.run(command, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=1800)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"cold-start child failed ({proc.returncode}): {proc.stderr[-800:]}")
+    result = json.loads(lines[-1][len(MARKER):])
+    result["interpreter_start_s"] = result.pop("started_wall") - spawned
+    result["process_start_to_first_search_s"] = result["interpreter_start_s"] + result["to_first_search_s"]
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def import_breakdown(top: int = 10) -> dict[str, float]:
+    """Seconds per top-level package when importing the search app (python -X importtime, one
+    fresh process): the largest cumulative time seen for any module of that package."""
+    import subprocess
+
+    from benchmarks.perf.common import REPO, child_env
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import search.app"], cwd=REPO,
+                          env=child_env(), capture_output=True, text=True, timeout=600)
+    by_package: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) != 3 or not parts[1].strip().isdigit():
+            continue
+        package = parts[2].strip().split(".")[0]
+        by_package[package] = max(by_package.get(package, 0), int(parts[1]))
+    ranked = sorted(by_package.items(), key=lambda item: -item[1])[:top]
+    return {name: round(us / 1e6, 3) for name, us in ranked}
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    """Measure and return {"rows", "details"}."""
+    import statistics
+    import subprocess
+
+    from benchmarks.perf import fixtures
+    from benchmarks.perf.common import progress
+
+    p = ctx.profile
+    bundle = fixtures.model_bundle(ctx)
+    index = fixtures.search_index(ctx, bundle, p.cold_size)
+    image = ctx.cache / "mood-500.jpg"
+    if not image.exists():
+        image.write_bytes(fixtures.jpeg_bytes(500, seed=ctx.seed))
+    bare = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - started)
+    details: dict[str, Any] = {"model_size": p.model_size, "precision": "fp32", "index_size": p.cold_size,
+                               "bare_python_s": statistics.median(bare), "variants": {},
+                               "import_breakdown_s": import_breakdown()}
+    for variant, extra in VARIANTS.items():
+        runs = []
+        for i in range(p.cold_reps):
+            progress.print(f"  {variant}: run {i + 1} of {p.cold_reps}")
+            runs.append(spawn(bundle, index, image, "fp32", extra))
+        median = sorted(runs, key=lambda r: r["process_start_to_first_search_s"])[len(runs) // 2]
+        details["variants"][variant] = {"runs": runs, "median": median}
+    breakdown = ", ".join(f"{name} {sec:.2f} s" for name, sec in details["import_breakdown_s"].items())
+    return {"rows": _rows(details), "details": details,
+            "notes": [f"importing the search app, largest cumulative time per package (nested): {breakdown}"]}
+
+
+def _rows(details: dict[str, Any]) -> list[dict]:
+    from benchmarks.perf.common import row
+
+    rows = []
+    for variant, v in details["variants"].items():
+        m = v["median"]
+        total, ph = m["process_start_to_first_search_s"], m["phases_s"]
+        shipped = variant.startswith("shipped")
+        rows.append(row(f"{variant}: process start to first answered search", total, "s",
+                        baseline="bare `python -c pass`", baseline_value=details["bare_python_s"],
+                        ratio_kind="relative", target=f"<= {TARGET_S:.0f} s" if shipped else None,
+                        met=total <= TARGET_S if shipped else None,
+                        note=f"peak RSS {m['peak_rss_bytes'] / 2**20:,.0f} MiB; {len(v['runs'])} run(s), median"))
+        parts = {"interpreter start": m["interpreter_start_s"], **{k: ph[k] for k in ("import", "model load",
+                                                                                        "index load", "first search")}}
+        for name, seconds in parts.items():
+            rows.append(row(f"  {variant}: {name}", seconds, "s", baseline="share of the total",
+                            baseline_value=total, ratio_kind="relative",
+                            note=f"of which the search app {ph['import app']:.2f} s" if name == "import" else
+                            f"warm search {ph['warm search'] * 1000:.0f} ms" if name == "first search" else None))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="one cold start (the child of the cold-start section)")
+    parser.add_argument("--child", action="store_true", required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--index", type=Path, required=True)
+    parser.add_argument("--image", type=Path, required=True)
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    parser.add_argument("--no-verify", action="store_true")
+    result = child(parser.parse_args(argv))
+    sys.stdout.write(MARKER + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

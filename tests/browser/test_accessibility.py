@@ -1,0 +1,64 @@
+"""axe-core accessibility checks of every page state, at phone and desktop widths.
+
+axe-core ships inside the axe-playwright-python wheel and is injected into the page, so nothing is
+fetched at run time.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.support import DESKTOP, PHONE, open_search, sign_in, submit_search, wait_for_results
+
+axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright", reason="needs the dev extra (axe-playwright-python)")
+
+pytestmark = pytest.mark.browser
+
+
+def assert_no_violations(page: Page, state: str) -> None:
+    results = axe_sync.Axe().run(page)
+    assert results.violations_count == 0, f"{state}:\n{results.generate_report()}"
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_search_page_states_have_no_axe_violations(browser: Browser, app_url: str, image_server: str,
+                                                   viewport: dict[str, int]) -> None:
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        open_search(page, app_url)
+        assert_no_violations(page, "empty search page")
+
+        submit_search(page, image_url=f"{image_server}/mood.jpg")
+        wait_for_results(page)
+        page.locator("#results .card").first.get_by_role("button", name="Good match").click()
+        expect(page.locator("#results .card .rate-up").first).to_have_attribute("aria-pressed", "true")
+        assert_no_violations(page, "search page with results")
+
+        page.get_by_label("Image or Pinterest pin URL").fill(f"{image_server}/notes.txt")
+        page.get_by_role("button", name="Find products").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        assert_no_violations(page, "search page with an error")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_team_pages_have_no_axe_violations(browser: Browser, app_url: str, viewport: dict[str, int]) -> None:
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        page.goto(f"{app_url}/team.html")
+        expect(page.get_by_label("Access token")).to_be_visible()
+        assert_no_violations(page, "sign-in")
+
+        sign_in(page, app_url, "urls")
+        expect(page.locator("#urls-table tbody tr").first).to_be_visible()
+        assert_no_violations(page, "search URLs")
+        for view, ready in [("history", "#history-table tbody tr"), ("dashboard", "#overall .stat")]:
+            page.get_by_role("link", name={"history": "Search history", "dashboard": "Evaluation dashboard"}[view]).click()
+            expect(page.locator(ready).first).to_be_visible()
+            assert_no_violations(page, view)
+    finally:
+        context.close()
