@@ -28,12 +28,12 @@ from pathlib import Path
 # machine multi-threaded BLAS adds scheduler jitter of several ms to a single matrix-vector product.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
-from moodboard.catalog import Product  # noqa: E402
-from moodboard.index import ProductIndex  # noqa: E402
+from moodboard.catalog import Product
+from moodboard.index import ProductIndex
 
 SIZES = (250, 1_000, 2_500, 5_000, 10_000, 20_000, 40_000)
 
@@ -116,9 +116,9 @@ def run(index: ProductIndex, vectors: np.ndarray, clusters: np.ndarray, k: int, 
         members = index._members[name]
         index._category_cache.pop(name, None)
         labels, matrix = index._category_rows(name)
-        gather_ms, _ = time_it(lambda q: index._exact(q, labels, None, k, None), queries)
-        exact_ms, exact = time_it(lambda q: index._exact(q, labels, matrix, k, None), queries)
-        graph_ms, graph = time_it(lambda q: index._graph(q, k, members, None, len(members)), queries)
+        gather_ms, _ = time_it(lambda q, labels=labels: index._exact(q, labels, None, k, None), queries)
+        exact_ms, exact = time_it(lambda q, labels=labels, matrix=matrix: index._exact(q, labels, matrix, k, None), queries)
+        graph_ms, graph = time_it(lambda q, members=members: index._graph(q, k, members, None, len(members)), queries)
         recall = np.mean([len({h.label for h in g} & {h.label for h in e}) / len(e) for g, e in zip(graph, exact)])
         rows.append({"mode": mode, "size": len(members), "gather_ms": gather_ms, "exact_ms": exact_ms,
                      "hnsw_ms": graph_ms, "recall": float(recall)})

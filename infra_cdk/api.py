@@ -115,6 +115,7 @@ class Api(Construct):
 
         self.api = apigw.HttpApi(
             self, "Http",
+            api_name=f"moodboard-{config.stage}",
             description="moodboard search and evaluations API",
             create_default_stage=False,
             cors_preflight=apigw.CorsPreflightOptions(

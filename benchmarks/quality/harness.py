@@ -20,15 +20,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-
-from benchmarks.quality import metrics
 from moodboard.catalog import Product
 from moodboard.index import ProductIndex
 from moodboard.vectors import Vector, l2_normalize
+
+from benchmarks.quality import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -407,7 +407,7 @@ def evaluate(data: EvalSet, embed_text: TextEmbed, config: EvalConfig = EvalConf
                      for c, r in list(zs["by_category"].items())[:EXAMPLE_QUERIES]]
     return {
         "catalog": {"products": len(data), "categories": data.category_counts(), "dim": data.dim},
-        "config": {**config.__dict__, "sweep": list(config.sweep)},
+        "config": {**asdict(config), "sweep": list(config.sweep)},
         "zero_shot": zs,
         "image_to_image": i2i,
         "gist": gist,

@@ -37,11 +37,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+from moodboard.errors import RatingsError
+from moodboard.ratings_summary import weights_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from benchmarks.quality import metrics
-from moodboard.errors import RatingsError
-from moodboard.ratings_summary import weights_key
 
 logger = logging.getLogger(__name__)
 

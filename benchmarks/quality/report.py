@@ -62,7 +62,7 @@ def write_report(report: dict[str, Any], out_dir: Path, *, thumbnail: Thumbnail 
     return written
 
 
-def _pyplot():  # noqa: ANN202 - the pyplot module
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -85,10 +85,11 @@ def per_category_chart(report: dict[str, Any]) -> Any:
     kp = zs.get("k_precision", 10)
     ki = i2i.get("k", 10)
     categories = list((zs.get("by_category") or {}).keys()) or list((i2i.get("by_category") or {}).keys())
+    text_rows, image_rows = zs.get("by_category", {}), i2i.get("by_category", {})
     series = [
-        (f"text→image precision@{kp}", [zs.get("by_category", {}).get(c, {}).get(f"precision_at_{kp}") for c in categories]),
-        ("text→image AP", [zs.get("by_category", {}).get(c, {}).get("average_precision") for c in categories]),
-        (f"image→image precision@{ki}", [i2i.get("by_category", {}).get(c, {}).get(f"precision_at_{ki}") for c in categories]),
+        (f"text→image precision@{kp}", [text_rows.get(c, {}).get(f"precision_at_{kp}") for c in categories]),
+        ("text→image AP", [text_rows.get(c, {}).get("average_precision") for c in categories]),
+        (f"image→image precision@{ki}", [image_rows.get(c, {}).get(f"precision_at_{ki}") for c in categories]),
     ]
     figure, axis = plt.subplots(figsize=(max(6.0, 0.55 * len(categories) + 2), 4))
     width = 0.8 / len(series)
@@ -190,7 +191,7 @@ def ratings_chart(ratings: dict[str, Any]) -> Any:
     groups = [(f"model {row['key']}", row) for row in summary["by_model_fingerprint"]]
     groups += [(f"index {row['key']}", row) for row in summary["by_index_version"]]
     figure, axis = plt.subplots(figsize=(7, 0.4 * len(groups) + 1.5))
-    for i, (label, row) in enumerate(groups):
+    for i, (_, row) in enumerate(groups):
         estimate = row["precision_at"][k]
         if estimate["value"] is None:
             continue
@@ -238,7 +239,7 @@ def render_html(report: dict[str, Any]) -> str:
     """The report page: headline numbers, tables, the charts written beside it."""
     meta = report.get("meta", {})
     figures = report.get("figures", {})
-    parts = [f"<h1>moodboard match quality</h1>"]
+    parts = ["<h1>moodboard match quality</h1>"]
     if meta.get("tiny_model"):
         parts.append('<p class="warn">Model bundle is a tiny <b>random</b> model: these numbers only prove the '
                      "harness runs; they say nothing about match quality.</p>")
@@ -274,7 +275,8 @@ def render_html(report: dict[str, Any]) -> str:
     served = report.get("served")
     if served:
         parts.append("<h3>Through moodboard.query.gist_search (the API's path)</h3>")
-        parts.append(_table(["metric", "value"], [[k, v] for k, v in served.items() if not isinstance(v, (dict, list))]))
+        parts.append(_table(["metric", "value"],
+                            [[k, v] for k, v in served.items() if not isinstance(v, (dict, list))]))
     sweep = report.get("sweep")
     if sweep:
         keys = [k for k in sweep[0] if k not in ("w_image", "k", "near_copy_threshold")]

@@ -169,8 +169,8 @@ function formState() {
   };
   if (selectedFile) state.src = "upload";
   else if (imageUrlInput.value.trim()) state.image_url = imageUrlInput.value.trim();
-  const k = new URLSearchParams(window.location.search).get("k");
-  if (k) state.k = readState(`?k=${encodeURIComponent(k)}`).k;
+  const { k } = readState();
+  if (k) state.k = k;
   return state;
 }
 

@@ -136,7 +136,7 @@ def read_csv(path: Path) -> CatalogRead:
     text, checksum = _read_text(path)
     base = path.resolve().parent
     rows = _csv_rows(text, path)
-    header_line, header = next(rows, (0, None))
+    _, header = next(rows, (0, None))
     if not header:
         raise CatalogError(f"{path} is empty: expected a header row with at least {', '.join(REQUIRED)}")
     names = [name.strip() for name in header]

@@ -23,7 +23,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import hnswlib
@@ -137,6 +137,15 @@ class ProductIndex:
         """When the bundle this index was last saved as or loaded from was written."""
         return self.manifest.created if self.manifest else None
 
+    @property
+    def catalog_checksum(self) -> str | None:
+        """Alias of catalog_sha256 (CatalogRead.checksum of the catalog the index was loaded from)."""
+        return self.catalog_sha256
+
+    @catalog_checksum.setter
+    def catalog_checksum(self, value: str | None) -> None:
+        self.catalog_sha256 = value
+
     def __len__(self) -> int:
         return len(self._label_of)
 
@@ -194,9 +203,11 @@ class ProductIndex:
         """Add products or replace existing ones (same id) with new records and vectors, without a
         rebuild. Within one call the last occurrence of an id wins. `keys` are the image content
         keys the vectors were computed from (catalog.image_content_key)."""
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim) if len(products) else None
-        if vectors is None:
+        if not len(products):
             return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors of shape {vectors.shape}, the index holds (n, {self.dim})")
         if vectors.shape[0] != len(products):
             raise ValueError(f"{len(products)} products but {vectors.shape[0]} vectors")
         if keys is not None and len(keys) != len(products):
@@ -320,7 +331,7 @@ class ProductIndex:
             if len(chosen) == k or take == labels.size:
                 break
             take = min(labels.size, take * 4)
-        return [Hit(self._products[int(labels[i])], float(scores[i]), int(labels[i])) for i in chosen]  # type: ignore[arg-type]
+        return [Hit(self._products[int(labels[i])], _score(scores[i]), int(labels[i])) for i in chosen]  # type: ignore[arg-type]
 
     def _graph(self, query: Vector, k: int, members: set[int] | None,
                exclude: Callable[[int], bool] | None, available: int) -> list[Hit]:
@@ -334,9 +345,9 @@ class ProductIndex:
         elif exclude is None:
             allow = members.__contains__  # a C-level callable: no Python frame per visited node
         elif members is None:
-            allow = lambda label: not exclude(label)  # noqa: E731
+            allow = lambda label: not exclude(label)
         else:
-            allow = lambda label: label in members and not exclude(label)  # noqa: E731
+            allow = lambda label: label in members and not exclude(label)
         self._hnsw.set_ef(max(EF_SEARCH if allow is None else EF_FILTERED, want))
         try:
             labels, distances = self._hnsw.knn_query(query, k=want, num_threads=1, filter=allow)
@@ -346,7 +357,7 @@ class ProductIndex:
             logger.debug("filtered hnswlib search returned %d of %d; exact fallback", labels.shape[1], want)
             pool = self._all_labels() if members is None else np.fromiter(members, dtype=np.int64)
             return self._exact(query, pool, None, k, exclude)
-        return [Hit(self._products[int(label)], float(1.0 - distance), int(label))  # type: ignore[arg-type]
+        return [Hit(self._products[int(label)], _score(1.0 - distance), int(label))  # type: ignore[arg-type]
                 for label, distance in zip(labels[0], distances[0])]
 
     # --- persistence ---------------------------------------------------------------------------
@@ -370,7 +381,7 @@ class ProductIndex:
                 count = len(self._label_of)
             if write_extra is not None:
                 write_extra(tmp)
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             manifest = IndexManifest(
                 version=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}",
                 model_fingerprint=self.model_fingerprint, model_precision=self.model_precision,
@@ -436,8 +447,11 @@ class ProductIndex:
         if hnsw.element_count != manifest.elements:
             raise BundleError(f"index bundle {path}: index.bin holds {hnsw.element_count} elements, "
                               f"the manifest says {manifest.elements}")
-        vectors = np.zeros((hnsw.get_max_elements(), manifest.dim), np.float32)
-        vectors[: manifest.elements] = stored
+        if hnsw.get_max_elements() == manifest.elements:
+            vectors = np.ascontiguousarray(stored)
+        else:
+            vectors = np.zeros((hnsw.get_max_elements(), manifest.dim), np.float32)
+            vectors[: manifest.elements] = stored
         index = cls(manifest.dim, manifest.model_fingerprint, model_precision=manifest.model_precision,
                     hnsw=hnsw, vectors=vectors)
         index.catalog_sha256 = manifest.catalog_sha256
@@ -461,6 +475,11 @@ class ProductIndex:
         hnsw.set_ef(EF_SEARCH)
         index.manifest = manifest
         return index
+
+
+def _score(similarity: float) -> float:
+    """Cosine similarity as a plain float, rounding noise clipped to [-1, 1]."""
+    return min(1.0, max(-1.0, float(similarity)))
 
 
 def read_manifest(path: Path) -> IndexManifest:

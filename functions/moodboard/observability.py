@@ -16,6 +16,7 @@ logged: handlers log routes, statuses and timings only (`log_event=False`).
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -82,7 +83,10 @@ def instrument(handler: Handler, *, function: str, correlation_path: str | None 
     def build() -> Handler:
         logger = lambda_logger()
         tracer = lambda_tracer()
-        metrics.set_default_dimensions(function=function)
+        with warnings.catch_warnings():
+            # Only one handler runs per Lambda process; tests build several and re-set the dimension.
+            warnings.simplefilter("ignore")
+            metrics.set_default_dimensions(function=function)
 
         def invoke(event: dict[str, Any], context: Any) -> Any:
             try:

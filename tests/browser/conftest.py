@@ -88,9 +88,10 @@ def app_url(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.Temp
         "MOODBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
         "MOODBOARD_FETCH_ALLOW_LOOPBACK": "true",
         "MOODBOARD_CACHE_DIR": str(work / "cache"),
+        "XDG_CACHE_HOME": str(work / "xdg-cache"),
         "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),
     })
-    command = [sys.executable, "/tmp/fe-devserve/devserve.py", "serve", "--host", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, "-m", "moodboard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(tiny_bundle), "--catalog", str(demo_catalog)]
     log_path = work / "serve.log"
     with log_path.open("wb") as log:

@@ -482,7 +482,19 @@ def test_catalog_uploads_trigger_the_loader(any_synth: Synth) -> None:
         rules = {r["Name"]: r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
         assert rules["prefix"] == "catalogs/"
         suffixes.add(rules["suffix"])
-    assert {".csv", ".jsonl", ".zip"} <= suffixes
+    from moodboard.loading import ARCHIVE_SUFFIXES, CATALOG_SUFFIXES
+
+    assert suffixes == set(CATALOG_SUFFIXES) | set(ARCHIVE_SUFFIXES)
+
+
+def test_evaluations_zip_holds_its_code_and_the_shared_library(default_synth: Synth) -> None:
+    (folder,) = [default_synth.outdir / a["source"]["path"] for a in default_synth.assets()["files"].values()
+                 if a.get("displayName", "").endswith("Functions/Evaluations/Code")]
+    assert (folder / "evaluations" / "app.py").is_file()
+    shared = {p.name for p in (ROOT / "functions" / "moodboard").glob("*.py")}
+    assert shared and shared <= {p.name for p in (folder / "moodboard").glob("*.py")}
+    assert not (folder / "search").exists() and not (folder / "loader").exists()
+    assert not list(folder.rglob("__pycache__"))
 
 
 def test_alarms_cover_errors_throttles_and_p99_of_each_function_and_the_api(any_synth: Synth) -> None:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from moodboard.cli import main
 
 pytestmark = pytest.mark.slow
@@ -93,3 +92,10 @@ def test_eval_with_ratings_and_compare(tmp_path: Path) -> None:
 def test_eval_without_catalog_or_ratings_fails_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval"]) == 2
     assert "give a CATALOG to evaluate" in capsys.readouterr().err
+
+
+def test_eval_catalog_without_model_fails_with_a_message(
+    demo_catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", str(demo_catalog)]) == 2
+    assert "give --model DIR" in capsys.readouterr().err

@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
-
 from moodboard.catalog import Product, image_content_key, read_catalog
 from moodboard.demo_catalog import generate_demo_catalog
 from moodboard.errors import CatalogError
+from pydantic import ValidationError
 
 HEADER = "id,title,category,image,product_url,price,currency,palette\n"
 

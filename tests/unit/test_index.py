@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from moodboard import index as index_module
 from moodboard.catalog import Product
 from moodboard.errors import BundleError, FingerprintMismatch, NotFound, UnknownCategory
@@ -231,10 +230,11 @@ def test_ef_search_is_at_least_64_and_follows_k(big) -> None:
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     index, vectors = small_index()
     index.delete(["p3", "p4"])
-    index.catalog_sha256 = "c" * 64
+    index.catalog_checksum = "c" * 64  # alias of catalog_sha256
     manifest = index.save(tmp_path / "bundle")
     loaded = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
     assert loaded.version == manifest.version and loaded.created == manifest.created
+    assert loaded.catalog_sha256 == "c" * 64
     assert loaded.categories() == index.categories()
     assert loaded.get("p7") == index.get("p7")
     assert loaded.content_key("p7") == "k7"

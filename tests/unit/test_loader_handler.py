@@ -157,3 +157,36 @@ def test_direct_event_outside_catalogs_is_refused(handler: Any, aws: tuple[Any, 
 
     with pytest.raises(CatalogError, match="not a catalog under catalogs/"):
         handler({"job_id": "j1", "catalog_key": "indexes/CURRENT"}, LambdaContext())
+
+
+def test_zip_catalog_with_its_images_builds_and_publishes(handler: Any, aws: tuple[Any, Any], tmp_path: Path) -> None:
+    import zipfile
+
+    catalog = generate_demo_catalog(tmp_path / "zipped", per_category=2, categories=["hat", "bag"])
+    archive = tmp_path / "shop.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in [catalog, *sorted((catalog.parent / "images").iterdir())]:
+            zf.write(file, f"shop/{file.relative_to(catalog.parent)}")
+    aws[0].upload_file(str(archive), BUCKET, "catalogs/shop.zip")
+    event = load_event("s3_catalog_created.json")
+    event["Records"][0]["s3"]["object"]["key"] = "catalogs/shop.zip"
+
+    outcome = handler(event, LambdaContext())["results"][0]
+
+    assert outcome["status"] == "succeeded", outcome
+    assert outcome["loaded"] == 4 and outcome["categories"] == {"hat": 2, "bag": 2}
+    assert current(aws[0])["version"] == outcome["version"]
+
+
+def test_zip_with_a_member_escaping_its_folder_is_refused(handler: Any, aws: tuple[Any, Any], tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../outside.csv", "id,title,category,image\n")
+    aws[0].upload_file(str(archive), BUCKET, "catalogs/evil.zip")
+
+    outcome = handler({"job_id": "evil-1", "catalog_key": "catalogs/evil.zip"}, LambdaContext())["results"][0]
+
+    assert outcome["status"] == "failed" and "outside its folder" in outcome["error"]
+    assert current(aws[0]) is None

@@ -7,6 +7,7 @@ import csv
 import gzip
 import json
 from collections.abc import Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,12 @@ import boto3
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from moto import mock_aws
-
-from benchmarks.quality import ratings as rq
 from moodboard.errors import RatingsError
 from moodboard.settings import Settings
 from moodboard.tables import serialize
+from moto import mock_aws
+
+from benchmarks.quality import ratings as rq
 
 W1 = {"w_image": 1.0, "w_type": 0.6}
 W2 = {"w_image": 0.5, "w_type": 1.0}
@@ -107,8 +108,8 @@ def test_search_without_positive_has_no_ndcg() -> None:
 
 def test_csv_jsonl_and_dynamodb_exports_read_the_same(tmp_path: Path) -> None:
     jsonl = write_jsonl(tmp_path / "ratings.jsonl", FIXTURE)
-    typed = write_jsonl(tmp_path / "export.jsonl", [{"Item": serialize(dict(row, product_rater=f"{row['product_id']}#{row['rater']}"))}
-                                                   for row in FIXTURE])
+    keyed = [dict(row, product_rater=f"{row['product_id']}#{row['rater']}") for row in FIXTURE]
+    typed = write_jsonl(tmp_path / "export.jsonl", [{"Item": serialize(row)} for row in keyed])
     csv_path = tmp_path / "ratings.csv"
     columns = sorted({key for row in FIXTURE for key in row})
     with csv_path.open("w", newline="") as fh:
@@ -277,7 +278,7 @@ def test_fetch_ratings_from_the_local_stack_matches_the_export(local_stack: tupl
 
     fetched = rq.fetch_ratings("http://testserver", "test-admin-token", client=client, page_size=2)
 
-    key = lambda r: (r.search_id, r.product_id, r.rater)  # noqa: E731
+    key = attrgetter("search_id", "product_id", "rater")
     expected = sorted((rq.parse_item(row) for row in FIXTURE[:5]), key=key)
     assert sorted(fetched, key=key) == expected
     # The same numbers as from the export: s1 2/3, s2 1/2 -> 3 of 5.

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
-from pydantic import ValidationError
-
 from moodboard.catalog import Product
 from moodboard.errors import InvalidQuery, NotFound, UnknownCategory
 from moodboard.index import ProductIndex
 from moodboard.query import QueryParams, gist_search, similar_to, type_prompt
 from moodboard.settings import QueryDefaults
 from moodboard.vectors import Vector, l2_normalize
+from PIL import Image, ImageDraw
+from pydantic import ValidationError
+
 from tests.fakes import FakeEmbedder
 
 RED, BLUE, GREEN = (200, 40, 40), (30, 30, 200), (40, 200, 40)
@@ -42,7 +42,7 @@ def picture(background: tuple[int, int, int], patch: tuple[int, int, int] | None
 
 
 def random_picture(rng: random.Random) -> Image.Image:
-    color = lambda: tuple(rng.randint(0, 255) for _ in range(3))  # noqa: E731
+    color = lambda: tuple(rng.randint(0, 255) for _ in range(3))
     image = Image.new("RGB", (64, 64), color())
     draw = ImageDraw.Draw(image)
     for _ in range(3):

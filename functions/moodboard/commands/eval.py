@@ -111,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any, report: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
+                  report: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    """Embed (or reuse) the catalog, run the harness into `report`; returns the contact sheet's
+    thumbnail lookup and the product categories."""
     from moodboard.catalog import read_catalog
     from moodboard.embedder import Embedder
     from moodboard.index import ProductIndex
@@ -146,7 +149,8 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any, re
         checksum = read_catalog(args.catalog).checksum
         if index.catalog_sha256 and index.catalog_sha256 != checksum:
             print_note(f"the index at {args.index} was built from another version of {args.catalog}")
-    meta.update(index_dir=str(index_dir), index_version=index.version, seconds_embed=round(time.perf_counter() - mark, 2))
+    meta.update(index_dir=str(index_dir), index_version=index.version,
+                seconds_embed=round(time.perf_counter() - mark, 2))
 
     data = harness.EvalSet.from_index(index, ignore=args.ignore_category)
     if len(data) < 2:
@@ -163,7 +167,7 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any, re
 
     products = {p.id: p for p in data.products}
 
-    def thumbnail(product_id: str):  # noqa: ANN202 - PIL image or None
+    def thumbnail(product_id: str):
         from PIL import Image
 
         product = products.get(product_id)
@@ -185,7 +189,7 @@ def _image_opener(settings: Settings) -> Any:
     from moodboard.catalog import is_url
     from moodboard.images import load_image_file
 
-    def open_image(reference: str):  # noqa: ANN202 - PIL image or None
+    def open_image(reference: str):
         if is_url(reference):
             return None
         try:
