@@ -1,4 +1,4 @@
-"""CDK entry point: `cdk synth` / `cdk deploy` from infra_cdk/ (see docs/deploy.md)."""
+"""CDK entry point: `cdk synth` / `cdk deploy` from infra_cdk/ (see the README Deploy section)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aws_cdk as cdk  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 
-from infra_cdk.config import StackConfig  # noqa: E402
-from infra_cdk.stack import MoodboardStack  # noqa: E402
+from infra_cdk.config import StackConfig
+from infra_cdk.stack import MoodboardStack
 
 app = cdk.App()
 config = StackConfig.from_context(app.node)

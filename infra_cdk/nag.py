@@ -91,7 +91,7 @@ def suppress(stack: MoodboardStack) -> None:
         _add(distribution, NagPackSuppression(
             id="AwsSolutions-CFR4",
             reason="No custom domain configured: the default *.cloudfront.net certificate forces CloudFront's "
-                   "TLSv1 policy. Deploy with domain_name + certificate_arn for TLSv1.2_2021 (docs/deploy.md).",
+                   "TLSv1 policy. Deploy with domain_name + certificate_arn for TLSv1.2_2021 (README, Deploy).",
         ))
     _add(distribution,
          NagPackSuppression(

@@ -43,7 +43,7 @@ class MoodboardStack(Stack):
             Annotations.of(self.frontend).add_warning_v2(
                 "moodboard:default-certificate",
                 "No domain_name/certificate_arn: CloudFront's default certificate accepts TLS 1.0+ "
-                "(TLS 1.2+ needs a custom domain, see docs/deploy.md).")
+                "(TLS 1.2+ needs a custom domain, see the README Deploy section).")
         self.frontend.publish(self.api.url)
         timeouts = {"search": config.search_timeout_s, "loader": config.loader_timeout_s,
                     "evaluations": config.evaluations_timeout_s}

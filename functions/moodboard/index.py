@@ -137,15 +137,6 @@ class ProductIndex:
         """When the bundle this index was last saved as or loaded from was written."""
         return self.manifest.created if self.manifest else None
 
-    @property
-    def catalog_checksum(self) -> str | None:
-        """Alias of catalog_sha256 (CatalogRead.checksum of the catalog the index was loaded from)."""
-        return self.catalog_sha256
-
-    @catalog_checksum.setter
-    def catalog_checksum(self, value: str | None) -> None:
-        self.catalog_sha256 = value
-
     def __len__(self) -> int:
         return len(self._label_of)
 

@@ -9,7 +9,6 @@ at most a window of decoded images is alive at a time.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -190,18 +189,13 @@ def load_catalog(
         report.reused = len(reused_products)
         _embed_all(todo, keys, embedder, index, source, settings, staging_thumbs, report,
                    progress=progress, on_progress=on_progress)
-        index.catalog_checksum = read.checksum
-        index.save(out_dir)
-        final_thumbs = out_dir / THUMBS_DIR
-        if final_thumbs.exists():
-            shutil.rmtree(final_thumbs)
-        staging_thumbs.rename(final_thumbs)
+        index.catalog_sha256 = read.checksum
+        manifest = index.save(out_dir, write_extra=lambda tmp: staging_thumbs.rename(tmp / THUMBS_DIR))
     finally:
         if staging_thumbs.exists():
             shutil.rmtree(staging_thumbs, ignore_errors=True)
 
-    manifest = json.loads((out_dir / "manifest.json").read_text())
-    report.version = manifest.get("version", "")
+    report.version = manifest.version
     report.loaded = report.reused + report.embedded
     report.categories = index.categories()
     report.index_dir = str(out_dir)

@@ -24,6 +24,7 @@ from moodboard.vectors import Vector, l2_normalize
 logger = logging.getLogger(__name__)
 
 PROMPT_TEMPLATE = "a photo of a {category}"
+PLURAL_PROMPT_TEMPLATE = "a photo of {category}"
 MAX_WEIGHT = 5.0
 MAX_K = 100
 MAX_OFFSET = 1000
@@ -88,6 +89,8 @@ class GistResult:
 def type_prompt(category: str) -> str:
     """The text prompt for a product type: "a photo of a t-shirt" for "T-Shirt"."""
     words = re.sub(r"[\s_]+", " ", category).strip().lower()
+    if words.endswith("s") and not words.endswith(("ss", "us")):
+        return PLURAL_PROMPT_TEMPLATE.format(category=words)  # "a photo of pants", not "a pants"
     return PROMPT_TEMPLATE.format(category=words)
 
 

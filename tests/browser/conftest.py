@@ -21,10 +21,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from moodboard.demo_catalog import draw_mood_image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from moodboard.demo_catalog import draw_mood_image
-from tests.browser.support import ADMIN_TOKEN, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, REPO, UI_TIMEOUT_MS
+from tests.browser.support import (
+    ADMIN_TOKEN,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    REPO,
+    UI_TIMEOUT_MS,
+)
 
 SERVER_START_SECONDS = 180
 
@@ -41,7 +49,7 @@ def free_port() -> int:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     """Static files without a log line per request."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

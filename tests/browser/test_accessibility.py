@@ -9,9 +9,18 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.support import DESKTOP, PHONE, open_search, sign_in, submit_search, wait_for_results
+from tests.browser.support import (
+    DESKTOP,
+    PHONE,
+    open_search,
+    sign_in,
+    submit_search,
+    wait_for_results,
+)
 
-axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright", reason="needs the dev extra (axe-playwright-python)")
+axe_sync = pytest.importorskip(
+    "axe_playwright_python.sync_playwright", reason="needs axe-playwright-python (the dev extra)"
+)
 
 pytestmark = pytest.mark.browser
 

@@ -6,7 +6,13 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.support import ADMIN_TOKEN, CATEGORY, screenshot, sign_in, wait_for_results
+from tests.browser.support import (
+    ADMIN_TOKEN,
+    CATEGORY,
+    screenshot,
+    sign_in,
+    wait_for_results,
+)
 
 pytestmark = pytest.mark.browser
 

@@ -230,7 +230,7 @@ def test_ef_search_is_at_least_64_and_follows_k(big) -> None:
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     index, vectors = small_index()
     index.delete(["p3", "p4"])
-    index.catalog_checksum = "c" * 64  # alias of catalog_sha256
+    index.catalog_sha256 = "c" * 64
     manifest = index.save(tmp_path / "bundle")
     loaded = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
     assert loaded.version == manifest.version and loaded.created == manifest.created

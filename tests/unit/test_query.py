@@ -269,6 +269,9 @@ def test_type_prompt() -> None:
     assert type_prompt("T-Shirt") == "a photo of a t-shirt"
     assert type_prompt("Dress") == "a photo of a dress"
     assert type_prompt("  Not_sure ") == "a photo of a not sure"
+    assert type_prompt("Pants") == "a photo of pants"
+    assert type_prompt("Shoes") == "a photo of shoes"
+    assert type_prompt("Blouse") == "a photo of a blouse"
 
 
 @pytest.mark.parametrize("field, value", [
