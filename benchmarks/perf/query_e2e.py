@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import socket
 import subprocess
 import sys
@@ -156,7 +158,9 @@ def run(ctx: Any) -> dict[str, Any]:
                                                                  data={"category": IMAGE_CATEGORY})),
             }
             progress.print(f"  {precision}: {p.e2e_requests} requests per contender")
-            timings = interleaved(contenders, p.e2e_requests, warmup=3)
+            # The app's CloudWatch EMF metrics are printed to stdout every 100 values: keep the tables clean.
+            with contextlib.redirect_stdout(io.StringIO()):
+                timings = interleaved(contenders, p.e2e_requests, warmup=3)
             http.close()
         finally:
             if server is not None:
