@@ -44,3 +44,9 @@ def _fresh_settings_cache() -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last: Playwright's sync API keeps an asyncio loop running in the main
+    thread for the rest of the session, which Mangum's handler (run_until_complete) cannot share."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

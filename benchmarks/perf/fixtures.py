@@ -86,8 +86,9 @@ def torch_checkpoint(ctx: Context, size: str | None = None) -> Path:
 
 
 def structured_vectors(n: int, dim: int = 512, *, seed: int = 0, clusters: int = 256, rank: int = 32,
-                       spread: float = 0.5, noise: float = 0.035) -> np.ndarray:
-    """n unit vectors in `clusters` clusters on a random `rank`-dimensional subspace plus noise.
+                       spread: float = 0.5, noise: float = 0.035, with_clusters: bool = False):  # noqa: ANN201
+    """n unit vectors in `clusters` clusters on a random `rank`-dimensional subspace plus noise
+    (and, with `with_clusters`, each row's cluster id).
 
     Generated in chunks so 1M x 512 does not need a float64 copy; deterministic in (n, seed).
     """
@@ -95,6 +96,7 @@ def structured_vectors(n: int, dim: int = 512, *, seed: int = 0, clusters: int =
     basis, _ = np.linalg.qr(rng.standard_normal((dim, rank)))
     centers = rng.standard_normal((clusters, rank))
     out = np.empty((n, dim), np.float32)
+    ids = np.empty(n, np.int32)
     chunk = 100_000
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
@@ -103,7 +105,8 @@ def structured_vectors(n: int, dim: int = 512, *, seed: int = 0, clusters: int =
         x = low @ basis.T + noise * rng.standard_normal((m, dim))
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         out[start:start + m] = x
-    return out
+        ids[start:start + m] = assign
+    return (out, ids) if with_clusters else out
 
 
 def queries_near(vectors: np.ndarray, count: int, *, seed: int, jitter: float = 0.02) -> np.ndarray:
@@ -128,11 +131,13 @@ def mean_nn_cosine(vectors: np.ndarray, sample: int = 200, seed: int = 0) -> flo
     return float(best.mean())
 
 
-def category_names(n: int, shares: dict[str, float], *, seed: int) -> list[str]:
-    """A category per row: each name gets its share of the rows, chosen at random (independent of
-    the vector clusters: the hard case for a filtered graph walk), the remainder is 'rest'."""
+def category_names(n: int, shares: dict[str, float], *, seed: int, clusters: np.ndarray | None = None) -> list[str]:
+    """A category per row: each name gets its share of the rows, the remainder is 'rest'. Rows are
+    chosen at random (independent of the vector clusters), or, given the rows' cluster ids, as runs
+    of whole clusters, the way product types group in a real embedding space (then most queries lie
+    outside the category they search: the other hard case for a filtered graph walk)."""
     rng = np.random.default_rng(seed + 3)
-    order = rng.permutation(n)
+    order = rng.permutation(n) if clusters is None else np.argsort(clusters, kind="stable")
     names = np.full(n, "rest", dtype=object)
     start = 0
     for name, share in shares.items():

@@ -43,8 +43,8 @@ class SearchRequest(BaseModel):
     mmr_lambda: float | None = Field(default=None, ge=0, le=1, description="diversify results (maximal marginal relevance)")
 
 
-class ResultItem(BaseModel):
-    """One product in a result list."""
+class ProductFields(BaseModel):
+    """The product fields every API response shows."""
 
     id: str
     title: str
@@ -53,6 +53,11 @@ class ResultItem(BaseModel):
     product_url: str | None
     price: float | None
     currency: str | None
+
+
+class ResultItem(ProductFields):
+    """One product in a result list."""
+
     score: float
 
 
@@ -97,16 +102,9 @@ class CategoriesResponse(BaseModel):
     categories: list[Category]
 
 
-class ProductOut(BaseModel):
+class ProductOut(ProductFields):
     """A product record as the API shows it."""
 
-    id: str
-    title: str
-    category: str
-    image_url: str | None
-    product_url: str | None
-    price: float | None
-    currency: str | None
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
