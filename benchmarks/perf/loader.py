@@ -103,7 +103,7 @@ def run(ctx: Any) -> dict[str, Any]:
     import tempfile
 
     from benchmarks.perf import fixtures
-    from benchmarks.perf.common import progress
+    from benchmarks.perf.common import load_average, progress
 
     p = ctx.profile
     bundle = fixtures.model_bundle(ctx)
@@ -124,8 +124,11 @@ def run(ctx: Any) -> dict[str, Any]:
         key = f"{source} {n} {precision}"
         progress.print(f"  {key}")
         out = Path(tempfile.mkdtemp(prefix="loader-", dir=ctx.cache)) / "index"
+        before = load_average()
         try:
-            results[key] = {"source": source, "size": n, "precision": precision, **spawn(catalog, bundle, precision, out)}
+            results[key] = {"source": source, "size": n, "precision": precision,
+                            **spawn(catalog, bundle, precision, out),
+                            "load_average": {"before": before, "after": load_average()}}
         finally:
             shutil.rmtree(out.parent, ignore_errors=True)
     embed_rate = _embedding_rate(ctx)
@@ -161,7 +164,9 @@ def _rows(results: dict[str, Any], small: int, large: int, embed_rate: dict[str,
                         (embed_rate or {}).get(r["precision"]),
                         better="higher", target=f">= {TARGET_IMAGES_PER_S:.0f} img/s" if int8 else None,
                         met=r["images_per_s"] >= TARGET_IMAGES_PER_S if int8 else None,
-                        note=f"{r['embedded']:,} embedded in {r['seconds']:.0f} s; {r['image_failures']} image failures"))
+                        note=f"{r['embedded']:,} embedded in {r['seconds']:.0f} s; {r['image_failures']} image "
+                             f"failures; machine load {r['load_average']['before'][:1]} -> "
+                             f"{r['load_average']['after'][:1]}"))
         rows.append(row(f"{key}: peak RSS", mib(r["peak_rss_bytes"]), "MiB", baseline="after model load",
                         baseline_value=mib(r["rss_after_model_bytes"]), ratio_kind="relative",
                         target=f"< {TARGET_PEAK_BYTES / 2**30:.0f} GiB", met=r["peak_rss_bytes"] < TARGET_PEAK_BYTES,
