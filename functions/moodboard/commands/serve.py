@@ -242,6 +242,22 @@ def publish_index(runtime: Any, index_dir: Path, fingerprint: str) -> None:
     current = store.current()
     if current is None or current.version != manifest["version"]:
         store.publish(index_dir, base=current)
+    _seed_index_cache(runtime, index_dir, manifest["version"])
+
+
+def _seed_index_cache(runtime: Any, index_dir: Path, version: str) -> None:
+    """Put the local bundle where the runtime would download CURRENT to, so a big local index is not
+    read back from the local bucket file by file (the runtime still verifies every sha256)."""
+    import shutil
+
+    from moodboard.runtime import INDEX_CACHE
+
+    seeded = Path(runtime.settings.cache_dir) / INDEX_CACHE / version
+    if not seeded.exists():
+        staging = seeded.with_name(f".{version}.seed")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(index_dir, staging)
+        staging.rename(seeded)
 
 
 def build_local_app(settings: Any, *, runtime: Any, tiny: bool) -> Any:
