@@ -4,6 +4,7 @@
 import { ApiError, request } from "./api.js";
 import { announce, h, setDemoBanner, showDemoBannerIfTiny, showError } from "./dom.js";
 import { renderCard } from "./results.js";
+import { shrinkForUpload } from "./upload.js";
 import {
   SLIDER_DEFAULT, pushState, readState, sliderLabel, sliderWeights,
 } from "./state.js";
@@ -233,7 +234,8 @@ async function postSearch(state, file, offset, signal) {
   const fields = { ...searchFields(state), offset };
   if (file) {
     const body = new FormData();
-    body.append("image", file, file.name || "upload");
+    const upload = await shrinkForUpload(file);
+    body.append("image", upload, upload.name || "upload");
     for (const [key, value] of Object.entries(fields)) body.append(key, String(value));
     return request("search", { method: "POST", form: body, signal });
   }

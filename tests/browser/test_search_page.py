@@ -74,6 +74,24 @@ def test_search_by_uploaded_image_shows_preview_and_results(page: Page, app_url:
     expect(page.locator("#share-note")).to_be_visible()
 
 
+def test_upload_larger_than_the_body_limit_is_shrunk_in_the_browser(page: Page, app_url: str,
+                                                                    tmp_path: Path) -> None:
+    """A 13 MB photo would be refused with 413 (limit 12 MB); the page sends a 1024-pixel JPEG."""
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (1900, 2400, 3), dtype=np.uint8)
+    big = tmp_path / "huge-photo.png"
+    Image.fromarray(noise).save(big, compress_level=0)
+    assert big.stat().st_size > 12 * 1024 * 1024
+    open_search(page, app_url)
+    page.locator("#image-file").set_input_files(str(big))
+    submit_search(page, category="lamp")
+    wait_for_results(page)  # the original would have been refused with 413
+
+    assert all(product_id.startswith("lamp-") for product_id in result_ids(page))
+
+
 def test_rating_by_keyboard_is_stored_and_changeable(page: Page, app_url: str, image_server: str,
                                                      api: httpx.Client) -> None:
     open_search(page, app_url)
