@@ -97,9 +97,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     phases = {name: marks[name] - marks[prev] for prev, name in zip(names, names[1:])}
     phases["import app"] = marks["import app"] - marks["start"]
     phases["import"] = marks["import"] - marks["start"]
-    import resource
+    from benchmarks.perf.proc import peak_rss_bytes
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes()
     return {"started_wall": CHILD_STARTED_WALL, "phases_s": phases,
             "to_first_search_s": marks["first search"] - marks["start"], "peak_rss_bytes": peak,
             "load_breakdown_s": _safe_breakdown(args) if args.breakdown else None}

@@ -7,6 +7,7 @@ e.g. the peak memory of a 20k catalog over that of a 5k one).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import statistics
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from benchmarks.perf.proc import peak_rss_bytes, rss_bytes  # noqa: F401 - re-exported for the sections
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = REPO / "functions"
@@ -103,22 +106,6 @@ def load_average() -> list[float]:
         return []
 
 
-def rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss, KiB on Linux)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def summarize(samples_s: list[float]) -> dict[str, Any]:
     """p50/p95/p99/mean in milliseconds, plus the samples (ms, rounded)."""
     ms = sorted(s * 1000 for s in samples_s)
@@ -145,35 +132,51 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def interleaved(contenders: dict[str, Callable[[], Any]], reps: int, warmup: int = 2,
+Contender = Callable[[], Any] | tuple[Callable[[], Any], Callable[[], contextlib.AbstractContextManager]]
+
+
+def interleaved(contenders: dict[str, Contender], reps: int, warmup: int = 2,
                 block: int = 5) -> dict[str, dict[str, Any]]:
     """Time each contender `reps` times in alternating blocks, so load changes on the shared machine
     hit every contender alike and the ratios stay fair. Blocks (with an untimed call at the start
     of each) rather than single alternating calls: onnxruntime and PyTorch keep their worker
     threads spinning for a while after a call, which would tax whichever engine runs next.
-    Returns summarize() per contender."""
-    for fn in contenders.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    A contender may be `(fn, context)`: each of its blocks runs inside `context()` (e.g. a BLAS
+    thread limit), which stays out of the timings. Returns summarize() per contender."""
+    plan = {name: c if isinstance(c, tuple) else (c, contextlib.nullcontext) for name, c in contenders.items()}
+    for fn, context in plan.values():
+        with context():
+            for _ in range(warmup):
+                fn()
+    samples: dict[str, list[float]] = {name: [] for name in plan}
     gc.collect()
     gc.disable()
     try:
         while any(len(values) < reps for values in samples.values()):
-            for name, fn in contenders.items():
+            for name, (fn, context) in plan.items():
                 todo = min(block, reps - len(samples[name]))
                 if todo <= 0:
                     continue
-                if len(contenders) > 1:
-                    time.sleep(SETTLE_SECONDS)
-                    fn()
-                for _ in range(todo):
-                    started = time.perf_counter()
-                    fn()
-                    samples[name].append(time.perf_counter() - started)
+                with context():
+                    if len(plan) > 1:
+                        time.sleep(SETTLE_SECONDS)
+                        fn()
+                    for _ in range(todo):
+                        started = time.perf_counter()
+                        fn()
+                        samples[name].append(time.perf_counter() - started)
     finally:
         gc.enable()
     return {name: summarize(values) for name, values in samples.items()}
+
+
+def one_blas_thread() -> Callable[[], contextlib.AbstractContextManager] | None:
+    """A context factory limiting numpy's BLAS to one thread (threadpoolctl), or None without it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return lambda: threadpool_limits(limits=1, user_api="blas")
 
 
 def time_once(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.perf import fixtures
-from benchmarks.perf.common import Context, interleaved, mib, progress, rss_bytes, row, time_once
+from benchmarks.perf.common import Context, interleaved, mib, one_blas_thread, progress, row, time_once
 
 K = 10
 FILTER_SHARES = {"c50": 0.50, "c20": 0.20, "c10": 0.10, "c1": 0.01}
@@ -56,6 +56,20 @@ def run(ctx: Context) -> dict[str, Any]:
     cosines = ", ".join(f"{s['nn_cosine']:.3f} at {int(n):,}" for n, s in details["sizes"].items())
     notes.insert(0, f"data: structured vectors, mean nearest-neighbour cosine {cosines}")
     return {"rows": rows, "details": details, "notes": notes}
+
+
+def _record_bytes(categories: list[str], sample: int = 5_000) -> float:
+    """Python heap bytes per product record (tracemalloc over building a sample of them)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        records = fixtures.synthetic_products(min(sample, len(categories)), categories[:sample])
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return used / max(len(records), 1)
 
 
 def _exact_topk(matrix: np.ndarray, queries: np.ndarray, k: int, chunk: int = 100_000) -> np.ndarray:
@@ -96,9 +110,7 @@ def _one_size(ctx: Context, n: int, *, filtered: bool) -> dict[str, Any]:
     truth = _exact_topk(vectors, queries, K)
     categories = fixtures.category_names(n, FILTER_SHARES if filtered else {}, seed=ctx.seed)
     products = fixtures.synthetic_products(n, categories)
-    rss_before = rss_bytes()
     build_s, index = time_once(lambda: fixtures.build_product_index(products, vectors, "bench"))
-    rss_delta = rss_bytes() - rss_before
     hnsw = index._hnsw
     if index.label_of(products[-1].id) != n - 1:
         raise RuntimeError("ProductIndex no longer gives labels in insertion order; the recall figures assume it")
@@ -106,7 +118,7 @@ def _one_size(ctx: Context, n: int, *, filtered: bool) -> dict[str, Any]:
         "n": n, "nn_cosine": fixtures.mean_nn_cosine(vectors, seed=ctx.seed), "queries": int(queries.shape[0]),
         "build_s": round(build_s, 2), "build_vectors_per_s": round(n / build_s, 1),
         "memory": {"vectors_bytes": int(vectors.nbytes), "hnsw_bytes": int(hnsw.index_file_size()),
-                   "product_index_rss_delta_bytes": int(rss_delta)},
+                   "product_records_bytes": int(_record_bytes(categories) * n)},
     }
     from moodboard.index import EF_SEARCH
 
@@ -117,11 +129,15 @@ def _one_size(ctx: Context, n: int, *, filtered: bool) -> dict[str, Any]:
         labels, _ = hnsw.knn_query(queries, k=K, num_threads=1)
         sweep[str(ef)] = {"recall": _recall(labels, truth)}
     hnsw.set_ef(ef_default)
-    timings = interleaved({
+    contenders: dict[str, Any] = {
         "exact": _cycling(lambda q: _exact_one(vectors, q), queries),
         "hnsw": _cycling(lambda q: hnsw.knn_query(q, k=K, num_threads=1), queries),
         "ProductIndex.search": _cycling(lambda q: index.search(q, K), queries),
-    }, min(p.index_queries, 200))
+    }
+    single = one_blas_thread()
+    if single is not None:
+        contenders["exact (1 BLAS thread)"] = (contenders["exact"], single)
+    timings = interleaved(contenders, min(p.index_queries, 200))
     for ef in EF_SWEEP:
         hnsw.set_ef(ef)
         sweep[str(ef)]["p50_ms"] = interleaved({"hnsw": _cycling(lambda q: hnsw.knn_query(q, k=K, num_threads=1),
@@ -176,6 +192,9 @@ def _filtered(index: Any, vectors: np.ndarray, queries: np.ndarray, categories: 
             "exact (contiguous)": _cycling(lambda q: _exact_one(sub, q), timed),
             "hnsw filtered": _cycling(walk, timed),
         }
+        single = one_blas_thread()
+        if single is not None:
+            contenders["exact (contiguous, 1 BLAS thread)"] = (contenders["exact (contiguous)"], single)
         if shipped:
             contenders["ProductIndex.search"] = _cycling(lambda q: index.search(q, K, category=name), timed)
         timings = interleaved(contenders, timed.shape[0], block=5)
@@ -203,7 +222,9 @@ def _size_rows(n: int, s: dict[str, Any]) -> list[dict]:
             baseline_value=lat["exact"]["p50"],
             target=f">= {SPEEDUP_TARGET:.0f}x faster than exact" if n == 100_000 else None,
             met=speedup >= SPEEDUP_TARGET if n == 100_000 else None,
-            note=f"exact scans {s['exact_gb_per_s']} GB/s (memory bandwidth bound)"),
+            note=f"exact scans {s['exact_gb_per_s']} GB/s (memory bandwidth bound)"
+                 + (f"; with 1 BLAS thread {lat['exact (1 BLAS thread)']['p50']:.2f} ms"
+                    if "exact (1 BLAS thread)" in lat else "")),
         row(f"{n:,}: hnswlib recall@{K} (ef={s['ef_search']})", rec["hnsw"], "", baseline="exact", baseline_value=1.0,
             better="higher", target=f">= {RECALL_TARGET}" if big else None, met=rec["hnsw"] >= RECALL_TARGET if big else None,
             note="ef " + ", ".join(f"{ef}: {v['recall']:.3f} / {v['p50_ms']:.2f} ms" for ef, v in s["ef_sweep"].items())),
@@ -214,8 +235,9 @@ def _size_rows(n: int, s: dict[str, Any]) -> list[dict]:
             note=f"{s['build_vectors_per_s']:,.0f} vectors/s"),
         row(f"{n:,}: memory, hnswlib graph + vectors", mib(s["memory"]["hnsw_bytes"]), "MiB",
             baseline="exact: vectors only", baseline_value=mib(s["memory"]["vectors_bytes"]), ratio_kind="relative",
-            note=f"ProductIndex RSS delta {mib(s['memory']['product_index_rss_delta_bytes']):,.0f} MiB "
-                 f"(graph + its own vector copy + records)"),
+            note=f"ProductIndex holds the graph, its own copy of the vectors and the product records "
+                 f"(~{mib(s['memory']['product_records_bytes']):,.0f} MiB): ~"
+                 f"{mib(sum(s['memory'].values())):,.0f} MiB in all"),
     ]
     return rows
 
@@ -228,7 +250,9 @@ def _filtered_rows(n: int, filtered: dict[str, Any], assignment: str) -> list[di
         rows.append(row(f"{label}: hnswlib filtered p50", lat["hnsw filtered"]["p50"], "ms",
                         baseline="exact over the category's rows", baseline_value=lat["exact (contiguous)"]["p50"],
                         note=f"recall {rec['hnsw filtered']:.3f}; exact gathering scattered rows per query "
-                             f"{lat['exact (gather rows)']['p50']:.2f} ms"))
+                             f"{lat['exact (gather rows)']['p50']:.2f} ms"
+                             + (f"; exact with 1 BLAS thread {lat['exact (contiguous, 1 BLAS thread)']['p50']:.2f} ms"
+                                if "exact (contiguous, 1 BLAS thread)" in lat else "")))
         rows.append(row(f"{label}: ProductIndex.search recall@{K} ({f['path']})", rec["ProductIndex.search"], "",
                         baseline="exact", baseline_value=1.0, better="higher", target=f">= {RECALL_TARGET}",
                         met=rec["ProductIndex.search"] >= RECALL_TARGET,

@@ -1,7 +1,7 @@
 """Section 5, loader: images per second and peak memory of moodboard.ingest.load_catalog.
 
 Each load runs in a fresh child process (`python -m benchmarks.perf.loader --child ...`) so its peak
-resident memory (ru_maxrss, plus RSS sampled during the load itself) belongs to that load alone:
+resident memory (VmHWM, plus RSS sampled during the load itself) belongs to that load alone:
 a generated catalog (images drawn by moodboard.demo_catalog) at two sizes with int8 (peak memory
 must not grow with catalog size beyond the index the load builds), the smaller one with fp32 too
 (int8 against fp32), and ../shared/data/clothing-dataset (real photos, 400x533 JPEGs) with both
@@ -17,11 +17,12 @@ CHILD_STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
+
+from benchmarks.perf.proc import peak_rss_bytes, rss_bytes  # noqa: E402
 
 MARKER = "LOADER-RESULT "
 TARGET_IMAGES_PER_S = 15.0
@@ -29,23 +30,18 @@ TARGET_PEAK_BYTES = 2 * 1024**3
 INDEX_FILES = ("index.bin", "vectors.npy", "products.jsonl")
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 class PeakSampler:
     """Samples this process's RSS every `interval` seconds on a daemon thread; `.peak` is the max."""
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
-        self.peak = _rss()
+        self.peak = rss_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, _rss())
+            self.peak = max(self.peak, rss_bytes())
 
     def __enter__(self) -> PeakSampler:
         self._thread.start()
@@ -54,21 +50,20 @@ class PeakSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss())
+        self.peak = max(self.peak, rss_bytes())
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """Load the model, then the catalog into an index bundle; return throughput and memory."""
-    import resource
     import tempfile
 
     from moodboard.embedder import Embedder
     from moodboard.ingest import load_catalog
     from moodboard.settings import Settings
 
-    rss_start = _rss()
+    rss_start = rss_bytes()
     embedder = Embedder.load(args.model, precision=args.precision)
-    rss_model = _rss()
+    rss_model = rss_bytes()
     settings = Settings(cache_dir=Path(tempfile.gettempdir()) / "moodboard-bench-loader")
     with PeakSampler() as sampler:
         report = load_catalog(args.catalog, embedder, args.out, settings=settings)
@@ -77,7 +72,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "embedded": report.embedded, "image_failures": len(report.image_failures), "rejects": len(report.rejects),
         "seconds": report.seconds, "images_per_s": report.embedded / report.seconds if report.seconds else None,
         "rss_start_bytes": rss_start, "rss_after_model_bytes": rss_model, "load_peak_rss_bytes": sampler.peak,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss_bytes(),
         "index_bytes": index_bytes, "process_s": time.perf_counter() - CHILD_STARTED,
     }
 

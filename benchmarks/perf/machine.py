@@ -63,6 +63,22 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+def blas() -> list[dict[str, Any]]:
+    """numpy's BLAS (library, version, kernel architecture, threads) via threadpoolctl, if installed,
+    and any OPENBLAS_* variables set (some machines pin an older kernel, which slows exact search)."""
+    found: list[dict[str, Any]] = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        import numpy  # noqa: F401 - loads the BLAS threadpoolctl looks for
+
+        found = [{k: v for k, v in info.items() if k != "filepath"} for info in threadpool_info()]
+    except ImportError:
+        pass
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
+    return found + ([{"environment": env}] if env else [])
+
+
 def describe() -> dict[str, Any]:
     """Everything above in one dict (the "machine" section of the JSON)."""
     try:
@@ -80,6 +96,7 @@ def describe() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average": load_average(),
         "versions": versions(),
+        "blas": blas(),
     }
 
 

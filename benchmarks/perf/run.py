@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.perf.common import DEFAULT_CACHE, PROFILES, REPO, SECTIONS, Context, ensure_path, load_average, progress
+from benchmarks.perf.proc import OthersCpu
 
 MODULES = {"embed": "embedding", "index": "index", "query": "query_e2e", "cold": "cold_start", "loader": "loader"}
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "perf.json"
@@ -48,6 +49,18 @@ def targets_of(sections: dict[str, Any]) -> list[dict[str, Any]]:
             for r in result.get("rows", []) if r.get("target")]
 
 
+def write(report: dict[str, Any], out: Path, started: float, *, complete: bool) -> None:
+    """The JSON (all figures) and the Markdown tables next to it."""
+    from benchmarks.perf import table
+
+    report["complete"] = complete
+    report["targets"] = targets_of(report["sections"])
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(table.to_markdown(report), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_path()
@@ -65,22 +78,22 @@ def main(argv: list[str] | None = None) -> int:
         progress.print(f"[bold]{name}[/] ({profile.name})")
         section_started = time.perf_counter()
         load_before = load_average()
+        others = OthersCpu()
         try:
-            module = importlib.import_module(f"benchmarks.perf.{MODULES[name]}")
-            result = module.run(ctx)
+            with others:
+                module = importlib.import_module(f"benchmarks.perf.{MODULES[name]}")
+                result = module.run(ctx)
         except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
             failed = True
             result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
             progress.print(f"[red]{name} failed[/]: {type(exc).__name__}: {exc}")
         result["seconds"] = round(time.perf_counter() - section_started, 1)
         result["load_average"] = {"before": load_before, "after": load_average()}
+        result["others_cpu_share"] = None if others.share is None else round(others.share, 3)
         report["sections"][name] = ctx.results[name] = result
         progress.print(f"  {name} took {result['seconds']:.0f} s")
-    report["targets"] = targets_of(report["sections"])
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(table.to_markdown(report), encoding="utf-8")
+        write(report, args.out, started, complete=False)  # a long run's finished sections survive an interruption
+    write(report, args.out, started, complete=True)
     from rich.console import Console
 
     table.print_run(Console(width=200), report)

@@ -61,7 +61,9 @@ def print_section(console: Console, name: str, result: dict[str, Any]) -> None:
     if "error" in result:
         console.print(f"[bold]{TITLES.get(name, name)}[/]: [red]failed[/] {result['error']}")
         return
-    table = Table(title=TITLES.get(name, name), title_justify="left", show_lines=False, expand=False)
+    share = result.get("others_cpu_share")
+    title = TITLES.get(name, name) + (f" (other processes: {share * 100:.0f}% of the CPU)" if share is not None else "")
+    table = Table(title=title, title_justify="left", show_lines=False, expand=False)
     for column, justify in (("figure", "left"), ("value", "right"), ("baseline", "left"), ("ratio", "right"),
                             ("target", "left"), ("note", "left")):
         table.add_column(column, justify=justify, overflow="fold")
@@ -106,8 +108,10 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines += [f"Failed: `{result['error']}`", ""]
             continue
         load = result.get("load_average", {})
+        share = result.get("others_cpu_share")
+        others = f"; other processes used {share * 100:.0f}% of the CPU meanwhile" if share is not None else ""
         lines.append(f"Section time {result.get('seconds', 0):.0f} s; load average before/after "
-                     f"{load.get('before')} / {load.get('after')}.")
+                     f"{load.get('before')} / {load.get('after')}{others}.")
         lines.append("")
         lines.append("| figure | value | baseline | ratio | target | note |")
         lines.append("|---|---:|---|---:|---|---|")
