@@ -219,6 +219,10 @@ def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # The vision and text sessions run back to back in every gist query; with spinning on, the idle
+    # session's threads keep spinning and steal the cores from the busy one (docs/performance.md:
+    # image then prompt 102 ms with spinning off vs 181 ms with it on, fp32, 2 cores).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=PROVIDERS)
     except Exception as exc:  # onnxruntime raises its own unrelated exception types
