@@ -20,8 +20,6 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks.perf.proc import peak_rss_bytes, rss_bytes  # noqa: F401 - re-exported for the sections
-
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = REPO / "functions"
 DEFAULT_CACHE = REPO / "benchmarks" / ".cache"

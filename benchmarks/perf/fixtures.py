@@ -86,7 +86,8 @@ def torch_checkpoint(ctx: Context, size: str | None = None) -> Path:
 
 
 def structured_vectors(n: int, dim: int = 512, *, seed: int = 0, clusters: int = 256, rank: int = 32,
-                       spread: float = 0.5, noise: float = 0.035, with_clusters: bool = False):  # noqa: ANN201
+                       spread: float = 0.5, noise: float = 0.035,
+                       with_clusters: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """n unit vectors in `clusters` clusters on a random `rank`-dimensional subspace plus noise
     (and, with `with_clusters`, each row's cluster id).
 
@@ -141,7 +142,7 @@ def category_names(n: int, shares: dict[str, float], *, seed: int, clusters: np.
     names = np.full(n, "rest", dtype=object)
     start = 0
     for name, share in shares.items():
-        size = int(round(share * n))
+        size = round(share * n)
         names[order[start:start + size]] = name
         start += size
     return list(names)
@@ -195,9 +196,8 @@ def jpeg_bytes(size: int = 500, seed: int = 0) -> bytes:
 
 def sample_images(count: int, seed: int = 0) -> list:
     """Varied RGB images: drawn products and mood pictures (for cosine and throughput figures)."""
-    from PIL import Image
-
     from moodboard.demo_catalog import CATEGORIES, PALETTES, draw_mood_image, draw_product
+    from PIL import Image
 
     rng = random.Random(seed)
     palettes = sorted(PALETTES)

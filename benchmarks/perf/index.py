@@ -18,6 +18,7 @@ benchmark shortcut); the exact baselines are plain numpy; ProductIndex.search is
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ MAX_TIMED_FILTERED = 50  # timed queries per filtered path (exact over 500k rows
 
 def run(ctx: Context) -> dict[str, Any]:
     """Measure and return {"rows", "details", "notes"}."""
-    from moodboard.index import EF_CONSTRUCTION, EF_SEARCH, M, SWITCH
+    from moodboard.index import EF_CONSTRUCTION, EF_SEARCH, SWITCH, M
 
     p = ctx.profile
     details: dict[str, Any] = {"k": K, "data": "structured (clustered, 32-d subspace + noise)",
@@ -98,7 +99,7 @@ def _exact_one(matrix: np.ndarray, q: np.ndarray, k: int = K) -> np.ndarray:
     return top[np.argsort(-scores[top])]
 
 
-def _cycling(fn, queries: np.ndarray):  # noqa: ANN001, ANN202 - a thunk over the queries in turn
+def _cycling(fn: Callable[[np.ndarray], Any], queries: np.ndarray) -> Callable[[], Any]:
     it = itertools.cycle(queries)
     return lambda: fn(next(it))
 
@@ -152,9 +153,8 @@ def _one_size(ctx: Context, n: int, *, filtered: bool) -> dict[str, Any]:
     })
     if filtered:
         out["filtered"] = _filtered(index, vectors, queries, categories)
-        out["filtered_clustered"] = _filtered(index, vectors, queries,
-                                              fixtures.category_names(n, FILTER_SHARES, seed=ctx.seed, clusters=clusters),
-                                              shipped=False)
+        by_cluster = fixtures.category_names(n, FILTER_SHARES, seed=ctx.seed, clusters=clusters)
+        out["filtered_clustered"] = _filtered(index, vectors, queries, by_cluster, shipped=False)
     return out
 
 
@@ -165,52 +165,55 @@ def _filtered(index: Any, vectors: np.ndarray, queries: np.ndarray, categories: 
     ProductIndex.search (what ships: exact up to the switch, else the filtered walk). The index was
     built with the random assignment; for another assignment (`shipped=False`) ProductIndex.search
     is not timed and its recall follows its rule (1.0 up to the switch, else the walk's)."""
+    names = np.asarray(categories, dtype=object)
+    return {name: {"share": share, **_filtered_one(index, vectors, queries, name, np.nonzero(names == name)[0],
+                                                   shipped=shipped)}
+            for name, share in FILTER_SHARES.items()}
+
+
+def _filtered_one(index: Any, vectors: np.ndarray, queries: np.ndarray, name: str, labels: np.ndarray, *,
+                  shipped: bool) -> dict[str, Any]:
+    """One category (its labels are row numbers: the index was built in order)."""
     import moodboard.index as index_module
 
     ef_filtered = getattr(index_module, "EF_FILTERED", index_module.EF_SEARCH)
     switch = getattr(index, "switch", index_module.SWITCH)
     hnsw = index._hnsw
-    names = np.asarray(categories, dtype=object)
-    out: dict[str, Any] = {}
     timed = queries[:MAX_TIMED_FILTERED]
-    for name, share in FILTER_SHARES.items():
-        labels = np.nonzero(names == name)[0]  # labels are row numbers: the index was built in order
-        members = set(labels.tolist())
-        sub = np.ascontiguousarray(vectors[labels])
-        truth = labels[_exact_topk(sub, queries, K)]
+    members = set(labels.tolist())
+    sub = np.ascontiguousarray(vectors[labels])
+    truth = labels[_exact_topk(sub, queries, K)]
 
-        def walk(q: np.ndarray, members: set[int] = members) -> np.ndarray:
-            hnsw.set_ef(max(ef_filtered, K))
-            try:
-                return hnsw.knn_query(q, k=K, num_threads=1, filter=members.__contains__)[0][0]
-            except RuntimeError:  # fewer than k found
-                return np.zeros(0, np.int64)
+    def walk(q: np.ndarray) -> np.ndarray:
+        hnsw.set_ef(max(ef_filtered, K))
+        try:
+            return hnsw.knn_query(q, k=K, num_threads=1, filter=members.__contains__)[0][0]
+        except RuntimeError:  # fewer than k found
+            return np.zeros(0, np.int64)
 
-        graph = [walk(q) for q in queries]
-        contenders = {
-            "exact (gather rows)": _cycling(lambda q: _exact_one(vectors[labels], q), timed),
-            "exact (contiguous)": _cycling(lambda q: _exact_one(sub, q), timed),
-            "hnsw filtered": _cycling(walk, timed),
-        }
-        single = one_blas_thread()
-        if single is not None:
-            contenders["exact (contiguous, 1 BLAS thread)"] = (contenders["exact (contiguous)"], single)
-        if shipped:
-            contenders["ProductIndex.search"] = _cycling(lambda q: index.search(q, K, category=name), timed)
-        timings = interleaved(contenders, timed.shape[0], block=5)
-        path = "exact" if labels.size <= switch else "hnsw filtered"
-        walk_recall = _recall(graph, truth)
-        if shipped:
-            index_recall = _recall([np.array([h.label for h in index.search(q, K, category=name)]) for q in queries],
-                                   truth)
-        else:
-            index_recall = 1.0 if path == "exact" else walk_recall
-        out[name] = {
-            "share": share, "size": int(labels.size), "ef": ef_filtered, "path": path, "latency_ms": timings,
-            "recall": {"hnsw filtered": walk_recall, "ProductIndex.search": index_recall},
-            "product_index": "measured" if shipped else "modelled (its rule applied to the measured paths)",
-        }
-    return out
+    graph = [walk(q) for q in queries]
+    contenders: dict[str, Any] = {
+        "exact (gather rows)": _cycling(lambda q: _exact_one(vectors[labels], q), timed),
+        "exact (contiguous)": _cycling(lambda q: _exact_one(sub, q), timed),
+        "hnsw filtered": _cycling(walk, timed),
+    }
+    single = one_blas_thread()
+    if single is not None:
+        contenders["exact (contiguous, 1 BLAS thread)"] = (contenders["exact (contiguous)"], single)
+    if shipped:
+        contenders["ProductIndex.search"] = _cycling(lambda q: index.search(q, K, category=name), timed)
+    timings = interleaved(contenders, timed.shape[0], block=5)
+    path = "exact" if labels.size <= switch else "hnsw filtered"
+    walk_recall = _recall(graph, truth)
+    if shipped:
+        index_recall = _recall([np.array([h.label for h in index.search(q, K, category=name)]) for q in queries], truth)
+    else:
+        index_recall = 1.0 if path == "exact" else walk_recall
+    return {
+        "size": int(labels.size), "ef": ef_filtered, "path": path, "latency_ms": timings,
+        "recall": {"hnsw filtered": walk_recall, "ProductIndex.search": index_recall},
+        "product_index": "measured" if shipped else "modelled (its rule applied to the measured paths)",
+    }
 
 
 def _size_rows(n: int, s: dict[str, Any]) -> list[dict]:
@@ -226,8 +229,10 @@ def _size_rows(n: int, s: dict[str, Any]) -> list[dict]:
                  + (f"; with 1 BLAS thread {lat['exact (1 BLAS thread)']['p50']:.2f} ms"
                     if "exact (1 BLAS thread)" in lat else "")),
         row(f"{n:,}: hnswlib recall@{K} (ef={s['ef_search']})", rec["hnsw"], "", baseline="exact", baseline_value=1.0,
-            better="higher", target=f">= {RECALL_TARGET}" if big else None, met=rec["hnsw"] >= RECALL_TARGET if big else None,
-            note="ef " + ", ".join(f"{ef}: {v['recall']:.3f} / {v['p50_ms']:.2f} ms" for ef, v in s["ef_sweep"].items())),
+            better="higher", target=f">= {RECALL_TARGET}" if big else None,
+            met=rec["hnsw"] >= RECALL_TARGET if big else None,
+            note="ef " + ", ".join(f"{ef}: {v['recall']:.3f} / {v['p50_ms']:.2f} ms"
+                                   for ef, v in s["ef_sweep"].items())),
         row(f"{n:,}: ProductIndex.search p50 (incl. Hit records)", lat["ProductIndex.search"]["p50"], "ms",
             baseline="raw hnswlib", baseline_value=lat["hnsw"]["p50"], ratio_kind="relative",
             note=f"recall {rec['ProductIndex.search']:.3f}"),
@@ -244,7 +249,7 @@ def _size_rows(n: int, s: dict[str, Any]) -> list[dict]:
 
 def _filtered_rows(n: int, filtered: dict[str, Any], assignment: str) -> list[dict]:
     rows = []
-    for name, f in filtered.items():
+    for f in filtered.values():
         lat, rec = f["latency_ms"], f["recall"]
         label = f"{n:,}, {f['share'] * 100:g}% category ({f['size']:,}, {assignment})"
         rows.append(row(f"{label}: hnswlib filtered p50", lat["hnsw filtered"]["p50"], "ms",
@@ -277,11 +282,11 @@ def _switch_verdict(n: int, filtered: dict[str, Any], switch: int, assignment: s
     crossover = (b * n / a) ** 0.5
     estimate = f"fitted crossover ~{crossover:,.0f} products (exact {a * 1000:.2f} us/row, walk {b:.2f} ms / share)"
     if not hnsw_wins:
-        return [f"{assignment} categories: at {n:,} exact search won at every measured category size up to "
-                f"{points[-1][0]:,}; {estimate}; the switch {switch:,} is "
-                f"{'right' if switch >= points[-1][0] else 'too low'}"]
+        return [(f"{assignment} categories: at {n:,} exact search won at every measured category size up to "
+                 f"{points[-1][0]:,}; {estimate}; the switch {switch:,} is "
+                 f"{'right' if switch >= points[-1][0] else 'too low'}")]
     lo = max([s for s in exact_wins if s < min(hnsw_wins)], default=0)
     hi = min(hnsw_wins)
     verdict = "right (between them)" if lo <= switch < hi else "outside that bracket"
-    return [f"{assignment} categories: at {n:,} exact search (contiguous rows) wins up to {lo:,} products, "
-            f"hnswlib filtered from {hi:,}: the switch {switch:,} is {verdict}; {estimate}"]
+    return [(f"{assignment} categories: at {n:,} exact search (contiguous rows) wins up to {lo:,} products, "
+             f"hnswlib filtered from {hi:,}: the switch {switch:,} is {verdict}; {estimate}")]

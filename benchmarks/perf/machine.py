@@ -6,6 +6,7 @@ how fast onnxruntime's fp32 and int8 kernels can be.
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import sys
@@ -70,8 +71,7 @@ def blas() -> list[dict[str, Any]]:
     try:
         from threadpoolctl import threadpool_info
 
-        import numpy  # noqa: F401 - loads the BLAS threadpoolctl looks for
-
+        importlib.import_module("numpy")  # loads the BLAS that threadpoolctl looks for
         found = [{k: v for k, v in info.items() if k != "filepath"} for info in threadpool_info()]
     except ImportError:
         pass

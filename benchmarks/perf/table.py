@@ -69,7 +69,8 @@ def print_section(console: Console, name: str, result: dict[str, Any]) -> None:
         table.add_column(column, justify=justify, overflow="fold")
     for r in result.get("rows", []):
         baseline = f"{r['baseline']}: {fmt(r['baseline_value'], r['unit'])}" if r.get("baseline") else ""
-        table.add_row(r["name"], fmt(r["value"], r["unit"]), baseline, ratio_text(r), target_text(r), r.get("note") or "")
+        table.add_row(r["name"], fmt(r["value"], r["unit"]), baseline, ratio_text(r), target_text(r),
+                      r.get("note") or "")
     console.print(table)
     for note in result.get("notes", []) + result.get("recommendations", []):
         console.print(f"  - {note}")
@@ -98,9 +99,9 @@ def _plain(text: str) -> str:
 def to_markdown(report: dict[str, Any]) -> str:
     """The run as Markdown (machine line, one table per section, notes, targets) for docs/performance.md."""
     m = report["machine"]
-    lines = [f"Machine: {m['cpu_model']} ({', '.join(m['cpu_flags'])}), {m['usable_cores']} of {m['cores']} cores, "
-             f"{mib(m['memory_bytes'] or 0) / 1024:.0f} GiB; load average at start {m['load_average']}; "
-             f"mode `{report['mode']}`; run took {report['seconds']:.0f} s; {report['started']}.", ""]
+    lines = [(f"Machine: {m['cpu_model']} ({', '.join(m['cpu_flags'])}), {m['usable_cores']} of {m['cores']} "
+              f"cores, {mib(m['memory_bytes'] or 0) / 1024:.0f} GiB; load average at start {m['load_average']}; "
+              f"mode `{report['mode']}`; run took {report['seconds']:.0f} s; {report['started']}."), ""]
     for name, result in report["sections"].items():
         lines.append(f"### {TITLES.get(name, name)}")
         lines.append("")
