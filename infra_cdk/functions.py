@@ -79,8 +79,10 @@ class Functions(Construct):
         self.search = self._image_function(
             "Search", SEARCH_HANDLER, config.search_memory_mb, config.search_timeout_s,
             ephemeral_mb=config.search_ephemeral_mb,
+            # MOODBOARD_PRELOAD: model and index load in the init phase (before the first request,
+            # with the init phase's full CPU), side by side; see moodboard.runtime.Runtime.preload.
             environment={**common_env, **model_env, "POWERTOOLS_SERVICE_NAME": "search",
-                         "MOODBOARD_TRUST_GATEWAY_AUTH": "true"},
+                         "MOODBOARD_TRUST_GATEWAY_AUTH": "true", "MOODBOARD_PRELOAD": "true"},
             description="moodboard search API: CLIP (onnxruntime) + hnswlib gist search",
         )
         self.loader = self._image_function(

@@ -34,8 +34,8 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from moodboard.bundle import sha256_file
 from moodboard.errors import BundleError, ConfigError, PublishConflict, StoreError
+from moodboard.integrity import verify_files
 
 logger = logging.getLogger(__name__)
 
@@ -100,21 +100,8 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     if not isinstance(digests, dict) or not manifest.get("version") or not manifest.get("model_fingerprint"):
         raise BundleError(f"{bundle_dir / MANIFEST} lacks version, model_fingerprint or sha256")
     check_version(manifest["version"])
-    for name, digest in digests.items():
-        file = bundle_dir / name
-        if not _inside(bundle_dir, file) or not file.is_file():
-            raise BundleError(f"index bundle {manifest['version']}: {name} is missing")
-        if sha256_file(file) != digest:
-            raise BundleError(f"index bundle {manifest['version']}: {name} does not match its sha256")
+    verify_files(bundle_dir, digests, label=f"index bundle {manifest['version']}")
     return manifest
-
-
-def _inside(root: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 class ArtifactStore:

@@ -18,6 +18,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moodboard.errors import BundleError
+from moodboard.integrity import sha256_file, verify_files
+
+__all__ = ["sha256_file"]  # the exporter hashes with the same function the reader checks with
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +31,6 @@ PRECISIONS = ("fp32", "int8")
 
 Graph = Literal["vision", "text"]
 Precision = Literal["fp32", "int8"]
-
-_CHUNK = 1024 * 1024
 
 
 class _Frozen(BaseModel):
@@ -132,15 +133,6 @@ class PreprocessConfig(_Frozen):
     do_convert_rgb: bool = True
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks so large graphs do not fill memory."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def compute_fingerprint(
     *, vision_sha256: str, text_sha256: str, tokenizer_sha256: str, preprocess_sha256: str
 ) -> str:
@@ -176,12 +168,15 @@ def manifest_fingerprint(manifest: ModelManifest) -> str:
         raise BundleError(f"model manifest has no sha256 or fp32 graph for {exc.args[0]}") from exc
 
 
-def load_manifest(bundle_dir: Path, *, verify: bool = True) -> ModelManifest:
+def load_manifest(bundle_dir: Path, *, verify: bool = True, precision: str | None = None) -> ModelManifest:
     """Read and check a bundle's manifest.json.
 
-    Checks the format, that every listed file exists and, when `verify` is true, that each file's
-    sha256 matches the manifest and the fingerprint matches those hashes. Raises BundleError naming
-    the offending file, so a half-copied or edited bundle is never served.
+    Checks the format, that every listed file exists and, when `verify` is true, that the
+    fingerprint matches the manifest's sha256 table and each file's sha256 matches the table
+    (through moodboard.integrity: a sealed, unchanged file is not hashed again). With `precision`
+    only the graphs of that precision are hashed, plus the tokenizer and preprocessing config: the
+    graphs of the other precision are not served, and hashing them cost ~0.4 s of every cold start.
+    Raises BundleError naming the offending file, so a half-copied or edited bundle is never served.
     """
     bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / MANIFEST_NAME
@@ -209,10 +204,17 @@ def load_manifest(bundle_dir: Path, *, verify: bool = True) -> ModelManifest:
             raise BundleError(f"model bundle file {name} is missing from {bundle_dir}")
         if name not in manifest.sha256:
             raise BundleError(f"model bundle file {name} has no sha256 in the manifest")
-        if verify and sha256_file(path) != manifest.sha256[name]:
-            raise BundleError(f"model bundle file {name} does not match its sha256 (corrupt or edited)")
     if verify and manifest_fingerprint(manifest) != manifest.fingerprint:
         raise BundleError(f"{manifest_path}: fingerprint does not match the files' sha256")
+    if verify:
+        if precision is None:
+            served = manifest.files.all()
+        else:
+            graph_path(manifest, bundle_dir, "vision", precision)  # BundleError for a precision not exported
+            graph_path(manifest, bundle_dir, "text", precision)
+            served = [manifest.files.vision[precision], manifest.files.text[precision],  # type: ignore[index]
+                      manifest.files.tokenizer, manifest.files.preprocess]
+        verify_files(bundle_dir, {name: manifest.sha256[name] for name in served}, label="model bundle file")
     logger.debug("model bundle %s ok (fingerprint %s)", bundle_dir, manifest.fingerprint)
     return manifest
 

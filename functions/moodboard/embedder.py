@@ -1,7 +1,9 @@
 """The runtime CLIP embedder: a model bundle run with onnxruntime, text tokenized with `tokenizers`.
 
 Loads once per process (`Embedder.load`), then turns PIL images and strings into L2-normalised
-float32 vectors in the bundle's embedding space. Nothing here imports torch or transformers, and
+float32 vectors in the bundle's embedding space. Text embeddings are kept in a small LRU cache: every
+gist query embeds its product type's prompt ("a photo of a dress"), and a shop has a few dozen types,
+so after the first query of a type the prompt costs no model run (docs/performance.md). Nothing here imports torch or transformers, and
 onnxruntime is imported inside `load`, so importing this module costs a light Lambda nothing.
 """
 
@@ -9,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from cachetools import LRUCache
 from PIL import Image
 
 from moodboard.bundle import ModelManifest, graph_path, load_manifest, load_preprocess
@@ -29,6 +33,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 16
+# Texts whose embeddings are kept (2 KiB each at 512 dimensions): every product type's prompt, plus
+# repeated shopper texts and negatives.
+TEXT_CACHE_SIZE = 1024
 PROVIDERS = ["CPUExecutionProvider"]
 VISION_INPUT = "pixel_values"
 VISION_OUTPUT = "image_embeds"
@@ -114,9 +121,12 @@ class Embedder:
         tokenizer: ClipTokenizer,
         preprocessor: ImagePreprocessor,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        text_cache_size: int = TEXT_CACHE_SIZE,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if text_cache_size < 0:
+            raise ConfigError(f"text cache size must be at least 0, got {text_cache_size}")
         self.manifest = manifest
         self.fingerprint = manifest.fingerprint
         self.dim = manifest.dim
@@ -126,6 +136,8 @@ class Embedder:
         self.batch_size = batch_size
         self._vision = vision
         self._text = text
+        self._text_cache: LRUCache[str, Vector] | None = LRUCache(text_cache_size) if text_cache_size else None
+        self._text_cache_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -136,6 +148,7 @@ class Embedder:
         threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         verify: bool = True,
+        text_cache_size: int = TEXT_CACHE_SIZE,
     ) -> Embedder:
         """Open a model bundle: check its manifest (and, with `verify`, every file's sha256), start one
         onnxruntime CPU session per graph and load the tokenizer and preprocessing config.
@@ -147,7 +160,7 @@ class Embedder:
         bundle_dir = Path(bundle_dir)
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
-        manifest = load_manifest(bundle_dir, verify=verify)
+        manifest = load_manifest(bundle_dir, verify=verify, precision=precision)
         vision_path = graph_path(manifest, bundle_dir, "vision", precision)
         text_path = graph_path(manifest, bundle_dir, "text", precision)
         threads = threads or available_cpus()
@@ -178,6 +191,7 @@ class Embedder:
             tokenizer=tokenizer,
             preprocessor=preprocessor,
             batch_size=batch_size,
+            text_cache_size=text_cache_size,
         )
 
     def embed_images(self, images: Sequence[Image.Image]) -> Vector:
@@ -191,14 +205,38 @@ class Embedder:
 
     def embed_texts(self, texts: Sequence[str]) -> Vector:
         """Embed texts in batches: (n, dim) float32, each row of unit length. Texts longer than the
-        context length are truncated (the end is dropped)."""
+        context length are truncated (the end is dropped). Texts embedded before come from the LRU
+        cache; only the others run through the text graph, in batches padded to their longest."""
         if isinstance(texts, str):
             raise TypeError("embed_texts takes a sequence of strings, not one string")
+        texts = list(texts)
+        known = self._cached(texts)
+        missing = [text for text in dict.fromkeys(texts) if text not in known]
         rows = []
-        for batch in _batches(texts, self.batch_size):
+        for batch in _batches(missing, self.batch_size):
             ids, mask = self.tokenizer(batch)
             rows.append(self._text.run([TEXT_OUTPUT], {"input_ids": ids, "attention_mask": mask})[0])
-        return self._finish(rows)
+        if missing:
+            fresh = dict(zip(missing, self._finish(rows)))
+            self._remember(fresh)
+            known.update(fresh)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([known[text] for text in texts])
+
+    def _cached(self, texts: Sequence[str]) -> dict[str, Vector]:
+        if self._text_cache is None:
+            return {}
+        with self._text_cache_lock:
+            return {text: self._text_cache[text] for text in texts if text in self._text_cache}
+
+    def _remember(self, fresh: dict[str, Vector]) -> None:
+        if self._text_cache is None:
+            return
+        with self._text_cache_lock:
+            for text, vector in fresh.items():
+                vector.setflags(write=False)  # shared by later calls: nobody may change it in place
+                self._text_cache[text] = vector
 
     def _finish(self, rows: list[np.ndarray]) -> Vector:
         if not rows:

@@ -46,11 +46,12 @@ class LoadedIndex:
     created: str | None
 
 
-def open_index(path: Path, fingerprint: str) -> LoadedIndex:
-    """Load and verify the index bundle at `path` for a model with this fingerprint."""
+def open_index(path: Path, fingerprint: str, *, verify: bool = True) -> LoadedIndex:
+    """Load the index bundle at `path` for a model with this fingerprint, checking its files' sha256
+    unless the caller has just done so (`verify=False` after a verified download)."""
     from moodboard.index import ProductIndex
 
-    index = ProductIndex.load(Path(path), expected_fingerprint=fingerprint)
+    index = ProductIndex.load(Path(path), expected_fingerprint=fingerprint, verify=verify)
     manifest = index.manifest
     assert manifest is not None
     return LoadedIndex(index=index, path=Path(path), version=manifest.version,
@@ -147,8 +148,8 @@ class CurrentIndex:
                                           f"this container runs {self.fingerprint}")
             return
         try:
-            path = self.store.download(pointer.version, self.cache_dir)
-            fresh = open_index(path, self.fingerprint)
+            path = self.store.download(pointer.version, self.cache_dir)  # verified against its sha256
+            fresh = open_index(path, self.fingerprint, verify=False)
         except MoodboardError as exc:
             self._refuse(pointer.version, exc.message)
             return
@@ -189,7 +190,8 @@ class Runtime:
         self._embedder = embedder
         self._index: CurrentIndex | None = None
         self._history: HistoryStore | None = None
-        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._index_lock = threading.Lock()
 
     @property
     def s3(self) -> Any:
@@ -227,7 +229,7 @@ class Runtime:
     def embedder(self) -> EmbedderProtocol:
         """The embedder, loaded on first use (onnxruntime is imported only then)."""
         if self._embedder is None:
-            with self._lock:
+            with self._model_lock:
                 if self._embedder is None:
                     from moodboard.embedder import Embedder
 
@@ -236,20 +238,44 @@ class Runtime:
                                                    batch_size=self.settings.embed_batch_size)
         return self._embedder
 
-    def current_index(self) -> CurrentIndex:
-        """The index holder: a local bundle (Settings.index_dir) or the bucket's CURRENT version."""
+    def current_index(self, fingerprint: str | None = None) -> CurrentIndex:
+        """The index holder: a local bundle (Settings.index_dir) or the bucket's CURRENT version, for
+        indexes built with the model of `fingerprint` (default: the loaded embedder's)."""
         if self._index is None:
-            embedder = self.embedder()
-            with self._lock:
+            fingerprint = fingerprint or self.embedder().fingerprint
+            with self._index_lock:
                 if self._index is None:
                     s = self.settings
                     if s.index_dir:
-                        self._index = CurrentIndex(fingerprint=embedder.fingerprint, local_dir=Path(s.index_dir),
+                        self._index = CurrentIndex(fingerprint=fingerprint, local_dir=Path(s.index_dir),
                                                    cache_dir=s.cache_dir)
                     else:
-                        self._index = CurrentIndex(fingerprint=embedder.fingerprint, store=self.artifact_store(),
+                        self._index = CurrentIndex(fingerprint=fingerprint, store=self.artifact_store(),
                                                    cache_dir=s.cache_dir, refresh_seconds=s.index_refresh_seconds)
         return self._index
+
+    def preload(self) -> None:
+        """Load the embedder and the current index now, side by side, instead of on first use.
+
+        For the search Lambda's init phase (Settings.preload): the model's fingerprint is read from
+        its manifest first (milliseconds), so the index, which must match it, loads in a second
+        thread while the onnxruntime sessions are built; hashing, file reads and session building
+        release the GIL. Raises what the two loads raise (BundleError, IndexUnavailable ...).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from moodboard.bundle import load_manifest
+
+        fingerprint = (self._embedder.fingerprint if self._embedder is not None
+                       else load_manifest(self.model_dir(), verify=False).fingerprint)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="preload") as pool:
+            model = pool.submit(self.embedder)
+            index = pool.submit(lambda: self.current_index(fingerprint).get())
+            embedder, loaded = model.result(), index.result()
+        if embedder.fingerprint != fingerprint:  # the manifest changed between the two reads
+            raise ConfigError(f"the model bundle changed while loading ({fingerprint} -> {embedder.fingerprint})")
+        logger.info("preloaded model %s and index %s (%d products)", embedder.fingerprint, loaded.version,
+                    loaded.count)
 
     def index(self) -> LoadedIndex:
         """The index to serve for this request."""

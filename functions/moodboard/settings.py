@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # and `moodboard serve`). Never set in a deployed stack; private and link-local stay blocked.
     fetch_allow_loopback: bool = False
 
+    # Load the model and the current index at import time (the search Lambda's init phase, which
+    # runs before the first request) instead of on the first request.
+    preload: bool = False
+
     # Inference.
     intra_op_threads: int | None = None
     embed_batch_size: int = 16

@@ -97,6 +97,18 @@ def test_dockerfile_stages_are_the_targets_the_stack_builds() -> None:
     assert "MODEL_BUNDLE=artifacts/model" in of("ARG")
 
 
+def test_baked_model_is_verified_and_sealed_at_image_build() -> None:
+    """Cold starts trust the seal instead of hashing the graphs (moodboard.integrity): the image build
+    must write it, after the model is in place, with the module the image ships."""
+    from infra_cdk.functions import MODEL_DIR_IN_IMAGE
+
+    steps = instructions()
+    copy_model = steps.index(("COPY", f"${{MODEL_BUNDLE}}/ {MODEL_DIR_IN_IMAGE}/"))
+    seal = ("RUN", f"python -m moodboard.integrity {MODEL_DIR_IN_IMAGE}")
+    assert seal in steps[copy_model:]
+    assert (ROOT / "functions" / "moodboard" / "integrity.py").is_file()
+
+
 def test_dockerignore_keeps_only_code_and_model_in_the_build_context() -> None:
     os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
     from aws_cdk import IgnoreStrategy

@@ -441,6 +441,8 @@ def test_function_environment_matches_settings_fields(any_synth: Synth) -> None:
         assert "MOODBOARD_ARTIFACTS_BUCKET" in variables and "MOODBOARD_AWS_REGION" in variables
         assert "MOODBOARD_ADMIN_TOKEN" not in variables and "MOODBOARD_FETCH_ALLOW_LOOPBACK" not in variables
     assert environment(any_synth, "evaluations")["MOODBOARD_TRUST_GATEWAY_AUTH"] == "true"
+    # Only search preloads at init: the loader loads its model per job, evaluations has none.
+    assert {name for name in HANDLERS if environment(any_synth, name).get("MOODBOARD_PRELOAD") == "true"} == {"search"}
     assert refs(environment(any_synth, "evaluations")["MOODBOARD_LOADER_FUNCTION_NAME"]) == {
         function_ids(any_synth)["loader"]}
 

@@ -132,9 +132,52 @@ def test_embed_batches_match_one_at_a_time(tiny_bundle: Path, embedder: Embedder
     alone = np.concatenate([embedder.embed_images([image]) for image in batch])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     # Padding a short text up to a long neighbour's length must not change its embedding.
+    uncached = Embedder.load(tiny_bundle, text_cache_size=0, verify=False)
     together = small_batches.embed_texts(TEXTS)
-    alone = np.concatenate([embedder.embed_texts([text]) for text in TEXTS])
+    alone = np.concatenate([uncached.embed_texts([text]) for text in TEXTS])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+class CountingSession:
+    """An onnxruntime session that counts the texts it is run on."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.texts_run = 0
+
+    def run(self, outputs, feeds):
+        self.texts_run += feeds["input_ids"].shape[0]
+        return self.session.run(outputs, feeds)
+
+
+def test_texts_embedded_before_come_from_the_cache(tiny_bundle: Path) -> None:
+    cached = Embedder.load(tiny_bundle, verify=False)
+    uncached = Embedder.load(tiny_bundle, text_cache_size=0, verify=False)
+    counter = cached._text = CountingSession(cached._text)
+    first = cached.embed_texts(["a photo of a dress", "red boots"])
+    assert counter.texts_run == 2
+    mixed = cached.embed_texts(["red boots", "a steel lamp", "a photo of a dress", "a steel lamp"])
+    assert counter.texts_run == 3  # only "a steel lamp", once
+    np.testing.assert_allclose(mixed, uncached.embed_texts(["red boots", "a steel lamp", "a photo of a dress",
+                                                            "a steel lamp"]), atol=1e-5)
+    np.testing.assert_array_equal(mixed[[2, 0]], first)
+    mixed[:] = 0  # a caller changing its result must not change what the cache hands out next
+    np.testing.assert_array_equal(cached.embed_texts(["a photo of a dress"]), first[:1])
+
+
+def test_the_text_cache_keeps_the_most_recent_texts(tiny_bundle: Path) -> None:
+    small = Embedder.load(tiny_bundle, text_cache_size=2, verify=False)
+    counter = small._text = CountingSession(small._text)
+    for text in ("one", "two", "three", "three", "two"):
+        small.embed_texts([text])
+    assert counter.texts_run == 3
+    small.embed_texts(["one"])  # evicted: run again
+    assert counter.texts_run == 4
+
+
+def test_negative_text_cache_size_raises_config_error(tiny_bundle: Path) -> None:
+    with pytest.raises(ConfigError, match="text cache size"):
+        Embedder.load(tiny_bundle, text_cache_size=-1, verify=False)
 
 
 def test_embed_texts_rejects_a_bare_string(embedder: Embedder) -> None:

@@ -160,3 +160,17 @@ def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
     data = bytes(range(256)) * 5000
     (tmp_path / "blob").write_bytes(data)
     assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+
+
+def test_precision_hashes_only_the_served_graphs(tmp_path: Path) -> None:
+    make_bundle(tmp_path, int8=True)
+    (tmp_path / "vision.int8.onnx").write_bytes(b"edited int8 graph")
+    assert load_manifest(tmp_path, precision="fp32").dim == 64
+    with pytest.raises(BundleError, match=r"vision\.int8\.onnx does not match its sha256"):
+        load_manifest(tmp_path, precision="int8")
+
+
+def test_precision_that_was_not_exported_raises_bundle_error(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    with pytest.raises(BundleError, match="no int8 vision graph"):
+        load_manifest(tmp_path, precision="int8")
