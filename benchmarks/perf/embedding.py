@@ -5,8 +5,9 @@ parity of the fp32 graph with PyTorch (proves the baseline runs the same weights
 and the GFLOP/s each engine reaches; and a sweep of the onnxruntime session options that matter
 (intra-op threads, graph optimisation level, thread spinning, a pre-optimised graph, dynamic text
 length against padding to 77), each against the embedder's default session in the same rounds;
-and an image followed by a text, back to back as every image query runs them, with thread
-spinning on and off (one of them being the embedder's own sessions).
+and an image followed by a text, back to back as an image+text query runs them, with the
+embedder's own sessions (vision pool spinning, text pool not) against both pools spinning and both
+not. The embedders here run with their text cache off: this section times the model.
 
 Graph-only timings feed the same preprocessed tensor / token ids to every engine, so the ratio is
 the engines' and nothing else; the embedder-level rows add preprocessing and tokenisation.
@@ -44,7 +45,8 @@ def run(ctx: Context) -> dict[str, Any]:
     cpus = available_cpus()
     torch.set_num_threads(cpus)
     progress.print(f"  loading fp32, int8 and PyTorch ({p.model_size}, {cpus} threads)")
-    engines = {"fp32": Embedder.load(bundle, precision="fp32"), "int8": Embedder.load(bundle, precision="int8")}
+    # Text cache off: this section times the model; what the cache saves is measured end to end (query section).
+    engines = {precision: Embedder.load(bundle, precision=precision, text_cache_size=0) for precision in ("fp32", "int8")}
     fp32 = engines["fp32"]
     images = fixtures.sample_images(max(p.batch_sizes) if not ctx.quick else 16, seed=ctx.seed)
     pixels1 = fp32.preprocessor(images[:1])
@@ -69,12 +71,14 @@ def run(ctx: Context) -> dict[str, Any]:
     rows = _rows(image_b1, text_b1, full_b1, throughput, details, flops)
     notes = _recommend(sweep, details["text_padding"])
     for name, t in details["back_to_back_ms"].items():
-        on, off = t["image then prompt, spinning on"]["p50"], t["image then prompt, spinning off"]["p50"]
-        best = "spinning off" if off < on else "spinning on"
-        verdict = "keep it" if best == t["shipped"] else "change it"
-        notes.append(f"{name}: an image then a text (every image query) takes {off:.0f} ms with spinning off, "
-                     f"{on:.0f} ms with spinning on (single images {t['image alone, spinning off']['p50']:.0f} vs "
-                     f"{t['image alone, spinning on']['p50']:.0f} ms); the embedder ships {t['shipped']}: {verdict}")
+        pair = {setting: t[f"image then prompt, {setting}"]["p50"] for setting in
+                (SHIPPED_SPINNING, "both spinning on", "both spinning off")}
+        alone = {setting: t[f"image alone, {setting}"]["p50"] for setting in pair}
+        best = min(pair, key=pair.get)
+        verdict = "keep it" if best == SHIPPED_SPINNING or pair[SHIPPED_SPINNING] <= 1.03 * pair[best] else "change it"
+        notes.append(f"{name}: an image then a text takes " + ", ".join(f"{ms:.0f} ms ({setting})" for setting, ms
+                                                                        in pair.items())
+                     + "; an image alone " + ", ".join(f"{ms:.0f} ms" for ms in alone.values()) + f": {verdict}")
     if others.share is not None and others.share > BUSY_SHARE:
         notes.append(f"other processes used {others.share * 100:.0f}% of the machine's CPU during the sweep: they "
                      f"took cores from onnxruntime's threads, which favours threads=1 and no spinning; re-run on a "
@@ -254,26 +258,29 @@ def embedder_with_spinning(embedder: Any, bundle: Path, spinning: bool) -> Any:
                                     spinning=spinning),
                     text=_session(graph_path(manifest, bundle, "text", precision), threads=threads, level="all",
                                   spinning=spinning),
-                    tokenizer=embedder.tokenizer, preprocessor=embedder.preprocessor, batch_size=embedder.batch_size)
+                    tokenizer=embedder.tokenizer, preprocessor=embedder.preprocessor, batch_size=embedder.batch_size,
+                    text_cache_size=embedder.text_cache_size)
+
+
+SHIPPED_SPINNING = "shipped: vision spinning on, text off"
 
 
 def _back_to_back(ctx: Context, bundle: Path, engines: dict[str, Any], image: Any) -> dict[str, Any]:
-    """An image and then the type prompt, as gist_search embeds them, with thread spinning on and
-    off (one of the two is the embedder's own sessions): each session has its own intra-op pool, and
-    spinning threads of the idle one keep the cores from the busy one."""
+    """An image and then a text (an image+text query; the text cache is off in this section), with
+    the embedder's own sessions (vision pool spinning, text pool quiet) against both pools spinning
+    and both quiet: each session has its own intra-op pool, and spinning threads of the idle one keep
+    the cores from the busy one."""
     out: dict[str, Any] = {}
     prompt = ["a photo of a dress"]
     for name, embedder in engines.items():
-        shipped = spins(embedder)
-        other = embedder_with_spinning(embedder, bundle, not shipped)
-        by_setting = {shipped: embedder, not shipped: other}
+        by_setting = {SHIPPED_SPINNING: embedder, "both spinning on": embedder_with_spinning(embedder, bundle, True),
+                      "both spinning off": embedder_with_spinning(embedder, bundle, False)}
         contenders: dict[str, Any] = {}
         for setting, e in by_setting.items():
-            contenders[f"image then prompt, {spinning_name(setting)}"] = (
+            contenders[f"image then prompt, {setting}"] = (
                 lambda e=e: (e.embed_images([image]), e.embed_texts(prompt)))
-            contenders[f"image alone, {spinning_name(setting)}"] = lambda e=e: e.embed_images([image])
-        timings = interleaved(contenders, ctx.profile.sweep_reps)
-        out[name] = {"shipped": spinning_name(shipped), **timings}
+            contenders[f"image alone, {setting}"] = lambda e=e: e.embed_images([image])
+        out[name] = interleaved(contenders, ctx.profile.sweep_reps)
     return out
 
 
@@ -404,12 +411,12 @@ def _rows(image_b1: dict, text_b1: dict, full_b1: dict, throughput: dict, detail
             rows.append(row(f"text throughput batch {b}, {name}", t["texts_per_s"][name], "texts/s",
                             baseline="PyTorch eager", baseline_value=t["texts_per_s"]["torch"], better="higher"))
     for name, t in details["back_to_back_ms"].items():
-        rows.append(row(f"image then prompt, back to back, {name}, spinning off",
-                        t["image then prompt, spinning off"]["p50"], "ms", baseline="spinning on",
-                        baseline_value=t["image then prompt, spinning on"]["p50"],
-                        note=f"the embedder ships {t['shipped']}; image alone "
-                             f"{t['image alone, spinning off']['p50']:.1f} ms (spinning on "
-                             f"{t['image alone, spinning on']['p50']:.1f} ms)"))
+        for other in ("both spinning off", "both spinning on"):
+            rows.append(row(f"image then text, back to back, {name}, {SHIPPED_SPINNING}",
+                            t[f"image then prompt, {SHIPPED_SPINNING}"]["p50"], "ms", baseline=other,
+                            baseline_value=t[f"image then prompt, {other}"]["p50"],
+                            note=f"image alone {t[f'image alone, {SHIPPED_SPINNING}']['p50']:.1f} ms "
+                                 f"({other}: {t[f'image alone, {other}']['p50']:.1f} ms)"))
     parity = details["parity"]
     rows.append(row("int8 vs fp32 image embedding cosine (mean)", parity["int8_vs_fp32_image_cosine"]["mean"], "",
                     better="higher", note=f"min {parity['int8_vs_fp32_image_cosine']['min']:.4f}"))

@@ -211,7 +211,8 @@ def _measure(ctx: Any, bundle: Path, index_dir: Path, loaded: Any, precision: st
             # The app's CloudWatch EMF metrics are printed to stdout every 100 values: keep the tables clean.
             with contextlib.redirect_stdout(io.StringIO()):
                 timings = interleaved(contenders, p.e2e_requests, warmup=3)
-            return {"shipped spinning": spinning_name(shipped), "other spinning": spinning_name(not shipped),
+            return {"shipped spinning": "vision spinning on, text off" if shipped else "spinning off",
+                    "other spinning": f"both {spinning_name(not shipped)} (before)" if shipped else spinning_name(True),
                     **timings}
     finally:
         if server is not None:

@@ -78,12 +78,16 @@ def test_quick_run_details_hold_each_sections_figures(report: dict[str, Any]) ->
     query = s["query"]["details"]["precisions"]
     for precision in ("fp32", "int8"):
         assert {"text: app in-process", "text: app over HTTP", "image: app in-process", "image: app over HTTP",
-                "image: app in-process, other spinning"} <= set(query[precision])
+                "image: app in-process, other spinning", "text: app in-process, no text cache",
+                "image: app in-process, no text cache"} <= set(query[precision])
         assert query[precision]["image: app over HTTP"]["n"] > 0
 
-    for variant in s["cold"]["details"]["variants"].values():
+    variants = s["cold"]["details"]["variants"]
+    assert {"shipped (preload, sealed bundles)", "sequential loads (no preload), sealed"} <= set(variants)
+    for name, variant in variants.items():
         phases = variant["median"]["phases_s"]
-        assert {"import", "model load", "index load", "first search"} <= set(phases)
+        loads = {"model load", "index load"} if name.startswith("sequential") else {"model + index load (side by side)"}
+        assert {"import", "first search", *loads} <= set(phases), name
         assert variant["median"]["process_start_to_first_search_s"] > 0
 
     jobs = s["loader"]["details"]["jobs"]
