@@ -264,7 +264,7 @@ def run(ctx: Any) -> dict[str, Any]:
         details["variants"][variant] = {"runs": runs, "median": median}
     imports = ", ".join(f"{name} {sec:.2f} s" for name, sec in details["import_breakdown_s"].items())
     notes = [f"importing the search app, largest cumulative time per package (nested): {imports}"]
-    steps = next(iter(details["variants"].values()))["runs"][0].get("load_breakdown_s")
+    steps = details["variants"][SHIPPED]["runs"][0].get("load_breakdown_s")
     if steps:
         details["load_breakdown_s"] = steps
         notes.append("load steps one by one (files in the page cache): "
