@@ -1,12 +1,15 @@
-"""Where should a category search switch from exact numpy to hnswlib's filtered search?
+"""Where should a category search switch from exact numpy to a graph of the category's own?
 
 Builds a ProductIndex over N structured vectors (clusters on a low-dimensional subspace plus noise,
 nearest-neighbour cosine about 0.89 like real CLIP embeddings; isotropic random vectors would be the
-unrealistic worst case) with categories of several sizes, then times, per category, the two paths
-ProductIndex.search can take: exact (numpy over the category's rows) and hnswlib with a category
-filter, and the recall@k of the filtered path against exact. Categories are assigned two ways:
-"random" (independent of the clusters: the hard case for a filtered graph walk) and "clustered"
-(a category is a run of clusters, as product types are in a real embedding space).
+unrealistic worst case) with categories of several sizes, then times, per category, the paths
+ProductIndex.search can take: exact (numpy over the category's rows), the category's own hnswlib
+graph (built here for every category, with the index's parameters, searched through the index's
+own `_graph` code), and the global graph's filtered walk (the path above the switch before category
+graphs, still taken for bundles without them), with the recall@k of both graph paths against exact.
+Categories are assigned two ways: "random" (independent of the clusters) and "clustered" (a
+category is a run of clusters, as product types are in a real embedding space: most queries then
+lie outside the category they search, the hard case for graph walks).
 
     python benchmarks/index_switch.py            # 100k vectors, k=24; takes a few minutes
     python benchmarks/index_switch.py --n 20000  # quick look
@@ -33,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
 from moodboard.catalog import Product
-from moodboard.index import ProductIndex
+from moodboard.index import ProductIndex, _CategoryGraph
 
 SIZES = (250, 1_000, 2_500, 5_000, 10_000, 20_000, 40_000)
 
@@ -83,6 +86,7 @@ def build(n: int, seed: int, reuse: Path | None = None) -> tuple[ProductIndex, n
             return index, vectors, clusters
     products = [Product(id=f"p{i}", title=f"p{i}", category="rest", image=f"/x/{i}.jpg") for i in range(n)]
     index = ProductIndex.create(vectors.shape[1], "bench", capacity=n)
+    index.switch = n + 1  # no category graph while building: the measurement builds its own
     t0 = time.perf_counter()
     for start in range(0, n, 10_000):
         index.upsert(products[start:start + 10_000], vectors[start:start + 10_000])
@@ -93,10 +97,11 @@ def build(n: int, seed: int, reuse: Path | None = None) -> tuple[ProductIndex, n
 
 
 def assign(index: ProductIndex, names: np.ndarray) -> None:
-    """Give products new categories in place. The graph does not depend on categories, so both
-    assignments share one build (a benchmark shortcut through the index's internals)."""
+    """Give products new categories in place. The global graph does not depend on categories, so
+    both assignments share one build (a benchmark shortcut through the index's internals)."""
     index._members = {}
     index._category_cache = {}
+    index._graphs = {}
     for label, name in enumerate(names):
         index._products[label] = index._products[label].model_copy(update={"category": name})
         index._members.setdefault(name, set()).add(label)
@@ -119,13 +124,25 @@ def run(index: ProductIndex, vectors: np.ndarray, clusters: np.ndarray, k: int, 
         gather_ms, _ = time_it(lambda q, labels=labels: index._exact(q, labels, None, k, None), queries)
         exact_ms, exact = time_it(lambda q, labels=labels, matrix=matrix: index._exact(q, labels, matrix, k, None), queries)
         graph_ms, graph = time_it(lambda q, members=members: index._graph(q, k, members, None, len(members)), queries)
-        recall = np.mean([len({h.label for h in g} & {h.label for h in e}) / len(e) for g, e in zip(graph, exact)])
+        t0 = time.perf_counter()
+        own = _CategoryGraph.build(index._vectors, labels, m=index._hnsw.M, ef_construction=index._hnsw.ef_construction)
+        own_build_s = time.perf_counter() - t0
+        own_ms, own_hits = time_it(lambda q, members=members, own=own:
+                                   index._graph(q, k, members, None, len(members), graph=own.hnsw), queries)
+        recall = _recall(graph, exact)
+        own_recall = _recall(own_hits, exact)
         rows.append({"mode": mode, "size": len(members), "gather_ms": gather_ms, "exact_ms": exact_ms,
-                     "hnsw_ms": graph_ms, "recall": float(recall)})
+                     "hnsw_ms": graph_ms, "recall": recall, "own_ms": own_ms, "own_recall": own_recall,
+                     "own_build_s": own_build_s})
         print(f"[{mode}] {name:>7} size {len(members):>6}: exact {exact_ms:6.2f} ms "
-              f"(gathering rows per query {gather_ms:6.2f} ms)  hnsw filtered {graph_ms:6.2f} ms  "
+              f"(gathering rows per query {gather_ms:6.2f} ms)  category graph {own_ms:5.2f} ms recall@{k} "
+              f"{own_recall:.3f} (built in {own_build_s:.1f} s)  hnsw filtered {graph_ms:6.2f} ms  "
               f"recall@{k} {recall:.3f}", flush=True)
     return rows
+
+
+def _recall(found: list, exact: list) -> float:
+    return float(np.mean([len({h.label for h in f} & {h.label for h in e}) / len(e) for f, e in zip(found, exact)]))
 
 
 def main() -> None:
@@ -141,10 +158,12 @@ def main() -> None:
     index, vectors, clusters = build(args.n, args.seed, args.reuse)
     rows = [row for mode in modes for row in run(index, vectors, clusters, args.k, args.queries, mode, args.seed)]
     print(f"\n| assignment | category size | exact numpy ms | exact, gathering rows per query ms "
+          f"| category graph ms | category graph recall@{args.k} | category graph build s "
           f"| hnswlib filtered ms | filtered recall@{args.k} |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['mode']} | {row['size']} | {row['exact_ms']:.2f} | {row['gather_ms']:.2f} "
+              f"| {row['own_ms']:.2f} | {row['own_recall']:.3f} | {row['own_build_s']:.1f} "
               f"| {row['hnsw_ms']:.2f} | {row['recall']:.3f} |")
 
 

@@ -246,11 +246,15 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     loaded.switch = 0
     assert "p3" not in {h.product.id for h in loaded.search(vectors[3], 20)}
     data = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
-    assert data["format"] == "moodboard-index/1"
+    assert data["format"] == "moodboard-index/2"
     assert data["model_fingerprint"] == FINGERPRINT and data["model_precision"] == "fp32"
     assert data["count"] == 198 and data["elements"] == 200 and data["dim"] == 16
     assert data["space"] == "cosine" and data["catalog_sha256"] == "c" * 64
-    assert data["build"] == {"M": 16, "ef_construction": 200, "ef_search": EF_SEARCH}
+    assert data["build"] == {"M": 16, "ef_construction": 200, "ef_search": EF_SEARCH, "ef_filtered": 256,
+                             "ef_category": index_module.EF_CATEGORY,
+                             "ef_category_outside": index_module.EF_CATEGORY_OUTSIDE,
+                             "outside_gap": index_module.OUTSIDE_GAP, "switch": SWITCH, "drop_below": SWITCH // 2}
+    assert data["graphs"] == []  # no category above the switch
     assert set(data["sha256"]) == {"index.bin", "products.jsonl", "vectors.npy"}
     assert np.load(tmp_path / "bundle" / "vectors.npy").shape == (200, 16)
     # the loaded index keeps working incrementally: the freed labels are reused
@@ -301,7 +305,7 @@ def test_load_missing_file_is_a_bundle_error(tmp_path: Path) -> None:
 def test_load_foreign_manifest_is_a_bundle_error(tmp_path: Path) -> None:
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "manifest.json").write_text(json.dumps({"format": "moodboard-model/1"}))
-    with pytest.raises(BundleError, match="not a moodboard-index/1 manifest"):
+    with pytest.raises(BundleError, match=r"not a moodboard-index manifest this reader knows \(format 'moodboard-model/1'"):
         ProductIndex.load(tmp_path / "bundle")
 
 
@@ -347,3 +351,85 @@ def test_search_on_an_empty_index_returns_nothing() -> None:
     index = ProductIndex.create(8, FINGERPRINT)
     assert index.search(np.ones(8, np.float32), 5) == []
     assert index.categories() == {}
+
+
+def saved_records(tmp_path: Path, n: int = 20) -> Path:
+    index, _ = small_index(n)
+    index.delete(["p2"])
+    index.save(tmp_path / "bundle")
+    return tmp_path / "bundle" / "products.jsonl"
+
+
+def edit_record(file: Path, line: int, change: dict) -> None:
+    lines = file.read_text().splitlines()
+    record = json.loads(lines[line - 1])
+    record.update(change)
+    lines[line - 1] = json.dumps({k: v for k, v in record.items() if v is not ...})
+    file.write_text("\n".join(lines) + "\n")
+
+
+def test_load_reads_every_record_field_label_and_content_key(tmp_path: Path) -> None:
+    index, _ = small_index(20)
+    index.upsert([product(3, "Lamp", price=4.5, currency="EUR", product_url="https://shop.example/3",
+                          attributes={"colour": "red", "sizes": [1, 2]})], index.vectors_at([3]), ["k3b"])
+    index.delete(["p2", "p7"])
+    index.save(tmp_path / "bundle")
+    loaded = ProductIndex.load(tmp_path / "bundle")
+    assert list(loaded.products()) == list(index.products())
+    assert [loaded.label_of(i) for i in loaded.ids()] == [index.label_of(i) for i in index.ids()]
+    assert [loaded.content_key(i) for i in loaded.ids()] == [index.content_key(i) for i in index.ids()]
+    assert loaded.get("p3").attributes == {"colour": "red", "sizes": [1, 2]}
+    assert loaded.categories() == index.categories()
+    loaded.upsert([product("a", "Hat"), product("b", "Hat")], index.vectors_at([0, 1]))
+    assert sorted([loaded.label_of("pa"), loaded.label_of("pb")]) == [2, 7]  # the free labels
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"price": -1}, r"line 3: price: Input should be greater than or equal to 0"),
+    ({"id": ""}, r"line 3: id: String should have at least 1 character"),
+    ({"label": ...}, r"line 3: label: Field required"),
+    ({"label": "three"}, r"line 3: label: Input should be a valid integer"),
+    ({"content_key": 7}, r"line 3: content_key: Input should be a valid string"),
+], ids=["negative-price", "empty-id", "no-label", "label-not-int", "key-not-str"])
+def test_load_invalid_record_is_a_bundle_error_naming_its_line(tmp_path: Path, change: dict, message: str) -> None:
+    file = saved_records(tmp_path)
+    edit_record(file, 3, change)
+    with pytest.raises(BundleError, match=message):
+        ProductIndex.load(file.parent, verify=False)
+
+
+def test_load_truncated_record_is_a_bundle_error_naming_its_line(tmp_path: Path) -> None:
+    file = saved_records(tmp_path)
+    lines = file.read_text().splitlines()
+    lines[4] = lines[4][:30]
+    file.write_text("\n".join(lines) + "\n")
+    with pytest.raises(BundleError, match=r"line 5 is not a JSON record"):
+        ProductIndex.load(file.parent, verify=False)
+
+
+def test_load_accepts_blank_lines_between_records(tmp_path: Path) -> None:
+    file = saved_records(tmp_path)
+    file.write_text("\n" + file.read_text().replace("\n", "\n  \n\r\n"))
+    loaded = ProductIndex.load(file.parent, verify=False)
+    assert len(loaded) == 19 and loaded.content_key("p19") == "k19"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"label": 4}, "one label to two products"),
+    ({"label": 20}, "a label outside 0..19"),
+    ({"label": -1}, "a label outside 0..19"),
+    ({"id": "p4"}, "an id twice"),
+], ids=["label-twice", "label-too-large", "label-negative", "id-twice"])
+def test_load_inconsistent_records_are_a_bundle_error(tmp_path: Path, change: dict, message: str) -> None:
+    file = saved_records(tmp_path)
+    edit_record(file, 3, change)
+    with pytest.raises(BundleError, match=message):
+        ProductIndex.load(file.parent, verify=False)
+
+
+def test_load_two_records_on_one_line_is_a_bundle_error(tmp_path: Path) -> None:
+    file = saved_records(tmp_path)
+    lines = file.read_text().splitlines()
+    file.write_text("\n".join([lines[0] + "," + lines[1], *lines[2:]]) + "\n")
+    with pytest.raises(BundleError, match="line 1 is not a JSON record"):
+        ProductIndex.load(file.parent, verify=False)
