@@ -62,6 +62,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from moodboard.catalog import Product
 from moodboard.errors import BundleError, FingerprintMismatch, NotFound, UnknownCategory
+from moodboard.integrity import sha256_file, verify_files
 from moodboard.vectors import Vector, l2_normalize
 
 logger = logging.getLogger(__name__)
@@ -674,9 +675,7 @@ class ProductIndex:
         if missing:
             raise BundleError(f"index bundle {path} is missing {', '.join(sorted(set(missing)))}")
         if verify:
-            for name, digest in manifest.sha256.items():
-                if _sha256_file(path / name) != digest:
-                    raise BundleError(f"index bundle {path}: {name} does not match its sha256 in the manifest")
+            verify_files(path, manifest.sha256, label=f"index bundle {path}")
         try:
             return cls._read(path, manifest)
         except BundleError:
@@ -927,16 +926,8 @@ def read_manifest(path: Path) -> IndexManifest:
         raise BundleError(f"index manifest {file} is invalid: {exc.errors()[0]['msg']}") from exc
 
 
-def _sha256_file(file: Path) -> str:
-    digest = hashlib.sha256()
-    with file.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _hash_tree(root: Path) -> dict[str, str]:
-    return {file.relative_to(root).as_posix(): _sha256_file(file)
+    return {file.relative_to(root).as_posix(): sha256_file(file)
             for file in sorted(root.rglob("*")) if file.is_file() and file.name != MANIFEST_FILE}
 
 
