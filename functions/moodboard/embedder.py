@@ -165,8 +165,8 @@ class Embedder:
         vision_path = graph_path(manifest, bundle_dir, "vision", precision)
         text_path = graph_path(manifest, bundle_dir, "text", precision)
         threads = threads or available_cpus()
-        vision = _session(vision_path, threads, spinning=True)
-        text = _session(text_path, threads, spinning=False)
+        vision = _session(vision_path, threads)
+        text = _session(text_path, threads)
         _check_signature(vision, vision_path.name, (VISION_INPUT,), VISION_OUTPUT, manifest.dim)
         _check_signature(text, text_path.name, TEXT_INPUTS, TEXT_OUTPUT, manifest.dim)
         tokenizer = ClipTokenizer.from_file(
@@ -249,16 +249,16 @@ def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _session(path: Path, threads: int, *, spinning: bool) -> onnxruntime.InferenceSession:
+def _session(path: Path, threads: int, *, spinning: bool = False) -> onnxruntime.InferenceSession:
     """One CPU inference session with full graph optimisation and a fixed thread count.
 
     Each session has its own intra-op pool. `spinning` lets its idle threads spin for a moment
-    after a run instead of sleeping: the next run starts without waking them (vision 8-28 % faster
-    at batch 1 on 2 cores), but spinning threads hold their cores. The embedder lets the vision
-    pool spin and keeps the text pool quiet: with both spinning, an image and a text back to back
-    (an image+text query) took 92 ms instead of 60 ms, fp32, because each pool's spinning took the
-    cores from the other; with only the vision pool spinning it is 60 ms, and an image alone 44 ms
-    instead of 48 ms (docs/performance.md).
+    after a run instead of sleeping, so the next run starts without waking them: a vision run alone
+    is 8-28 % faster at batch 1 on 2 cores. The embedder keeps it off, because the spinning threads
+    hold their cores while the rest of the query runs: the text session's pool (both spinning: an
+    image then a text 89 ms instead of 62 ms, fp32) and numpy's BLAS threads in the exact category
+    search (vision spinning alone: image query through the app 96 ms instead of 73 ms fp32, 47
+    instead of 31 ms int8). docs/performance.md has the figures.
     """
     import onnxruntime as ort
 
