@@ -169,10 +169,8 @@ def load_breakdown(model: Path, index: Path, precision: str) -> dict[str, float]
 
     return {
         "model: sha256 of the served files (first start only), one thread": timed(lambda: sha256_all(model, served)),
-        "model: vision session": timed(lambda: _session(graph_path(manifest, model, "vision", precision), threads,
-                                                        spinning=True)),
-        "model: text session": timed(lambda: _session(graph_path(manifest, model, "text", precision), threads,
-                                                      spinning=False)),
+        "model: vision session": timed(lambda: _session(graph_path(manifest, model, "vision", precision), threads)),
+        "model: text session": timed(lambda: _session(graph_path(manifest, model, "text", precision), threads)),
         "model: tokenizer": timed(lambda: ClipTokenizer.from_file(model / manifest.files.tokenizer,
                                                                   context_length=manifest.context_length,
                                                                   pad_id=manifest.text.pad_id)),

@@ -2,9 +2,10 @@
 
 Loads once per process (`Embedder.load`), then turns PIL images and strings into L2-normalised
 float32 vectors in the bundle's embedding space. Text embeddings are kept in a small LRU cache: every
-gist query embeds its product type's prompt ("a photo of a dress"), and a shop has a few dozen types,
-so after the first query of a type the prompt costs no model run (docs/performance.md). Nothing here imports torch or transformers, and
-onnxruntime is imported inside `load`, so importing this module costs a light Lambda nothing.
+gist query embeds its product type's prompt ("a photo of a dress"), and a shop has a few dozen
+types, so after the first query of a type the prompt costs no model run (docs/performance.md).
+Nothing here imports torch or transformers, and onnxruntime is imported inside `load`, so importing
+this module costs a light Lambda nothing.
 """
 
 from __future__ import annotations
@@ -249,16 +250,16 @@ def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _session(path: Path, threads: int, *, spinning: bool = False) -> onnxruntime.InferenceSession:
-    """One CPU inference session with full graph optimisation and a fixed thread count.
+def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:
+    """One CPU inference session with full graph optimisation, a fixed thread count and no spinning.
 
-    Each session has its own intra-op pool. `spinning` lets its idle threads spin for a moment
+    Each session has its own intra-op pool. Spinning would let its idle threads spin for a moment
     after a run instead of sleeping, so the next run starts without waking them: a vision run alone
-    is 8-28 % faster at batch 1 on 2 cores. The embedder keeps it off, because the spinning threads
-    hold their cores while the rest of the query runs: the text session's pool (both spinning: an
-    image then a text 89 ms instead of 62 ms, fp32) and numpy's BLAS threads in the exact category
-    search (vision spinning alone: image query through the app 96 ms instead of 73 ms fp32, 47
-    instead of 31 ms int8). docs/performance.md has the figures.
+    is 8-28 % faster at batch 1 on 2 cores. It stays off, because spinning threads hold their cores
+    while the rest of the query runs: against the text session's pool (both spinning: an image then
+    a text 86 ms instead of 63 ms, fp32) and numpy's BLAS threads in the exact category search
+    (vision spinning alone: image query through the app 92 ms instead of 70 ms fp32, 40 instead of
+    29 ms int8). docs/performance.md has the figures.
     """
     import onnxruntime as ort
 
@@ -267,7 +268,7 @@ def _session(path: Path, threads: int, *, spinning: bool = False) -> onnxruntime
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=PROVIDERS)
     except Exception as exc:  # onnxruntime raises its own unrelated exception types

@@ -50,16 +50,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_files(root: Path, expected: Mapping[str, str], *, label: str, seal: bool = True) -> int:
+def verify_files(root: Path, expected: Mapping[str, str], *, label: str) -> int:
     """Check that each file named in `expected` (path relative to `root` -> hex sha256) exists inside
     `root` and has that digest, trusting a settled seal entry instead of hashing where one matches.
 
-    Raises BundleError naming the first missing or mismatching file. With `seal`, records the files
-    that were hashed and matched (best effort: a read-only folder keeps no seal). Returns how many
-    files were hashed.
+    Raises BundleError naming the first missing or mismatching file. Seals the files that were hashed
+    and matched (best effort: a read-only folder keeps no seal). Returns how many files were hashed.
     """
     root = Path(root)
-    sealed = _read_seal(root) if seal else {}
+    sealed = _read_seal(root)
     stats: dict[str, os.stat_result] = {}
     for name in expected:
         file = root / name
@@ -73,8 +72,7 @@ def verify_files(root: Path, expected: Mapping[str, str], *, label: str, seal: b
         for name in to_hash:
             if digests[name] != expected[name]:
                 raise BundleError(f"{label}: {name} does not match its sha256 (corrupt or edited)")
-        if seal:
-            _write_seal(root, {**sealed, **{name: _entry(expected[name], stats[name]) for name in to_hash}})
+        _write_seal(root, {**sealed, **{name: _entry(expected[name], stats[name]) for name in to_hash}})
     logger.debug("%s: %d of %d files hashed, the rest sealed", label, len(to_hash), len(expected))
     return len(to_hash)
 

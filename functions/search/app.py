@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 app = create_search_app()
 handler = instrument(Mangum(app, lifespan="off"), function="search", correlation_path=API_GATEWAY_HTTP)
 
-if get_settings().preload:
+settings = get_settings()
+if settings.preload:
     try:
-        get_runtime(get_settings()).preload()
+        get_runtime(settings).preload()
     except MoodboardError as exc:
         logger.warning("preload failed, loading on first request instead: %s", exc.message)
