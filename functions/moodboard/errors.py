@@ -127,6 +127,24 @@ class CatalogError(MoodboardError):
     """A catalog file cannot be read at all (bad rows are reported, not raised)."""
 
 
+class ArchiveError(CatalogError):
+    """A catalog archive is corrupt, over a size limit, or holds a member that may not be unpacked."""
+
+
+class NothingLoaded(CatalogError):
+    """No product of a catalog could be loaded, so nothing was written or published."""
+
+    def __init__(self, message: str, *, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class LoadBusy(MoodboardError):
+    """Another load is writing the same output right now."""
+
+    status_code = 409
+
+
 class StoreError(MoodboardError):
     """A storage backend (S3, DynamoDB) failed."""
 

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     # and `moodboard serve`). Never set in a deployed stack; private and link-local stay blocked.
     fetch_allow_loopback: bool = False
 
+    # Catalog archives (.zip, .tar, .tar.gz): what one may unpack to (moodboard.archives). The loader
+    # Lambda has 4 GiB of /tmp for the archive, its files, the previous index and the new one.
+    archive_max_bytes: int = 2048 * MB  # all members together, uncompressed
+    archive_max_member_bytes: int = 256 * MB
+    archive_max_members: int = 100_000
+    archive_max_ratio: float = 200.0  # uncompressed bytes per byte of archive (zip bombs reach 1000+)
+
     # Load the model and the current index at import time (the search Lambda's init phase, which
     # runs before the first request) instead of on the first request.
     preload: bool = False
