@@ -1,12 +1,16 @@
 """The HTTP API: public search and rating routes, admin routes behind a Cognito JWT authorizer.
 
-Routes mirror docs/contracts.md ("HTTP API"). The default stage throttles every route and the
-expensive POST /search harder; access logs go to their own log group as JSON.
+The routes are the Lambda apps' own (infra_cdk.routes reads them from the FastAPI routers): each
+goes to the function whose app serves it, and the admin ones (those that depend on the app's admin
+check) get the JWT authorizer. CORS preflights are answered by API Gateway (no OPTIONS routes, no
+$default route). The default stage throttles every route and the expensive POST /search harder;
+access logs go to their own log group as JSON.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import jsii
 from aws_cdk import Duration, Stack
@@ -21,28 +25,8 @@ from constructs import Construct
 
 from infra_cdk.config import StackConfig
 from infra_cdk.functions import log_removal, retention
+from infra_cdk.routes import AppRoute, app_routes, check_unique
 
-GET, POST, DELETE = apigw.HttpMethod.GET, apigw.HttpMethod.POST, apigw.HttpMethod.DELETE
-# (path, methods) of the search function's routes; all public.
-SEARCH_ROUTES: tuple[tuple[str, tuple[apigw.HttpMethod, ...]], ...] = (
-    ("/health", (GET,)),
-    ("/version", (GET,)),
-    ("/categories", (GET,)),
-    ("/search", (POST,)),
-    ("/products/{id}", (GET,)),
-    ("/products/{id}/similar", (GET,)),
-    ("/products/{id}/image", (GET,)),
-)
-PUBLIC_EVALUATION_ROUTES = (("/evaluations", (POST,)),)
-ADMIN_ROUTES: tuple[tuple[str, tuple[apigw.HttpMethod, ...]], ...] = (
-    ("/evaluations", (GET,)),
-    ("/evaluations/summary", (GET,)),
-    ("/history", (GET,)),
-    ("/search-urls", (GET, POST)),
-    ("/search-urls/{id}", (DELETE,)),
-    ("/admin/load", (POST,)),
-    ("/admin/load/{job}", (GET,)),
-)
 SEARCH_ROUTE_KEY = "POST /search"
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId",
@@ -76,17 +60,18 @@ class JsonAccessLogs:
         return apigw_rest.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT))
 
 
-def route_keys(routes: tuple[tuple[str, tuple[apigw.HttpMethod, ...]], ...]) -> list[str]:
-    """"METHOD /path" keys of a route table, as API Gateway spells them."""
-    return [f"{method.value} {path}" for path, methods in routes for method in methods]
-
-
 class Api(Construct):
-    """`user_pool`, `user_pool_client`, `api` (HttpApi) and its `stage`; `url` is the base URL."""
+    """`user_pool`, `user_pool_client`, `api` (HttpApi) and its `stage`; `url` is the base URL.
+
+    `app_routes` are the routes deployed: the `routes` argument, by default every route of the two
+    apps (infra_cdk.routes.app_routes); `routes` maps each route key to its HttpRoute.
+    """
 
     def __init__(self, scope: Construct, id: str, *, config: StackConfig, search: lambda_.IFunction,
-                 evaluations: lambda_.IFunction, site_origin: str) -> None:
+                 evaluations: lambda_.IFunction, site_origin: str,
+                 routes: Sequence[AppRoute] | None = None) -> None:
         super().__init__(scope, id)
+        self.app_routes = check_unique(app_routes() if routes is None else routes)
         self.user_pool = cognito.UserPool(
             self, "Admins",
             self_sign_up_enabled=False,
@@ -120,7 +105,7 @@ class Api(Construct):
             create_default_stage=False,
             cors_preflight=apigw.CorsPreflightOptions(
                 allow_origins=[site_origin],
-                allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST, apigw.CorsHttpMethod.DELETE],
+                allow_methods=[apigw.CorsHttpMethod[method] for method in self.methods],
                 allow_headers=["Authorization", "Content-Type"],
                 max_age=Duration.hours(1),
             ),
@@ -139,15 +124,19 @@ class Api(Construct):
         cfn_stage.route_settings = {SEARCH_ROUTE_KEY: {"ThrottlingRateLimit": config.search_rate_limit,
                                                        "ThrottlingBurstLimit": config.search_burst_limit}}
 
-        search_integration = integrations.HttpLambdaIntegration("Search", search)
-        evaluations_integration = integrations.HttpLambdaIntegration("Evaluations", evaluations)
+        integration_of = {"search": integrations.HttpLambdaIntegration("Search", search),
+                          "evaluations": integrations.HttpLambdaIntegration("Evaluations", evaluations)}
         self.routes: dict[str, apigw.HttpRoute] = {}
-        self._add(SEARCH_ROUTES, search_integration, authorizer=None)
-        self._add(PUBLIC_EVALUATION_ROUTES, evaluations_integration, authorizer=None)
-        self._add(ADMIN_ROUTES, evaluations_integration, authorizer=self.authorizer)
+        for route in self.app_routes:
+            (self.routes[route.key],) = self.api.add_routes(
+                path=route.path, methods=[apigw.HttpMethod[route.method]], integration=integration_of[route.function],
+                authorizer=self.authorizer if route.admin else apigw.HttpNoneAuthorizer(),
+            )
+        if SEARCH_ROUTE_KEY not in self.routes:
+            raise ValueError(f"the stage throttles {SEARCH_ROUTE_KEY}, which no app serves")
         # Routes must exist before the stage's per-route throttling names them.
-        for route in self.routes.values():
-            self.stage.node.add_dependency(route)
+        for created in self.routes.values():
+            self.stage.node.add_dependency(created)
 
     @property
     def url(self) -> str:
@@ -159,13 +148,12 @@ class Api(Construct):
         """https://<api id>.execute-api.<region>.amazonaws.com (the API's origin, no trailing slash)."""
         return self.api.api_endpoint
 
-    def _add(self, routes: tuple[tuple[str, tuple[apigw.HttpMethod, ...]], ...],
-             integration: apigw.HttpRouteIntegration, *, authorizer: apigw.IHttpRouteAuthorizer | None) -> None:
-        for path, methods in routes:
-            created = self.api.add_routes(
-                path=path, methods=list(methods), integration=integration,
-                authorizer=authorizer if authorizer is not None else apigw.HttpNoneAuthorizer(),
-            )
-            for method, route in zip(methods, created, strict=True):
-                self.routes[f"{method.value} {path}"] = route
+    @property
+    def methods(self) -> list[str]:
+        """The HTTP methods the routes use (what CORS allows), in a stable order."""
+        return sorted({route.method for route in self.app_routes})
 
+    @property
+    def admin_route_keys(self) -> set[str]:
+        """Keys of the routes behind the Cognito JWT authorizer."""
+        return {route.key for route in self.app_routes if route.admin}

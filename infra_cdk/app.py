@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+# The repository (infra_cdk) and functions/ (the apps whose routes the API deploys, see infra_cdk.routes).
+sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks

@@ -12,8 +12,6 @@ from aws_cdk import Stack
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
-from infra_cdk.api import ADMIN_ROUTES, route_keys
-
 if TYPE_CHECKING:
     from infra_cdk.stack import MoodboardStack
 
@@ -71,7 +69,7 @@ def suppress(stack: MoodboardStack) -> None:
                "(lambda/python:3.12) and the wheels its dependency layer is built for; upgrade all together.",
     ))
 
-    admin = set(route_keys(ADMIN_ROUTES))
+    admin = stack.api.admin_route_keys
     for key, route in stack.api.routes.items():
         if key not in admin:
             _add(route, NagPackSuppression(

@@ -1,0 +1,111 @@
+"""infra_cdk.routes: the API's routes read from the FastAPI routers (no synthesis here; test_stack
+compares the synthesized routes with the apps')."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import pytest
+from fastapi import APIRouter, Depends
+
+from infra_cdk.routes import AppRoute, app_routes, check_unique, routes_of
+from moodboard.auth import Admin, AdminDep, require_admin
+from tests.infra.conftest import ROOT
+
+
+def keys(router: APIRouter) -> dict[str, bool]:
+    return {route.key: route.admin for route in routes_of(router, "fn")}
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/products/{product_id}", "/products/{product_id}"),
+    ("/files/{rest:path}", "/files/{rest+}"),
+    ("/pages/{number:int}/items", "/pages/{number}/items"),
+])
+def test_paths_are_written_the_way_api_gateway_reads_them(path: str, expected: str) -> None:
+    router = APIRouter()
+    router.get(path)(lambda: None)
+    assert keys(router) == {f"GET {expected}": False}
+
+
+@pytest.mark.parametrize("path", ["/files/{rest:path}/meta", "/files/v{version}"])
+def test_paths_api_gateway_cannot_route_are_refused(path: str) -> None:
+    router = APIRouter()
+    router.get(path)(lambda: None)
+    with pytest.raises(ValueError, match="API Gateway"):
+        routes_of(router, "fn")
+
+
+def current_admin(admin: AdminDep) -> Admin:
+    """A dependency built on the admin check (module level: the route annotations are strings)."""
+    return admin
+
+
+def test_a_route_is_admin_when_it_runs_the_admin_check_directly_nested_or_from_its_router() -> None:
+    router = APIRouter()
+    router.get("/public")(lambda: None)
+
+    @router.delete("/param/{item}")
+    def param(item: str, _: AdminDep) -> None: ...
+
+    @router.put("/nested")
+    def nested(_: Annotated[Admin, Depends(current_admin)]) -> None: ...
+
+    assert keys(router) == {"GET /public": False, "DELETE /param/{item}": True, "PUT /nested": True}
+    guarded = APIRouter(dependencies=[Depends(require_admin)])
+    guarded.patch("/guarded")(lambda: None)
+    assert keys(guarded) == {"PATCH /guarded": True}
+
+
+def test_a_route_with_several_methods_gives_one_route_per_method() -> None:
+    router = APIRouter()
+    router.api_route("/both", methods=["GET", "POST"])(lambda: None)
+    assert keys(router) == {"GET /both": False, "POST /both": False}
+
+
+def test_a_non_api_route_or_a_nested_router_is_refused_rather_than_left_out() -> None:
+    raw = APIRouter()
+    raw.add_route("/raw", lambda request: None)
+    nested = APIRouter()
+    nested.include_router(raw)
+    for router in (raw, nested):
+        with pytest.raises(TypeError, match="not an API route"):
+            routes_of(router, "fn")
+
+
+def test_one_route_key_on_two_functions_is_refused() -> None:
+    route = AppRoute(method="GET", path="/x", function="search", admin=False)
+    with pytest.raises(ValueError, match="GET /x is served by both search and evaluations"):
+        check_unique([route, AppRoute(method="GET", path="/x", function="evaluations", admin=False)])
+
+
+def test_the_apps_routes_include_both_functions_and_admin_routes() -> None:
+    routes = app_routes()
+    assert {route.function for route in routes} == {"search", "evaluations"}
+    admin = {route.key for route in routes if route.admin}
+    assert "GET /evaluations" in admin and "POST /evaluations" not in admin
+    assert not any(route.admin for route in routes if route.function == "search")
+
+
+def test_reading_the_routes_loads_no_model_runtime_no_entry_module_and_no_aws_client() -> None:
+    code = (
+        "import json, sys, botocore.session\n"
+        "def refuse(*a, **k): raise RuntimeError('an AWS client was created')\n"
+        "botocore.session.Session.create_client = refuse\n"
+        "from infra_cdk.routes import app_routes\n"
+        "app_routes()\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    # A deployer's shell may hold settings for `moodboard serve`: reading the routes must not act on them.
+    env = {**os.environ, "MOODBOARD_PRELOAD": "true", "MOODBOARD_MODEL_DIR": "/nonexistent/model",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions")])}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = {name.split(".")[0] for name in json.loads(result.stdout)}
+    assert not loaded & {"onnxruntime", "torch", "transformers", "optimum", "tokenizers"}
+    assert "search" not in loaded  # the search Lambda entry module reads settings and preloads
