@@ -4,6 +4,11 @@ A catalog is read whole; a bad row is reported (1-based file line and a reason n
 skipped, so one typo never stops a load of thousands of products. Local image paths are resolved
 against the catalog's folder at read time and stored as absolute paths, so a Product's `image` is
 either an http(s) URL or an absolute file path and needs no base directory afterwards.
+
+Local image paths must stay inside the catalog's folder: an absolute path, `~`, `file://` or a `..`
+that climbs out rejects the row. The check is made on the text alone, so a reject never tells
+whether a file exists elsewhere on the loader's disk. `product_url` must be an http(s) URL (it
+becomes a link in the web app). A field over MAX_FIELD_CHARS rejects its row, not the catalog.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import logging
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,6 +40,13 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CLOTHING_CSV = "images.csv"
 CLOTHING_COLUMNS = ("image", "sender_id", "label", "kids")
 URL_SCHEMES = ("http://", "https://")
+WEB_SCHEMES = ("http", "https")
+# Longest field (in characters) a row may hold: Python csv's own default limit, applied per row here
+# so that one long field rejects its row instead of the whole catalog.
+MAX_FIELD_CHARS = 128 * 1024
+# The csv module's limit is process-wide; it is raised once so that its parser never stops a read
+# (a catalog is in memory whole anyway), and MAX_FIELD_CHARS applies instead.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 
 class Product(BaseModel):
@@ -137,7 +151,7 @@ def read_csv(path: Path) -> CatalogRead:
     base = path.resolve().parent
     rows = _csv_rows(text, path)
     _, header = next(rows, (0, None))
-    if not header:
+    if not header or isinstance(header, _RowError):
         raise CatalogError(f"{path} is empty: expected a header row with at least {', '.join(REQUIRED)}")
     names = [name.strip() for name in header]
     lowered = [name.lower() for name in names]
@@ -147,8 +161,11 @@ def read_csv(path: Path) -> CatalogRead:
                            f"(header: {', '.join(names)})")
     keys = [name.lower() if name.lower() in FIELDS else name for name in names]
 
-    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+    def records() -> Iterator[tuple[int, dict[str, Any] | _RowError]]:
         for line, row in rows:
+            if isinstance(row, _RowError):
+                yield line, row
+                continue
             if len(row) != len(keys):
                 yield line, _RowError(f"wrong column count: expected {len(keys)}, got {len(row)}")
                 continue
@@ -190,7 +207,7 @@ def read_clothing_dataset(folder: Path) -> CatalogRead:
     base = folder.resolve()
     rows = _csv_rows(text, csv_path)
     _, header = next(rows, (0, None))
-    names = [name.strip().lower() for name in header or []]
+    names = [name.strip().lower() for name in header] if isinstance(header, list) else []
     missing = [name for name in CLOTHING_COLUMNS if name not in names]
     if missing:
         raise CatalogError(f"{csv_path} has no {', '.join(repr(m) for m in missing)} column "
@@ -198,6 +215,9 @@ def read_clothing_dataset(folder: Path) -> CatalogRead:
 
     def records() -> Iterator[tuple[int, dict[str, Any] | _RowError]]:
         for line, row in rows:
+            if isinstance(row, _RowError):
+                yield line, row
+                continue
             if len(row) != len(names):
                 yield line, _RowError(f"wrong column count: expected {len(names)}, got {len(row)}")
                 continue
@@ -229,8 +249,9 @@ def _read_text(path: Path) -> tuple[str, str]:
     return text, hashlib.sha256(data).hexdigest()
 
 
-def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
-    """Yield (first line of the record, fields), skipping blank lines; quoted fields may span lines."""
+def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, list[str] | _RowError]]:
+    """Yield (first line of the record, fields), skipping blank lines; quoted fields may span lines.
+    A record the csv parser cannot read comes as a _RowError (its row is rejected)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     line = 1
     while True:
@@ -239,7 +260,11 @@ def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise CatalogError(f"{path} line {reader.line_num}: unreadable CSV ({exc})") from exc
+            if line == 1:
+                raise CatalogError(f"{path} line 1: unreadable CSV header ({exc})") from exc
+            start, line = line, reader.line_num + 1
+            yield start, _RowError(f"unreadable CSV ({exc})")
+            continue
         start, line = line, reader.line_num + 1
         if row and any(cell.strip() for cell in row):
             yield start, row
@@ -270,6 +295,9 @@ def _collect(records: Iterator[tuple[int, dict[str, Any] | _RowError]], base: Pa
 def _to_product(record: dict[str, Any], base: Path) -> Product:
     """Turn one raw row into a Product, or raise _RowError naming the field at fault."""
     values = {key: _blank_to_none(value) for key, value in record.items()}
+    for key, value in values.items():
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            raise _RowError(f"bad {key}: longer than {MAX_FIELD_CHARS} characters")
     for name in REQUIRED:
         if values.get(name) is None:
             raise _RowError(f"missing {name}")
@@ -287,10 +315,10 @@ def _to_product(record: dict[str, Any], base: Path) -> Product:
         if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency.strip()):
             raise _RowError(f"bad currency: {currency!r} is not a 3-letter code")
         known["currency"] = currency.strip().upper()
-    scheme = known["image"].split("://", 1)[0].lower() if "://" in known["image"] else None
-    if scheme not in (None, "http", "https", "file"):
-        raise _RowError(f"bad image: unsupported scheme {scheme!r} (use http(s) or a file path)")
     known["image"] = resolve_image(known["image"], base)
+    product_url = known.get("product_url")
+    if product_url is not None and not is_web_url(str(product_url)):
+        raise _RowError("bad product_url: must be an http(s) URL")
     known["title"] = known.get("title") or known["id"]
     try:
         return Product(**known, attributes=attributes)
@@ -322,11 +350,38 @@ def _parse_price(value: Any) -> float | None:
     return price
 
 
+def is_web_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host: the only links the web app renders."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in WEB_SCHEMES and bool(parts.hostname) and not _has_control(url)
+
+
 def resolve_image(image: str, base: Path) -> str:
-    """Return URLs unchanged and local paths as absolute paths (relative ones against `base`)."""
+    """Return http(s) URLs unchanged and local paths as absolute paths under `base`; raise _RowError
+    for anything else. Decided on the text alone, so the reason never depends on what exists."""
     image = image.strip()
     if is_url(image):
         return image
-    if image.lower().startswith("file://"):
-        image = image[len("file://"):]
-    return os.path.normpath(os.path.join(base, os.path.expanduser(image)))
+    if "://" in image:
+        scheme = image.split("://", 1)[0].lower()
+        if scheme == "file":
+            raise _RowError("bad image: file:// URLs are not allowed; give a path relative to the catalog")
+        raise _RowError(f"bad image: unsupported scheme {scheme!r} (use http(s) or a path relative to the catalog)")
+    if _has_control(image):
+        raise _RowError("bad image: the path holds a control character")
+    if image.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", image):
+        raise _RowError("bad image: absolute paths are not allowed; give a path relative to the catalog")
+    if image.startswith("~"):
+        raise _RowError("bad image: '~' paths are not allowed; give a path relative to the catalog")
+    root = os.path.normpath(base)
+    path = os.path.normpath(os.path.join(root, image))
+    if os.path.commonpath([root, path]) != root or path == root:
+        raise _RowError("bad image: the path leaves the catalog's folder")
+    return path
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(char) == "Cc" for char in text)

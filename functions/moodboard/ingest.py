@@ -4,6 +4,10 @@ Re-running on the same catalog re-embeds only products whose image changed (same
 the previous bundle: the URL, or path + size + mtime for a file). Images that cannot be fetched or
 decoded are listed with the reason and never abort the load. Memory stays flat with catalog size:
 at most a window of decoded images is alive at a time.
+
+A load that ends with no product writes nothing (NothingLoaded), so it never replaces a bundle with
+an empty one; the S3 loader (moodboard.loading) relies on the same rule. A load holds its output's
+lock and first removes what a killed load of the same output left behind (moodboard.load_staging).
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from moodboard.catalog import Product, image_content_key, read_catalog
+from moodboard.catalog import CatalogRead, Product, image_content_key, read_catalog
 from moodboard.embedder import EmbedderProtocol
-from moodboard.errors import BundleError, MoodboardError
+from moodboard.errors import BundleError, MoodboardError, NothingLoaded
 from moodboard.fetch import FetchLimits, fetch
 from moodboard.images import decode_image, load_image_file
 from moodboard.index import ProductIndex
 from moodboard.settings import Settings
+from moodboard.load_staging import clean_staging, output_lock, thumbs_staging
 
 log = logging.getLogger(__name__)
 
@@ -148,19 +153,28 @@ def load_catalog(
     """Build an index bundle at out_dir from a catalog file/folder and return what happened.
 
     `previous` (default: out_dir itself when it already holds a bundle) lends vectors and thumbnails
-    for products whose image did not change.
+    for products whose image did not change. Raises NothingLoaded (out_dir untouched, the report on
+    the exception) when no product could be loaded, and LoadBusy when another load holds out_dir.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
     read = read_catalog(Path(catalog))
+    with output_lock(out_dir):
+        clean_staging(out_dir)
+        return _load(read, embedder, out_dir, settings=settings, previous=previous, progress=progress,
+                     on_progress=on_progress, source=source or ImageSource(settings), started=started)
+
+
+def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, settings: Settings,
+          previous: Path | None, progress: bool, on_progress: ProgressCallback | None, source: ImageSource,
+          started: float) -> LoadReport:
     report = LoadReport(
         rejects=[Reject(line=r.line, reason=r.reason) for r in read.rejects],
         duplicates=list(read.duplicates),
     )
     prev = _previous_index(previous if previous is not None else out_dir, embedder.fingerprint)
-    source = source or ImageSource(settings)
 
-    staging_thumbs = out_dir.parent / f".{out_dir.name}.thumbs-{time.time_ns()}"
+    staging_thumbs = thumbs_staging(out_dir)
     staging_thumbs.mkdir(parents=True, exist_ok=True)
     index = ProductIndex.create(
         embedder.dim, embedder.fingerprint,
@@ -189,6 +203,12 @@ def load_catalog(
         report.reused = len(reused_products)
         _embed_all(todo, keys, embedder, index, source, settings, staging_thumbs, report,
                    progress=progress, on_progress=on_progress)
+        report.loaded = report.reused + report.embedded
+        report.seconds = time.perf_counter() - started
+        if report.loaded == 0:
+            raise NothingLoaded(
+                f"no product of {read.source} could be loaded ({len(report.rejects)} rows rejected, "
+                f"{len(report.image_failures)} images failed); nothing was written to {out_dir}", report=report)
         index.catalog_sha256 = read.checksum
         manifest = index.save(out_dir, write_extra=lambda tmp: staging_thumbs.rename(tmp / THUMBS_DIR))
     finally:
@@ -196,7 +216,6 @@ def load_catalog(
             shutil.rmtree(staging_thumbs, ignore_errors=True)
 
     report.version = manifest.version
-    report.loaded = report.reused + report.embedded
     report.categories = index.categories()
     report.index_dir = str(out_dir)
     report.seconds = time.perf_counter() - started

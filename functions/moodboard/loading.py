@@ -8,25 +8,27 @@ Used by the loader Lambda (functions/loader/handler.py) for S3 ObjectCreated eve
   are read from keys under the catalog's own prefix (catalogs/shop/spring.csv + images/a.jpg ->
   catalogs/shop/images/a.jpg);
 - `images.csv` of the clothing-dataset layout: its whole prefix is downloaded and read as a folder;
-- a .zip / .tar(.gz) archive holding one of the above (extracted with path checks);
+- a .zip / .tar(.gz) archive holding one of the above (unpacked by moodboard.archives: links and
+  special members refused, every path checked, size, count and ratio limits);
 - a prefix ending in "/" (direct events only): downloaded whole, the catalog found inside.
 
 The previous CURRENT bundle lends its vectors for unchanged products (moodboard.ingest), and the new
 bundle is published against that same pointer, so a load that raced another one fails with
-PublishConflict instead of silently replacing it.
+PublishConflict instead of silently replacing it. A catalog with no loadable product fails its job
+and publishes nothing (the NothingLoaded rule of moodboard.ingest, shared with `moodboard load`).
+Each job holds a shared lock on the cache; a job that finds no other one alive first removes what
+killed jobs left there (moodboard.load_staging).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
+import re
 import shutil
-import tarfile
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,10 +36,12 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
+from moodboard.archives import ARCHIVE_SUFFIXES, ArchiveLimits, extract
 from moodboard.artifacts import CATALOG_PREFIX, ArtifactStore, Pointer
-from moodboard.errors import CatalogError, ConfigError, MoodboardError, NotFound
+from moodboard.errors import CatalogError, ConfigError, MoodboardError, NotFound, NothingLoaded
 from moodboard.observability import COUNT, record_metric
 from moodboard.settings import Settings
+from moodboard.load_staging import shared_work_root
 
 if TYPE_CHECKING:
     from moodboard.embedder import EmbedderProtocol
@@ -47,8 +51,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CATALOG_SUFFIXES = (".csv", ".jsonl", ".ndjson")
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 CLOTHING_CSV = "images.csv"
+WORK_DIR = "work"
+CATALOG_FILES_DIR = "catalog-files"
+WORK_PREFIX = "load-"
+_CATALOG_FILES_NAME = re.compile(r"^[0-9a-f]{16}$")
 PROGRESS_SECONDS = 2.0
 MAX_IMAGE_DOWNLOADS = 8
 
@@ -96,9 +103,10 @@ def jobs_from_event(event: dict[str, Any]) -> list[LoadJob]:
     return [LoadJob(job_id=str(job_id), catalog_key=str(key))]
 
 
-def fetch_catalog(store: ArtifactStore, key: str, dest: Path) -> Path:
+def fetch_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: ArchiveLimits) -> Path:
     """Download the catalog object (and the images it names by relative path) into dest; returns
-    the path to hand to moodboard.catalog.read_catalog (a file, or a clothing-dataset folder)."""
+    the path to hand to moodboard.catalog.read_catalog (a file, or a clothing-dataset folder).
+    Archives are unpacked within `limits`."""
     dest.mkdir(parents=True, exist_ok=True)
     name = PurePosixPath(key).name
     prefix = key[: len(key) - len(name)]
@@ -111,7 +119,7 @@ def fetch_catalog(store: ArtifactStore, key: str, dest: Path) -> Path:
     if name.lower().endswith(ARCHIVE_SUFFIXES):
         archive = store.download_file(key, dest.parent / f".{dest.name}-{name}")
         try:
-            extract(archive, dest)
+            extract(archive, dest, limits=limits)
         finally:
             archive.unlink(missing_ok=True)
         return find_catalog(dest)
@@ -144,26 +152,6 @@ def _fetch_local_images(store: ArtifactStore, catalog: Path, prefix: str, root: 
 
     with ThreadPoolExecutor(max_workers=MAX_IMAGE_DOWNLOADS) as pool:
         list(pool.map(get, wanted))
-
-
-def extract(archive: Path, dest: Path) -> None:
-    """Unpack a zip or tar archive into dest, refusing members that would land outside it."""
-    dest = dest.resolve()
-    if archive.name.lower().endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                if not (dest / member).resolve().is_relative_to(dest):
-                    raise CatalogError(f"the archive member {member!r} would be written outside its folder")
-            zf.extractall(dest)
-            for info in zf.infolist():
-                stamp = time.mktime((*info.date_time, 0, 0, -1))
-                os.utime(dest / info.filename, (stamp, stamp))
-        return
-    try:
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as exc:
-        raise CatalogError(f"cannot unpack {archive.name}: {exc}") from exc
 
 
 def find_catalog(folder: Path) -> Path:
@@ -199,7 +187,11 @@ class CatalogLoader:
         """Run one job to the end and return its result; failures are recorded on the job (status
         failed, error) and returned, not raised, except unexpected ones, which are re-raised."""
         self._update(job_id, status="running", progress={"stage": "download"})
-        work = Path(tempfile.mkdtemp(prefix=f"load-{job_id[:24]}-", dir=self._work_root()))
+        with shared_work_root(Path(self.settings.cache_dir), self._clean_dead_jobs):
+            return self._run_held(job_id, catalog_key, bucket)
+
+    def _run_held(self, job_id: str, catalog_key: str, bucket: str | None) -> dict[str, Any]:
+        work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{job_id[:24]}-", dir=self._work_root()))
         files = self._catalog_dir(catalog_key)
         try:
             result = self._run(job_id, catalog_key, bucket, files, work)
@@ -216,17 +208,26 @@ class CatalogLoader:
             shutil.rmtree(files, ignore_errors=True)
         return result
 
+    def _clean_dead_jobs(self) -> None:
+        """Remove the work and catalog folders of jobs that died (called with no other job alive)."""
+        cache = Path(self.settings.cache_dir)
+        leftovers = [p for p in _subfolders(cache / WORK_DIR) if p.name.startswith(WORK_PREFIX)]
+        leftovers += [p for p in _subfolders(cache / CATALOG_FILES_DIR) if _CATALOG_FILES_NAME.match(p.name)]
+        for folder in leftovers:
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.warning("removed %s, left behind by a load job that did not finish", folder)
+
     def _catalog_dir(self, catalog_key: str) -> Path:
         """Where a catalog's files land: the same folder on every run of the same key, since local
         image paths are part of ingest's content keys (with size and mtime, kept from S3), so an
         unchanged image keeps its vector across loads."""
         digest = hashlib.sha256(catalog_key.encode()).hexdigest()[:16]
-        folder = Path(self.settings.cache_dir) / "catalog-files" / digest
+        folder = Path(self.settings.cache_dir) / CATALOG_FILES_DIR / digest
         shutil.rmtree(folder, ignore_errors=True)
         return folder
 
     def _work_root(self) -> Path:
-        root = Path(self.settings.cache_dir) / "work"
+        root = Path(self.settings.cache_dir) / WORK_DIR
         root.mkdir(parents=True, exist_ok=True)
         return root
 
@@ -234,16 +235,19 @@ class CatalogLoader:
         from moodboard.ingest import load_catalog
 
         source = self.store if not bucket or bucket == self.store.bucket else ArtifactStore(bucket, self.store.client)
-        catalog = fetch_catalog(source, catalog_key, files)
+        catalog = fetch_catalog(source, catalog_key, files, limits=ArchiveLimits.from_settings(self.settings))
         base = self.store.current()
         previous = self._previous(base)
         self._update(job_id, progress={"stage": "embed", "done": 0})
-        report = load_catalog(catalog, self.embedder, work / "index", settings=self.settings, previous=previous,
-                              on_progress=self._progress(job_id))
+        try:
+            report = load_catalog(catalog, self.embedder, work / "index", settings=self.settings,
+                                  previous=previous, on_progress=self._progress(job_id))
+        except NothingLoaded as exc:
+            if exc.report is not None:
+                self._update(job_id, rejects=report_rejects(exc.report))
+            raise NothingLoaded(f"no product of {catalog_key} could be loaded; nothing was published",
+                                report=exc.report) from exc
         rejects = report_rejects(report)
-        if report.loaded == 0:
-            self._update(job_id, rejects=rejects)
-            raise CatalogError(f"no product of {catalog_key} could be loaded; nothing was published")
         self._update(job_id, progress={"stage": "publish", "done": report.loaded, "total": report.loaded})
         pointer = self.store.publish(work / "index", base=base)
         result = {"version": pointer.version, "model_fingerprint": pointer.model_fingerprint,
@@ -304,6 +308,12 @@ class CatalogLoader:
             else:
                 return True
         return record.status != "succeeded"
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [path for path in folder.iterdir() if path.is_dir() and not path.is_symlink()]
 
 
 def run_jobs(loader: CatalogLoader, jobs: Iterable[LoadJob]) -> list[dict[str, Any]]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moodboard.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR, write_model_ref
 from moodboard.console import console, err_console
-from moodboard.errors import ConfigError
+from moodboard.errors import ConfigError, NothingLoaded
 from moodboard.settings import get_settings
+
+if TYPE_CHECKING:
+    from moodboard.ingest import LoadReport
 
 MAX_LISTED = 20
 
@@ -37,11 +41,25 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size:
         settings = settings.model_copy(update={"embed_batch_size": args.batch_size})
     embedder = Embedder.load(args.model, precision=args.precision, threads=settings.intra_op_threads)
-    report = load_catalog(args.catalog, embedder, args.out, settings=settings, progress=not args.json)
+    try:
+        report = load_catalog(args.catalog, embedder, args.out, settings=settings, progress=not args.json)
+    except NothingLoaded as exc:
+        # Why every row or image failed, then the one-line error (exit 2): --out was not touched.
+        if exc.report is not None:
+            _list_problems(exc.report)
+        raise
     write_model_ref(args.out, args.model, args.precision)
     if args.json:
         console.print_json(json.dumps(report.model_dump()))
         return 0
+    _list_problems(report)
+    console.print(report.summary(), markup=False)
+    console.print(f"index bundle: {report.index_dir} (version {report.version})", markup=False)
+    return 0
+
+
+def _list_problems(report: LoadReport) -> None:
+    """Rejected rows, failed images and duplicate ids on stderr, at most MAX_LISTED of each."""
     for reject in report.rejects[:MAX_LISTED]:
         err_console.print(f"rejected line {reject.line}: {reject.reason}", markup=False)
     for failure in report.image_failures[:MAX_LISTED]:
@@ -51,6 +69,3 @@ def run(args: argparse.Namespace) -> int:
         err_console.print(f"... and {hidden} more (use --json for the full list)", markup=False)
     if report.duplicates:
         err_console.print(f"duplicate ids (last row wins): {', '.join(report.duplicates[:MAX_LISTED])}", markup=False)
-    console.print(report.summary(), markup=False)
-    console.print(f"index bundle: {report.index_dir} (version {report.version})", markup=False)
-    return 0
