@@ -5,12 +5,16 @@ pointer in the artifacts bucket: downloaded to Settings.cache_dir on first use, 
 re-checked at most once per Settings.index_refresh_seconds, and a new version swapped in only when
 it downloads completely, verifies (sha256) and was built with the loaded model's fingerprint.
 Anything else leaves the old index serving and logs a warning; requests in flight keep the index
-object they started with, so a swap never changes an index under a running search.
+object they started with, so a swap never changes an index under a running search. A version that is
+bad in itself (no manifest, a sha256 or fingerprint mismatch) is refused for good; one that failed
+for a passing reason (S3 throttling, a 5xx, a dropped connection, a timeout) is tried again on a
+later refresh, after a backoff that doubles from RETRY_FIRST_SECONDS up to RETRY_MAX_SECONDS.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
 import time
@@ -19,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from boto3.exceptions import Boto3Error
+
 from moodboard.artifacts import ArtifactStore, Pointer, download_model
-from moodboard.errors import ConfigError, IndexUnavailable, MoodboardError
+from moodboard.errors import BundleError, ConfigError, IndexUnavailable, MoodboardError
 from moodboard.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 INDEX_CACHE = "indexes"
 KEEP_VERSIONS = 2
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,19 @@ def open_index(path: Path, fingerprint: str, *, verify: bool = True) -> LoadedIn
                        created=manifest.created)
 
 
+@dataclass(frozen=True)
+class _Retry:
+    """A version that failed for a passing reason: how often, when to try again, and why."""
+
+    attempts: int
+    at: float
+    reason: str
+
+    def describe(self, version: str, now: float) -> str:
+        wait = math.ceil(max(0.0, self.at - now))
+        return f"index {version} could not be loaded ({self.reason}); trying again in {wait} s"
+
+
 class CurrentIndex:
     """The index this container serves, following indexes/CURRENT on S3 (or one local bundle).
 
@@ -80,6 +101,8 @@ class CurrentIndex:
         self._loaded: LoadedIndex | None = None
         self._checked_at: float | None = None
         self._refused: dict[str, str] = {}
+        self._postponed: dict[str, _Retry] = {}
+        self._problem: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -92,6 +115,11 @@ class CurrentIndex:
         """Versions that were refused, with the reason (kept so they are not downloaded again)."""
         return dict(self._refused)
 
+    @property
+    def postponed(self) -> dict[str, str]:
+        """Versions that failed to load for a passing reason and will be tried again, with the reason."""
+        return {version: retry.reason for version, retry in self._postponed.items()}
+
     def get(self) -> LoadedIndex:
         """The index to serve now, loading it first or refreshing it when the interval has passed."""
         loaded = self._loaded
@@ -100,8 +128,7 @@ class CurrentIndex:
                 if self._loaded is None:
                     self._refresh()
                 if self._loaded is None:
-                    reason = next(reversed(self._refused.values()), "nothing has been published yet")
-                    raise IndexUnavailable(f"no index to serve: {reason}")
+                    raise IndexUnavailable(f"no index to serve: {self._problem or 'nothing has been published yet'}")
                 return self._loaded
         if self._due() and self._lock.acquire(blocking=False):
             try:
@@ -112,15 +139,16 @@ class CurrentIndex:
         return self._loaded or loaded
 
     def refresh(self) -> LoadedIndex | None:
-        """Check the pointer now (whatever the interval) and swap if a good new version is there."""
+        """Check the pointer now (whatever the interval or a retry's backoff) and swap if a good new
+        version is there."""
         with self._lock:
-            self._refresh()
+            self._refresh(force=True)
         return self._loaded
 
     def _due(self) -> bool:
         return self._checked_at is None or self._clock() - self._checked_at >= self.refresh_seconds
 
-    def _refresh(self) -> None:
+    def _refresh(self, *, force: bool = False) -> None:
         self._checked_at = self._clock()
         if self.local_dir is not None:
             if self._loaded is None:
@@ -138,6 +166,11 @@ class CurrentIndex:
         if self._loaded is not None and pointer.version == self._loaded.version:
             return
         if pointer.version in self._refused:
+            self._problem = self._refused[pointer.version]
+            return
+        retry = self._postponed.get(pointer.version)
+        if retry is not None and not force and self._checked_at < retry.at:
+            self._problem = retry.describe(pointer.version, self._checked_at)
             return
         self._swap_to(pointer)
 
@@ -150,9 +183,17 @@ class CurrentIndex:
         try:
             path = self.store.download(pointer.version, self.cache_dir)  # verified against its sha256
             fresh = open_index(path, self.fingerprint, verify=False)
-        except MoodboardError as exc:
+        except BundleError as exc:  # the version itself is bad: never download it again
             self._refuse(pointer.version, exc.message)
             return
+        except MoodboardError as exc:  # StoreError: S3 throttled, failed or timed out
+            self._postpone(pointer.version, exc.message)
+            return
+        except (Boto3Error, OSError) as exc:  # boto3's transfer gave up retrying, or /tmp is full
+            self._postpone(pointer.version, f"{type(exc).__name__}: {exc}")
+            return
+        self._postponed.clear()
+        self._problem = None
         previous = self._loaded
         self._loaded = fresh
         logger.info("serving index %s (%d products)%s", fresh.version, fresh.count,
@@ -161,10 +202,26 @@ class CurrentIndex:
 
     def _refuse(self, version: str, reason: str) -> None:
         self._refused[version] = reason
+        self._postponed.pop(version, None)
+        self._problem = reason
         served = self._loaded.version if self._loaded else "nothing"
         logger.warning("refusing index %s: %s; still serving %s", version, reason, served)
 
+    def _postpone(self, version: str, reason: str) -> None:
+        """Keep serving what is loaded and try `version` again after a backoff (only the newest
+        CURRENT version is tracked: an older one that failed is of no interest any more)."""
+        previous = self._postponed.get(version)
+        attempts = previous.attempts + 1 if previous else 1
+        delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (attempts - 1))
+        now = self._clock()
+        self._postponed = {version: _Retry(attempts=attempts, at=now + delay, reason=reason)}
+        self._problem = self._postponed[version].describe(version, now)
+        served = self._loaded.version if self._loaded else "nothing"
+        logger.warning("index %s not loaded (attempt %d): %s; still serving %s, trying again in %.0f s",
+                       version, attempts, reason, served, delay)
+
     def _keep(self, reason: str) -> None:
+        self._problem = reason
         if self._loaded is not None:
             logger.warning("index refresh skipped (%s); still serving %s", reason, self._loaded.version)
         else:
