@@ -51,6 +51,12 @@ class RequestTooLarge(MoodboardError):
     status_code = 413
 
 
+class NestingTooDeep(MoodboardError):
+    """A JSON body nests arrays or objects deeper than the API allows (refused before parsing)."""
+
+    status_code = 422
+
+
 class InvalidQuery(MoodboardError):
     """A search request is missing a query or combines parameters wrongly."""
 

@@ -4,7 +4,8 @@ Every error body is `{"detail": "<one line for people>", "error": "<ExceptionCla
 with the status the exception class carries (moodboard.errors). Request validation errors become a
 422 whose detail names the offending field; request bodies are never echoed back or logged (a
 base64 image would otherwise end up in the response). `BodyLimitMiddleware` refuses oversized
-bodies with 413 before any parsing, by the declared Content-Length and by counting what arrives.
+bodies with 413 before any parsing, by the declared Content-Length and by counting what arrives,
+and JSON bodies nested deeper than moodboard.json_limits.MAX_JSON_DEPTH with 422.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from moodboard.errors import MoodboardError, RequestTooLarge, Unauthorized
+from moodboard.errors import MoodboardError, NestingTooDeep, RequestTooLarge, Unauthorized
+from moodboard.json_limits import MAX_JSON_DEPTH, too_deep
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,13 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if _is_json(scope) and too_deep(body):
+            logger.info("%s %s -> 422 JSON nested over %d levels", scope.get("method"), scope.get("path"),
+                        MAX_JSON_DEPTH)
+            exc = NestingTooDeep(f"the JSON body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep",
+                                 details={"max_depth": MAX_JSON_DEPTH})
+            await error_response(exc)(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -160,6 +169,15 @@ class BodyLimitMiddleware:
         )
         logger.info("%s %s -> 413 body over %d bytes", scope.get("method"), scope.get("path"), limit)
         await error_response(exc)(scope, receive, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    """Whether the apps would parse this body as JSON (declared JSON, or no content type at all)."""
+    for key, value in scope.get("headers", ()):
+        if key == b"content-type":
+            media_type = value.split(b";", 1)[0].strip().lower()
+            return media_type in (b"", b"application/json") or media_type.endswith(b"+json")
+    return True
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -4,7 +4,10 @@ The key schemas here are the contract with the CDK stack (docs/contracts.md, "Dy
 `create_tables` builds the same tables in moto for tests and for `moodboard serve`.
 Repositories talk to the low-level boto3 client, so items go through boto3's TypeSerializer;
 DynamoDB has no float type, so floats become Decimal on the way in and numbers come back as
-int or float on the way out.
+int or float on the way out. DynamoDB numbers stop at magnitudes of 1E-130 and 1E+126 (38 digits):
+a float closer to zero than that is stored as 0, as it would underflow in DynamoDB's own arithmetic
+(any weight or threshold that small acts as 0 anyway), so a legal request's record is never lost to
+the codec; a float beyond the largest is refused with StoreError.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from moodboard.errors import InvalidCursor, StoreError
+from moodboard.json_limits import too_deep
 from moodboard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,11 @@ HISTORY_FEED = "search"
 
 A single GSI partition holds every search; at a team tool's volume (far below 1,000 writes/s)
 that is simpler than day buckets and still lets `recent` be one Query."""
+
+CURSOR_DEPTH = 2
+"""A cursor is {"<key attribute>": {"S": "<value>"}, ...}: two levels of objects."""
+DYNAMO_MIN_NUMBER = Decimal("1E-130")
+DYNAMO_MAX_NUMBER = Decimal("9.9999999999999999999999999999999999999E+125")
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -121,13 +130,19 @@ def utc_now(epoch: float | None = None) -> str:
 
 
 def to_dynamo(value: Any) -> Any:
-    """Python value -> DynamoDB-safe value: floats to Decimal, recursively; non-finite floats refused."""
+    """Python value -> DynamoDB-safe value: floats to Decimal, recursively; floats below DynamoDB's
+    smallest magnitude (1E-130) become 0; non-finite floats and ones over its largest are refused."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise StoreError(f"cannot store the non-finite number {value!r}")
-        return Decimal(repr(value))
+        number = Decimal(repr(value))
+        if abs(number) < DYNAMO_MIN_NUMBER:
+            return Decimal(0)
+        if abs(number) > DYNAMO_MAX_NUMBER:
+            raise StoreError(f"cannot store {value!r}: DynamoDB numbers stop below 1E+126")
+        return number
     if isinstance(value, Mapping):
         return {str(k): to_dynamo(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -169,7 +184,9 @@ def decode_cursor(cursor: str | None, key_attributes: set[str]) -> dict[str, Any
     if not cursor:
         return None
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        # Depth is checked before parsing: json.loads would recurse into a deeply nested cursor.
+        key = None if too_deep(raw, CURSOR_DEPTH) else json.loads(raw)
     except (ValueError, binascii.Error) as exc:
         raise InvalidCursor("the cursor is not one this listing returned") from exc
     valid = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -78,6 +79,7 @@ class Api:
         query: str = "",
         token: str | None = None,
         claims: bool = False,
+        raw_body: str | None = None,
     ) -> tuple[int, dict[str, str], Any]:
         template = "evaluations_admin_jwt.json" if claims else "evaluations_post.json"
         event = copy.deepcopy(json.loads((EVENTS / template).read_text()))
@@ -90,9 +92,9 @@ class Api:
         event["headers"].pop("content-length", None)
         if token is not None:
             event["headers"]["authorization"] = f"Bearer {token}"
-        if body is not None:
+        if body is not None or raw_body is not None:
             event["headers"]["content-type"] = "application/json"
-        event["body"] = None if body is None else json.dumps(body)
+        event["body"] = raw_body if raw_body is not None else None if body is None else json.dumps(body)
         response = evaluations_app.handler(event, FakeLambdaContext())
         text = response.get("body") or ""
         return response["statusCode"], response["headers"], json.loads(text) if text else None
@@ -394,3 +396,35 @@ def test_admin_load_unknown_job_returns_404(api: Api) -> None:
     status, _, body = api.call("GET", "/admin/load/nope", token=TOKEN)
 
     assert (status, body["error"], body["job_id"]) == (404, "NotFound", "nope")
+
+
+# --- deeply nested JSON (issue 11) ---------------------------------------------------------------
+
+DEEP = 5000
+
+
+@pytest.mark.parametrize("raw_body", [
+    "[" * DEEP + "]" * DEEP,
+    '{"search_id": ' + "[" * DEEP + "]" * DEEP + ', "product_id": "p0", "rating": 1}',
+    '{"search_id": "s1", "product_id": "p0", "rating": 1, "comment": ' + '{"a":' * DEEP + "1" + "}" * DEEP + "}",
+], ids=["body", "field", "object-field"])
+def test_post_evaluation_deeply_nested_json_returns_422(api: Api, raw_body: str) -> None:
+    api.add_search("s1", ["p0"])
+
+    status, _, body = api.call("POST", "/evaluations", raw_body=raw_body)
+
+    assert status == 422
+    assert body == {"detail": "the JSON body nests arrays or objects more than 32 levels deep",
+                    "error": "NestingTooDeep", "max_depth": 32}
+
+
+@pytest.mark.parametrize("path", ["/history", "/evaluations"])
+@pytest.mark.parametrize("payload", [b"[" * 3000, b'{"a":[' * 510, b'{"search_id": [[[[]]]]}'],
+                         ids=["arrays", "objects-and-arrays", "shallow-but-too-deep"])
+def test_admin_listing_with_a_deeply_nested_cursor_returns_400(api: Api, path: str, payload: bytes) -> None:
+    cursor = base64.urlsafe_b64encode(payload).decode().rstrip("=")[:4096]
+
+    status, _, body = api.call("GET", path, query=f"cursor={cursor}", token=TOKEN)
+
+    assert status == 400
+    assert body == {"detail": "the cursor is not one this listing returned", "error": "InvalidCursor"}

@@ -540,3 +540,62 @@ def test_search_emits_metrics_and_logs_with_correlation_id_but_no_body(stack: St
     searches = [r for r in records if r["message"].startswith("search ")]
     assert searches and searches[-1]["correlation_id"] == request_id
     assert b64(MOOD)[:200] not in logs.getvalue()
+
+
+# --- numbers beyond DynamoDB's range, deeply nested JSON (issue 11) ---------------------------------
+
+
+def rate_through_the_evaluations_lambda(stack: Stack, search_id: str, product_id: str) -> tuple[int, Any]:
+    """POST /evaluations through the evaluations Lambda's handler, against the same moto tables."""
+    from evaluations import app as evaluations_app
+
+    evaluations_app.app.dependency_overrides[get_settings] = lambda: stack.settings
+    try:
+        event = json_event("/evaluations", {"search_id": search_id, "product_id": product_id, "rating": 1,
+                                            "rater": "tiny-weights"})
+        response = evaluations_app.handler(event, LambdaContext())
+    finally:
+        evaluations_app.app.dependency_overrides.pop(get_settings, None)
+    return response["statusCode"], response_json(response)
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+@pytest.mark.parametrize("extreme", [
+    {"mmr_lambda": 1e-300},
+    {"w_text": 1e-200, "text": "sea"},
+    {"w_type": 5e-324},
+    {"near_copy_threshold": 1e-300},
+], ids=lambda extreme: next(iter(extreme)))
+def test_search_with_a_number_below_dynamodb_range_can_be_rated(stack: Stack, extreme: dict[str, Any]) -> None:
+    status, body = stack.search({"image_base64": b64(MOOD), "category": "dress", "k": 3, **extreme})
+    assert status == 200, body
+
+    rated, answer = rate_through_the_evaluations_lambda(stack, body["search_id"], body["results"][0]["id"])
+
+    assert rated == 200, answer
+    assert answer["created"] is True and answer["evaluation"]["rank"] == 0
+    record = HistoryStore(stack.dynamodb, stack.settings.history_table).get(body["search_id"])
+    assert record.result_ids == [r["id"] for r in body["results"]]
+
+
+DEEP = 5000
+
+
+@pytest.mark.parametrize("raw", [
+    "[" * DEEP + "]" * DEEP,
+    '{"category": "dress", "text": ' + "[" * DEEP + "]" * DEEP + "}",
+    '{"category": "dress", "x": ' + '{"a":' * DEEP + "1" + "}" * DEEP + "}",
+    '{"text": "' + "[" * DEEP + '", "category": "dress", "k": 1, "w": ' + "[" * 40 + "]" * 40 + "}",
+], ids=["body", "field", "unknown-field", "shallow-string-then-deep"])
+def test_search_deeply_nested_json_returns_422(stack: Stack, raw: str) -> None:
+    status, body, _ = stack.call(http_event("POST", "/search", body=raw))
+
+    assert status == 422
+    assert body == {"detail": "the JSON body nests arrays or objects more than 32 levels deep",
+                    "error": "NestingTooDeep", "max_depth": 32}
+
+
+def test_search_json_with_brackets_in_its_strings_is_not_refused(stack: Stack) -> None:
+    status, body = stack.search({"text": "[" * 200 + "{" * 200, "category": "dress", "k": 1})
+
+    assert status == 200, body

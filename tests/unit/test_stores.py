@@ -247,3 +247,46 @@ def test_thread_load_runner_marks_a_crashed_load_failed(jobs: JobStore) -> None:
 
     back = jobs.get(job.job_id)
     assert back.status == "failed" and back.error == "RuntimeError: cannot read catalogs/a.csv"
+
+
+# --- numbers beyond DynamoDB's range, deeply nested cursors (issue 11) ---------------------------
+
+
+def test_history_stores_numbers_below_dynamodb_range_as_zero(history: HistoryStore) -> None:
+    weights = {"w_image": 1.0, "w_type": 5e-324, "w_text": 1e-200, "w_neg": 1.5e-130}
+    record = make_history_record(search_id="tiny", kind="image+text", category="dress",
+                                 params={"weights": weights, "mmr_lambda": 1e-300, "near_copy_threshold": -1e-131},
+                                 result_ids=["p0"], model_fingerprint="fp-a", index_version="v1", ttl_days=1)
+
+    history.put(record)
+    stored = history.get("tiny")
+
+    assert stored.params["weights"] == {"w_image": 1.0, "w_type": 0, "w_text": 0, "w_neg": 1.5e-130}
+    assert stored.params["mmr_lambda"] == 0 and stored.params["near_copy_threshold"] == 0
+
+
+@pytest.mark.parametrize("value", [1e126, -1e200, float("inf"), float("nan")])
+def test_history_refuses_numbers_dynamodb_cannot_hold(history: HistoryStore, value: float) -> None:
+    record = _search("huge")
+    record.params["weights"] = {"w_image": value}
+
+    with pytest.raises(StoreError, match="cannot store"):
+        history.put(record)
+
+
+def test_to_dynamo_keeps_every_float_dynamodb_can_hold_exactly() -> None:
+    from decimal import Decimal
+
+    from moodboard.tables import from_dynamo, to_dynamo
+
+    for value in (1e-130, -1e-130, 9.99e125, 0.1, 1 / 3, -0.0, 123456.789):
+        assert float(from_dynamo(to_dynamo(value))) == value
+    assert to_dynamo(1e-131) == Decimal(0)
+
+
+@pytest.mark.parametrize("payload", [b"[" * 3000, b'{"a":[' * 510, b'{"search_id": {"S": ["x"]}}'])
+def test_history_recent_deeply_nested_cursor_raises_invalid_cursor(history: HistoryStore, payload: bytes) -> None:
+    import base64
+
+    with pytest.raises(InvalidCursor, match="not one this listing returned"):
+        history.recent(limit=2, cursor=base64.urlsafe_b64encode(payload).decode())
