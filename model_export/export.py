@@ -13,6 +13,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +27,7 @@ from moodboard.bundle import (
     Parity,
     PreprocessConfig,
     TextSpec,
+    TrainingRecord,
     compute_fingerprint,
     load_manifest,
     sha256_file,
@@ -86,18 +88,61 @@ def export_tiny(out_dir: Path, *, size: str = "tiny", quantize: str | None = Non
 
 
 def export_checkpoint(
-    checkpoint: Checkpoint, out_dir: Path, *, quantize: str | None = None, tiny: bool = False
+    checkpoint: Checkpoint,
+    out_dir: Path,
+    *,
+    quantize: str | None = None,
+    tiny: bool = False,
+    source: ModelSource | None = None,
+    training: TrainingRecord | None = None,
 ) -> Path:
-    """Export a checkpoint already on disk; the common path of export_model and export_tiny."""
+    """Export a checkpoint already on disk; the common path of export_model and export_tiny.
+
+    `source` and `training` override what the manifest says about the model (`moodboard train`
+    exports its result from a temporary checkpoint, under the name it gives it).
+    """
     _check_quantize(quantize)
     _check_out_dir(out_dir)
     model, tokenizer, processor = _load(checkpoint.path)
-    preprocess = _preprocess_config(processor)
+    return write_bundle(
+        model, tokenizer, _preprocess_config(processor), out_dir,
+        export_graphs=_export_graphs,
+        image_size=model.config.vision_config.image_size,
+        dim=model.config.projection_dim,
+        context_length=model.config.text_config.max_position_embeddings,
+        source=source or ModelSource(id=checkpoint.source_id, revision=checkpoint.revision, tiny=tiny),
+        quantize=quantize,
+        training=training,
+    )
+
+
+def write_bundle(
+    model: Any,
+    tokenizer: Any,
+    preprocess: PreprocessConfig,
+    out_dir: Path,
+    *,
+    export_graphs: Callable[[Any, Path], None],
+    image_size: int,
+    dim: int,
+    context_length: int,
+    source: ModelSource,
+    quantize: str | None = None,
+    training: TrainingRecord | None = None,
+) -> Path:
+    """Export any dual encoder into a bundle: graphs (by `export_graphs`), the fp32 parity check,
+    optional int8, tokenizer, preprocessing config and manifest, staged and moved into place.
+
+    `model` answers get_image_features / get_text_features like CLIPModel (the parity reference);
+    `export_graphs(model, folder)` writes VISION_FILE and TEXT_FILE into folder.
+    """
+    _check_quantize(quantize)
+    _check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        _export_graphs(model, staging)
-        inputs = parity_inputs(tokenizer, image_size=model.config.vision_config.image_size)
+        export_graphs(model, staging)
+        inputs = parity_inputs(tokenizer, image_size=image_size)
         parity = Parity(fp32=fp32_parity(model, staging / VISION_FILE, staging / TEXT_FILE, inputs))
         vision_files, text_files = {"fp32": VISION_FILE}, {"fp32": TEXT_FILE}
         if quantize == INT8:
@@ -115,7 +160,7 @@ def export_checkpoint(
         files = BundleFiles(
             vision=vision_files, text=text_files, tokenizer=TOKENIZER_FILE, preprocess=PREPROCESS_FILE
         )
-        manifest = _manifest(checkpoint, model, tokenizer, files, parity, staging, tiny=tiny)
+        manifest = _manifest(source, dim, context_length, tokenizer, files, parity, staging, training=training)
         write_manifest(manifest, staging)
         load_manifest(staging, verify=True)
         staging.chmod(0o755)
@@ -230,14 +275,15 @@ def _export_graphs(model: Any, out_dir: Path) -> None:
 
 
 def _manifest(
-    checkpoint: Checkpoint,
-    model: Any,
+    source: ModelSource,
+    dim: int,
+    context_length: int,
     tokenizer: Any,
     files: BundleFiles,
     parity: Parity,
     bundle_dir: Path,
     *,
-    tiny: bool,
+    training: TrainingRecord | None = None,
 ) -> ModelManifest:
     sha256 = {name: sha256_file(bundle_dir / name) for name in files.all()}
     fingerprint = compute_fingerprint(
@@ -248,10 +294,10 @@ def _manifest(
     )
     eos_id = tokenizer.eos_token_id
     return ModelManifest(
-        source=ModelSource(id=checkpoint.source_id, revision=checkpoint.revision, tiny=tiny),
-        dim=model.config.projection_dim,
+        source=source,
+        dim=dim,
         opset=OPSET,
-        context_length=model.config.text_config.max_position_embeddings,
+        context_length=context_length,
         text=TextSpec(
             bos_id=tokenizer.bos_token_id,
             eos_id=eos_id,
@@ -263,6 +309,7 @@ def _manifest(
         fingerprint=fingerprint,
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         exporter={name: _version(name) for name in EXPORTER_PACKAGES},
+        training=training,
     )
 
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -87,6 +87,25 @@ class Parity(_Frozen):
     int8: Int8Parity | None = None
 
 
+class TrainingRecord(_Frozen):
+    """How a trained bundle (`moodboard train`) came to be; absent for a bundle exported as is.
+
+    `description` is the one line the CLI and the web page show for the model; the other fields
+    record the base model, the catalog, the hyperparameters, the captions and the held-out figures
+    before and after training (docs/contracts.md, "Training record").
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    method: Literal["finetune", "lit"]
+    description: str
+    base: dict[str, Any]
+    catalog: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    captions: dict[str, Any]
+    held_out: dict[str, Any]
+
+
 class ModelManifest(_Frozen):
     """manifest.json of a model bundle."""
 
@@ -102,6 +121,7 @@ class ModelManifest(_Frozen):
     fingerprint: str = Field(min_length=16)
     created: str
     exporter: dict[str, str] = Field(default_factory=dict)
+    training: TrainingRecord | None = None
 
     @property
     def precisions(self) -> list[str]:
@@ -112,6 +132,15 @@ class ModelManifest(_Frozen):
     def tiny(self) -> bool:
         """True for the random test model: its results mean nothing."""
         return self.source.tiny
+
+    @property
+    def description(self) -> str:
+        """One line saying what the model is, for the CLI and the web page's banner."""
+        if self.training is not None:
+            return self.training.description
+        if self.tiny:
+            return f"{self.source.id}: a random test model, results are not meaningful"
+        return f"{self.source.id}@{self.source.revision[:12]}"
 
 
 class PreprocessConfig(_Frozen):
@@ -244,5 +273,7 @@ def load_preprocess(manifest: ModelManifest, bundle_dir: Path) -> PreprocessConf
 def write_manifest(manifest: ModelManifest, bundle_dir: Path) -> Path:
     """Write manifest.json (used by the exporter; kept here beside the reader)."""
     path = Path(bundle_dir) / MANIFEST_NAME
-    path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    # A bundle exported as is keeps the manifest it always had (no "training": null).
+    exclude = {"training"} if manifest.training is None else None
+    path.write_text(manifest.model_dump_json(indent=2, exclude=exclude) + "\n", encoding="utf-8")
     return path
