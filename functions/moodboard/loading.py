@@ -257,8 +257,9 @@ class CatalogLoader:
                   "seconds": round(report.seconds, 2)}
         record_metric("ProductsLoaded", COUNT, report.loaded)
         record_metric("ProductsEmbedded", COUNT, report.embedded)
-        self._update(job_id, status="succeeded", rejects=rejects, result=result,
-                     progress={"stage": "published", "done": report.loaded, "total": report.loaded})
+        # CURRENT has moved: from here on the job succeeded, whatever the job store says.
+        self._record_success(job_id, rejects=rejects, result=result,
+                             progress={"stage": "published", "done": report.loaded, "total": report.loaded})
         logger.info("load job %s published %s: %s", job_id, pointer.version, report.summary())
         return {"job_id": job_id, "status": "succeeded", **result}
 
@@ -292,6 +293,25 @@ class CatalogLoader:
     def _update(self, job_id: str, **fields: Any) -> None:
         if self.jobs is not None:
             self.jobs.update(job_id, **fields)
+
+    def _record_success(self, job_id: str, *, attempts: int = 4, first_delay: float = 0.25, **fields: Any) -> None:
+        """Mark a published job succeeded, retrying a failing job store (with a doubling delay). The
+        publish already moved CURRENT, which is the truth: a store that still fails is logged, never
+        turned into a failed job."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._update(job_id, status="succeeded", **fields)
+                return
+            except NotFound as exc:  # the record is gone: nobody will read it again
+                logger.error("load job %s published, but its record could not be updated: %s", job_id, exc.message)
+                return
+            except MoodboardError as exc:  # StoreError: DynamoDB throttled or failed
+                if attempt == attempts:
+                    logger.error("load job %s published %s, but its record could not be marked succeeded: %s",
+                                 job_id, fields.get("result", {}).get("version"), exc.message)
+                    return
+                logger.warning("load job %s: marking it succeeded failed (%s); trying again", job_id, exc.message)
+                time.sleep(first_delay * 2 ** (attempt - 1))
 
     def ensure_job(self, job: LoadJob) -> bool:
         """Create the record of a job that has none (S3 events); False when the job already succeeded
