@@ -15,6 +15,17 @@ function thumbIcon(down) {
   );
 }
 
+/** The product link if it is an absolute http(s) URL, else "" (never a javascript: or data: link). */
+export function webUrl(value) {
+  if (typeof value !== "string" || !value) return "";
+  try {
+    const url = new URL(value);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : "";
+  } catch {
+    return "";
+  }
+}
+
 /** Format a cosine score for people: two decimals. */
 export function formatScore(score) {
   const value = Number(score);
@@ -35,8 +46,9 @@ export async function renderCard(result, { searchId, onSimilar, onStatus }) {
   const image = imageSource
     ? h("img", { src: imageSource, alt: result.title || "Product", loading: "lazy", width: 240, height: 240 })
     : h("div", { class: "no-image", role: "img", "aria-label": result.title || "Product" }, "No image");
-  const link = result.product_url
-    ? h("a", { href: result.product_url, target: "_blank", rel: "noopener", title: scoreText || false }, result.title || result.id,
+  const shopUrl = webUrl(result.product_url);
+  const link = shopUrl
+    ? h("a", { href: shopUrl, target: "_blank", rel: "noopener", title: scoreText || false }, result.title || result.id,
         h("span", { class: "visually-hidden" }, " (opens the shop in a new tab)"))
     : h("span", {}, result.title || result.id);
 

@@ -43,7 +43,7 @@ CHUNK_BYTES = 1024 * 1024
 ZIP_ENCRYPTED_FLAG = 0x1
 # What reading a damaged archive raises, besides tarfile's and zipfile's own errors.
 CORRUPT = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError,
-           struct.error, OverflowError)
+           NotImplementedError, struct.error, OverflowError)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -75,15 +75,17 @@ def is_archive(name: str) -> bool:
     return name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def extract(archive: Path, dest: Path, *, limits: ArchiveLimits) -> Unpacked:
+def extract(archive: Path, dest: Path, *, limits: ArchiveLimits, label: str | None = None) -> Unpacked:
     """Unpack a zip or tar archive (gzip, bzip2 or xz compressed) into dest, which must be empty or
-    absent. Raises ArchiveError, with dest removed, for a corrupt archive or a refused member."""
+    absent. Raises ArchiveError, with dest removed, for a corrupt archive or a refused member; its
+    message names the archive `label` (default: the file name)."""
     archive, dest = Path(archive), Path(dest)
+    label = label or archive.name
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ValueError(f"{dest} is not empty")
     try:
-        writer = _Writer(archive.name, dest, limits, compressed=archive.stat().st_size)
+        writer = _Writer(label, dest, limits, compressed=archive.stat().st_size)
         if archive.name.lower().endswith(".zip"):
             _unzip(archive, writer)
         else:
@@ -91,7 +93,7 @@ def extract(archive: Path, dest: Path, *, limits: ArchiveLimits) -> Unpacked:
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    logger.info("unpacked %s: %d files, %d bytes", archive.name, writer.files, writer.written)
+    logger.info("unpacked %s: %d files, %d bytes", label, writer.files, writer.written)
     return Unpacked(files=writer.files, bytes=writer.written)
 
 

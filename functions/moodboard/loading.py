@@ -119,7 +119,7 @@ def fetch_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: Archive
     if name.lower().endswith(ARCHIVE_SUFFIXES):
         archive = store.download_file(key, dest.parent / f".{dest.name}-{name}")
         try:
-            extract(archive, dest, limits=limits)
+            extract(archive, dest, limits=limits, label=name)
         finally:
             archive.unlink(missing_ok=True)
         return find_catalog(dest)

@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "functions" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 EXPORT_ONLY = {"torch", "transformers", "optimum", "optimum-onnx", "onnx", "torchvision", "open-clip-torch"}
-LAMBDA_PYTHON = "public.ecr.aws/lambda/python:3.12"
+LAMBDA_PYTHON = "public.ecr.aws/lambda/python"
+# One dated release of AWS's image (3.12.YYYY.MM.DD.HH), digest-free but never a moving tag.
+PINNED_TAG = re.compile(r"^3\.12\.20\d\d\.\d\d\.\d\d\.\d\d$")
+# The first 3.12 patch release with the tarfile fixes (CVE-2025-4517, -4330, -4138, 2024-12718).
+PATCHED_PYTHON = (3, 12, 11)
 # What the Lambda Python runtime itself provides to a zip function.
 LAMBDA_RUNTIME_PROVIDES = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
 # Imported when installed, with a fallback otherwise: botocore uses certifi's CA bundle if present and
@@ -45,17 +49,48 @@ def of(kind: str) -> list[str]:
     return [args for word, args in instructions() if word == kind]
 
 
+def base_image() -> tuple[str, str]:
+    (image,) = [args.partition("=")[2] for args in of("ARG") if args.startswith("BASE_IMAGE=")]
+    repository, _, tag = image.partition(":")
+    return repository, tag
+
+
 def test_dockerfile_builds_on_the_lambda_python_base_image() -> None:
     from infra_cdk.functions import RUNTIME
 
-    assert f"BASE_IMAGE={LAMBDA_PYTHON}" in of("ARG")
-    assert LAMBDA_PYTHON.endswith(RUNTIME.name.removeprefix("python"))
+    repository, tag = base_image()
+    assert repository == LAMBDA_PYTHON
+    assert tag.startswith(RUNTIME.name.removeprefix("python") + ".")
     stages = []
     for args in of("FROM"):
         image, _, stage = args.partition(" AS ")
         assert image in ("${BASE_IMAGE}", *stages), args
         stages.append(stage.strip())
     assert stages[-1] == "with-model"
+
+
+def test_base_image_is_pinned_to_one_release_not_a_moving_tag() -> None:
+    repository, tag = base_image()
+    assert "@" not in tag, "pinned by tag, not by digest"
+    assert PINNED_TAG.match(tag), f"{repository}:{tag} floats: pin a dated release (3.12.YYYY.MM.DD.HH)"
+
+
+def test_runtime_stage_refuses_a_python_without_the_tarfile_fixes() -> None:
+    steps = instructions()
+    runtime = steps.index(("FROM", "${BASE_IMAGE} AS runtime"))
+    guard = steps[runtime + 1]
+    assert guard[0] == "RUN" and guard[1].startswith('python -c "') and guard[1].endswith('"')
+    check = guard[1][len('python -c "'):-1]
+    assert f"sys.version_info >= {PATCHED_PYTHON}" in check
+    for version, passes in (((3, 12, 10, "final", 0), False), ((3, 12, 11, "final", 0), True),
+                            ((3, 13, 4, "final", 0), True)):
+        namespace = {"sys": type("FakeSys", (), {"version_info": version, "version": ".".join(map(str, version[:3]))})}
+        code = compile(check.replace("import sys; ", ""), "<guard>", "exec")
+        if passes:
+            exec(code, namespace)
+        else:
+            with pytest.raises(AssertionError, match="lacks the tarfile fixes"):
+                exec(code, namespace)
 
 
 def test_dockerfile_installs_only_the_runtime_requirement_set() -> None:

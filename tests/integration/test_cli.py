@@ -71,6 +71,33 @@ def test_reload_unchanged_catalog_reuses_every_vector(loaded_index: Path, tiny_b
     assert report["embedded"] == 0 and report["reused"] == report["loaded"] == 60
 
 
+def test_load_where_every_image_fails_keeps_the_existing_index_and_exits_2(
+        loaded_index: Path, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from moodboard.integrity import SEAL_FILE
+
+    def files(folder: Path) -> dict[str, bytes]:  # less the seal, a cache any reader rewrites
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name != SEAL_FILE}
+
+    copy = tmp_path / "index"
+    shutil.copytree(loaded_index, copy)
+    before = files(copy)
+    catalog = tmp_path / "gone.csv"
+    catalog.write_text("id,title,category,image\na,A,dress,images/gone-a.jpg\nb,B,lamp,images/gone-b.jpg\n")
+    capsys.readouterr()
+
+    assert main(["load", str(catalog), "--model", str(tiny_bundle), "--out", str(copy)]) == 2
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: no product of") and err[-1].endswith(f"nothing was written to {copy}")
+    assert "(0 rows rejected, 2 images failed)" in err[-1]
+    assert [line.split(":")[0] for line in err if line.startswith("image failed for")] == [
+        "image failed for a", "image failed for b"]
+    assert sum(line.startswith("error:") for line in err) == 1
+    assert files(copy) == before
+    assert json.loads((copy / "manifest.json").read_text())["count"] == 60
+
+
 def test_console_script_runs_as_a_process(loaded_index: Path) -> None:
     exe = Path(sys.executable).with_name("moodboard")
     proc = subprocess.run([str(exe), "search", "--index", str(loaded_index), "--category", "hat", "-k", "3"],

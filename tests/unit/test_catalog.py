@@ -220,3 +220,93 @@ def test_image_content_key_changes_when_a_local_file_is_replaced(tmp_path: Path)
     assert image_content_key(product) not in (first, second)
     image.unlink()
     assert image_content_key(product).endswith(":missing")
+
+
+def test_one_field_over_the_limit_rejects_its_row_not_the_catalog(tmp_path: Path) -> None:
+    from moodboard.catalog import MAX_FIELD_CHARS
+
+    long_title = "x" * (MAX_FIELD_CHARS + 1)
+    long_quoted = "line\n" * (MAX_FIELD_CHARS // 4)  # a quoted field over the limit that spans many lines
+    catalog = write(tmp_path / "shop.csv", HEADER +
+                    "a,Fine,Dress,a.jpg,,,,\n"                       # line 2
+                    f"b,{long_title},Dress,b.jpg,,,,\n"              # line 3
+                    f'c,"{long_quoted}",Dress,c.jpg,,,,\n'           # lines 4..
+                    "d,Also fine,Dress,d.jpg,,,,\n")
+    read = read_catalog(catalog)
+    assert [p.id for p in read.products] == ["a", "d"]
+    assert [(r.line, r.reason) for r in read.rejects] == [
+        (3, f"bad title: longer than {MAX_FIELD_CHARS} characters"),
+        (4, f"bad title: longer than {MAX_FIELD_CHARS} characters"),
+    ]
+    big_but_allowed = write(tmp_path / "ok.csv", HEADER + f"e,{'y' * MAX_FIELD_CHARS},Dress,e.jpg,,,,\n")
+    assert [p.id for p in read_catalog(big_but_allowed).products] == ["e"]
+
+
+def test_jsonl_field_over_the_limit_rejects_its_row(tmp_path: Path) -> None:
+    from moodboard.catalog import MAX_FIELD_CHARS
+
+    catalog = write(tmp_path / "shop.jsonl", "\n".join([
+        json.dumps({"id": "a", "category": "Hat", "image": "a.jpg", "notes": "n" * (MAX_FIELD_CHARS + 1)}),
+        json.dumps({"id": "b", "category": "Hat", "image": "b.jpg"}),
+    ]) + "\n")
+    read = read_catalog(catalog)
+    assert [p.id for p in read.products] == ["b"]
+    assert [(r.line, r.reason) for r in read.rejects] == [(1, f"bad notes: longer than {MAX_FIELD_CHARS} characters")]
+
+
+OUTSIDE_PATHS = {
+    "/etc/hostname": "bad image: absolute paths are not allowed; give a path relative to the catalog",
+    "~/.ssh/id_rsa": "bad image: '~' paths are not allowed; give a path relative to the catalog",
+    "~root/x.jpg": "bad image: '~' paths are not allowed; give a path relative to the catalog",
+    "../outside.jpg": "bad image: the path leaves the catalog's folder",
+    "images/../../outside.jpg": "bad image: the path leaves the catalog's folder",
+    ".": "bad image: the path leaves the catalog's folder",
+    "file:///etc/hostname": "bad image: file:// URLs are not allowed; give a path relative to the catalog",
+    "FILE://images/a.jpg": "bad image: file:// URLs are not allowed; give a path relative to the catalog",
+    "C:\\Windows\\a.jpg": "bad image: absolute paths are not allowed; give a path relative to the catalog",
+    "\\\\server\\share\\a.jpg": "bad image: absolute paths are not allowed; give a path relative to the catalog",
+}
+
+
+@pytest.mark.parametrize("image, reason", list(OUTSIDE_PATHS.items()))
+def test_image_paths_outside_the_catalog_folder_are_rejected(tmp_path: Path, image: str, reason: str) -> None:
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    catalog = write(folder / "shop.jsonl", json.dumps({"id": "x", "category": "Hat", "image": image}) + "\n"
+                    + json.dumps({"id": "ok", "category": "Hat", "image": "images/../images/a.jpg"}) + "\n")
+    read = read_catalog(catalog)
+    assert [(r.line, r.reason) for r in read.rejects] == [(1, reason)]
+    assert [p.image for p in read.products] == [str(folder.resolve() / "images" / "a.jpg")]
+
+
+def test_outside_path_rejects_read_the_same_whether_the_file_exists_or_not(tmp_path: Path) -> None:
+    (tmp_path / "exists.jpg").write_bytes(b"jpeg")
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    catalog = write(folder / "shop.csv", HEADER +
+                    f"a,A,Hat,{tmp_path / 'exists.jpg'},,,,\n"
+                    f"b,B,Hat,{tmp_path / 'missing.jpg'},,,,\n"
+                    "c,C,Hat,../exists.jpg,,,,\n"
+                    "d,D,Hat,../missing.jpg,,,,\n")
+    reasons = [r.reason for r in read_catalog(catalog).rejects]
+    assert reasons[0] == reasons[1] and reasons[2] == reasons[3] and len(reasons) == 4
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(document.cookie)", "JaVaScRiPt:alert(1)", " javascript:alert(1)",
+                                 "\x01javascript:alert(1)", "data:text/html,<script>alert(1)</script>",
+                                 "vbscript:msgbox", "//evil.example/x", "/relative/page", "ftp://shop.example/x",
+                                 "https://", "http:///path-only", "https://shop.example/\x00x"])
+def test_product_url_must_be_http_or_https(tmp_path: Path, url: str) -> None:
+    catalog = write(tmp_path / "shop.jsonl", json.dumps({"id": "x", "category": "Hat", "image": "a.jpg",
+                                                         "product_url": url}) + "\n")
+    read = read_catalog(catalog)
+    assert read.products == []
+    assert [(r.line, r.reason) for r in read.rejects] == [(1, "bad product_url: must be an http(s) URL")]
+
+
+def test_http_and_https_product_urls_are_kept(tmp_path: Path) -> None:
+    catalog = write(tmp_path / "shop.csv", HEADER +
+                    "a,A,Hat,a.jpg,https://shop.example/a?x=1,,,\n"
+                    "b,B,Hat,b.jpg,HTTP://shop.example/b,,,\n")
+    assert [p.product_url for p in read_catalog(catalog).products] == ["https://shop.example/a?x=1",
+                                                                      "HTTP://shop.example/b"]

@@ -97,3 +97,142 @@ def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path, settings: Setti
 
     assert report.loaded == 1
     assert [r.line for r in report.rejects] == [3, 4]
+
+
+def _staging(out: Path) -> list[Path]:
+    """Folders a load of `out` stages in beside it (found by name, as moodboard.load_staging does)."""
+    return sorted(p for p in out.parent.iterdir()
+                  if p.is_dir() and p.name.startswith(tuple(f".{out.name}.{kind}-" for kind in ("thumbs", "tmp", "old"))))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """A bundle's files and their bytes, less the seal any reader rewrites (moodboard.integrity)."""
+    from moodboard.integrity import SEAL_FILE
+
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != SEAL_FILE}
+
+
+def test_a_load_with_no_loadable_product_leaves_the_existing_bundle_byte_identical(
+        catalog: Path, tmp_path: Path, settings: Settings) -> None:
+    from moodboard.errors import CatalogError
+
+    out = tmp_path / "index"
+    load_catalog(catalog, FakeEmbedder(), out, settings=settings)
+    before = _files(out)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    rows = [{"id": f"p{i}", "title": "x", "category": "hat", "image": f"img/missing{i}.png", "price": "", "currency": ""}
+            for i in range(3)] + [{"id": "", "title": "no id", "category": "hat", "image": "a.png", "price": "",
+                                  "currency": ""}]
+
+    with pytest.raises(CatalogError, match=r"no product of .* could be loaded \(1 rows rejected, 3 images failed\); "
+                                            r"nothing was written to") as caught:
+        load_catalog(_write_catalog(broken, rows), FakeEmbedder(), out, settings=settings)
+
+    assert type(caught.value).__name__ == "NothingLoaded"
+    assert _files(out) == before
+    assert _staging(out) == []
+    assert [f.product_id for f in caught.value.report.image_failures] == ["p0", "p1", "p2"]
+    with pytest.raises(CatalogError, match="no product"):
+        load_catalog(broken / "catalog.csv", FakeEmbedder(), tmp_path / "fresh", settings=settings)
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_the_next_load_removes_what_a_killed_load_left_and_still_reuses_the_bundle(
+        catalog: Path, tmp_path: Path, settings: Settings) -> None:
+    out = tmp_path / "index"
+    load_catalog(catalog, FakeEmbedder(), out, settings=settings)
+    for name in (".index.thumbs-1700000000000000000", ".index.tmp-0a1b2c3d", ".index.old-deadbeef"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "left.jpg").write_bytes(b"x" * 1000)
+    (tmp_path / ".other.tmp-0a1b2c3d").mkdir()  # another output's: not ours to remove
+    assert len(_staging(out)) == 3
+
+    report = load_catalog(catalog, FakeEmbedder(), out, settings=settings)
+
+    assert (report.reused, report.embedded) == (6, 0)
+    assert _staging(out) == []
+    assert (tmp_path / ".other.tmp-0a1b2c3d").is_dir()
+
+
+def test_a_bundle_a_killed_load_had_moved_aside_is_put_back(catalog: Path, tmp_path: Path, settings: Settings) -> None:
+    out = tmp_path / "index"
+    load_catalog(catalog, FakeEmbedder(), out, settings=settings)
+    out.rename(tmp_path / ".index.old-1234abcd")  # killed between ProductIndex.save's two renames
+
+    report = load_catalog(catalog, FakeEmbedder(), out, settings=settings)
+
+    assert (report.reused, report.embedded) == (6, 0)
+    assert not (tmp_path / ".index.old-1234abcd").exists()
+
+
+def test_a_second_load_of_a_busy_output_is_refused_and_touches_nothing(catalog: Path, tmp_path: Path,
+                                                                         settings: Settings) -> None:
+    import fcntl
+
+    from moodboard.errors import MoodboardError
+
+    out = tmp_path / "index"
+    live = tmp_path / ".index.thumbs-1"
+    live.mkdir()
+    fd = os.open(tmp_path / ".index.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a live load
+    try:
+        with pytest.raises(MoodboardError, match="another load is writing") as caught:
+            load_catalog(catalog, FakeEmbedder(), out, settings=settings)
+        assert type(caught.value).__name__ == "LoadBusy" and caught.value.status_code == 409
+    finally:
+        os.close(fd)
+    assert live.is_dir() and not out.exists()
+
+
+KILLED_LOAD = """
+import sys, time
+from pathlib import Path
+from moodboard.ingest import load_catalog
+from moodboard.settings import Settings
+from tests.fakes import FakeEmbedder
+
+class Stuck(FakeEmbedder):
+    def embed_images(self, images):
+        Path(sys.argv[3]).touch()
+        time.sleep(600)
+
+load_catalog(Path(sys.argv[1]), Stuck(fingerprint="another-model"), Path(sys.argv[2]),
+             settings=Settings(cache_dir=Path(sys.argv[4]), fetch_concurrency=2, embed_batch_size=2))
+"""
+
+
+def test_a_load_killed_with_sigkill_leaves_staging_the_next_load_cleans(catalog: Path, tmp_path: Path,
+                                                                        settings: Settings) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "index"
+    load_catalog(catalog, FakeEmbedder(), out, settings=settings)
+    before = _files(out)
+    started = tmp_path / "embedding-started"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "functions"), str(repo)])}
+    process = subprocess.Popen([sys.executable, "-c", KILLED_LOAD, str(catalog), str(out), str(started),
+                                str(tmp_path / "cache")], cwd=repo, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert process.poll() is None, "the load to kill exited early"
+            assert time.monotonic() < deadline, "the load to kill never started embedding"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    (leftover,) = _staging(out)
+    assert leftover.name.startswith(".index.thumbs-") and any(leftover.iterdir())
+    assert _files(out) == before
+
+    report = load_catalog(catalog, FakeEmbedder(), out, settings=settings)
+
+    assert (report.loaded, report.reused) == (6, 6)
+    assert _staging(out) == []

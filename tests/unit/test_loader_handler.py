@@ -190,3 +190,148 @@ def test_zip_with_a_member_escaping_its_folder_is_refused(handler: Any, aws: tup
 
     assert outcome["status"] == "failed" and "outside its folder" in outcome["error"]
     assert current(aws[0]) is None
+
+
+def _corrupt_zip(path: Path) -> None:
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+
+
+def _file_and_folder_zip(path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("shop", "a file")
+        zf.writestr("shop/catalog.csv", "id,title,category,image\n")
+
+
+def _dangling_hard_link_tar(path: Path) -> None:
+    import tarfile
+
+    from tests.crafted_archives import add_tar
+
+    with tarfile.open(path, "w") as tf:
+        add_tar(tf, "catalog.csv", tarfile.LNKTYPE, linkname="elsewhere/catalog.csv")
+
+
+def _zip_bomb(path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("catalog.csv", "id,title,category,image\n")
+        zf.writestr("padding.bin", bytes(30 * 1024 * 1024))
+
+
+@pytest.mark.parametrize("name, build, message", [
+    ("corrupt.zip", _corrupt_zip, "corrupt.zip is not a readable zip archive (File is not a zip file)"),
+    ("clash.zip", _file_and_folder_zip, "clash.zip holds a file and a folder both named 'shop'"),
+    ("link.tar", _dangling_hard_link_tar, "link.tar holds a link ('catalog.csv' -> 'elsewhere/catalog.csv'); "
+                                          "links are not allowed"),
+    ("bomb.zip", _zip_bomb, "bomb.zip unpacks to more than 200 times its own size"),
+])
+def test_refused_archive_fails_the_job_with_a_one_line_reason(handler: Any, aws: tuple[Any, Any], settings: Settings,
+                                                              tmp_path: Path, name: str, build: Any,
+                                                              message: str) -> None:
+    archive = tmp_path / name
+    build(archive)
+    aws[0].upload_file(str(archive), BUCKET, f"catalogs/{name}")
+
+    outcome = handler({"job_id": f"bad-{name}", "catalog_key": f"catalogs/{name}"}, LambdaContext())["results"][0]
+
+    assert outcome["status"] == "failed"
+    assert outcome["error"].startswith(message) and "\n" not in outcome["error"]
+    assert JobStore(aws[1], settings.jobs_table).get(f"bad-{name}").error == outcome["error"]
+    assert current(aws[0]) is None
+    assert not list((settings.cache_dir / "catalog-files").rglob("*.bin")), "nothing of the bomb stays on disk"
+
+
+def test_realpath_overflow_tar_cannot_write_outside_the_catalog_folder(handler: Any, aws: tuple[Any, Any],
+                                                                      settings: Settings, tmp_path: Path) -> None:
+    import hashlib
+
+    from tests.crafted_archives import realpath_overflow_tar, tree
+
+    key = "catalogs/attack.tar"
+    dest = settings.cache_dir / "catalog-files" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    dest.parent.mkdir(parents=True)
+    (dest.parent / "flag").write_text("original")
+    before = tree(settings.cache_dir, skip=dest)
+    aws[0].upload_file(str(realpath_overflow_tar(tmp_path / "attack.tar", dest)), BUCKET, key)
+
+    outcome = handler({"job_id": "attack-1", "catalog_key": key}, LambdaContext())["results"][0]
+
+    assert (dest.parent / "flag").read_text() == "original", "the archive overwrote a file outside its folder"
+    assert not (dest.parent / "newfile").exists()
+    assert outcome["status"] == "failed" and "links are not allowed" in outcome["error"]
+    after = tree(settings.cache_dir, skip=dest)
+    assert {path: after.get(path) for path in before} == before
+    assert set(after) - set(before) <= {str(settings.cache_dir / "work"), str(settings.cache_dir / ".loads.lock")}
+
+
+def test_catalog_paths_outside_its_folder_are_rejected_without_telling_what_exists(
+        handler: Any, aws: tuple[Any, Any], settings: Settings, tmp_path: Path) -> None:
+    from PIL import Image
+
+    s3, dynamodb = aws
+    secret = tmp_path / "loader-disk" / "secret.png"
+    secret.parent.mkdir()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(secret)
+    good = upload_catalog(s3, tmp_path, extra_rows=[
+        {"id": "abs-exists", "title": "x", "category": "dress", "image": str(secret)},
+        {"id": "abs-missing", "title": "x", "category": "dress", "image": str(secret.with_name("nope.png"))},
+        {"id": "file-url", "title": "x", "category": "dress", "image": f"file://{secret}"},
+        {"id": "climb", "title": "x", "category": "dress", "image": "../../../../../../../../" + str(secret)},
+        {"id": "home", "title": "x", "category": "dress", "image": "~/secret.png"},
+        {"id": "script", "title": "x", "category": "dress", "image": "images/dress-0000.jpg",
+         "product_url": "javascript:alert(document.cookie)"},
+    ])
+
+    outcome = handler(load_event("s3_catalog_created.json"), LambdaContext())["results"][0]
+
+    assert outcome["status"] == "succeeded" and outcome["loaded"] == good
+    job = JobStore(dynamodb, settings.jobs_table).get(outcome["job_id"])
+    reasons = [reject["reason"] for reject in job.rejects]
+    assert len(reasons) == 6 and not any("product_id" in reject for reject in job.rejects)
+    assert reasons[0] == reasons[1] == "bad image: absolute paths are not allowed; give a path relative to the catalog"
+    assert reasons[2].startswith("bad image: file:// URLs are not allowed")
+    assert reasons[3] == "bad image: the path leaves the catalog's folder"
+    assert reasons[4].startswith("bad image: '~' paths are not allowed")
+    assert reasons[5] == "bad product_url: must be an http(s) URL"
+
+
+def test_a_job_removes_what_dead_jobs_left_in_the_cache(handler: Any, aws: tuple[Any, Any], settings: Settings,
+                                                         tmp_path: Path) -> None:
+    cache = settings.cache_dir
+    dead_work = cache / "work" / "load-s3-deadbeef-x1y2z3" / ".index.thumbs-123"
+    dead_files = cache / "catalog-files" / "0123456789abcdef" / "images"
+    for folder in (dead_work, dead_files):
+        folder.mkdir(parents=True)
+        (folder / "left.jpg").write_bytes(b"x" * 1000)
+    unrelated = cache / "indexes" / "keep-me"
+    unrelated.mkdir(parents=True)
+    upload_catalog(aws[0], tmp_path)
+
+    outcome = handler(load_event("s3_catalog_created.json"), LambdaContext())["results"][0]
+
+    assert outcome["status"] == "succeeded"
+    assert list((cache / "work").iterdir()) == [] and list((cache / "catalog-files").iterdir()) == []
+    assert unrelated.is_dir()
+
+
+def test_a_job_leaves_the_folders_of_a_live_job_alone(handler: Any, aws: tuple[Any, Any], settings: Settings,
+                                                       tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    cache = settings.cache_dir
+    live = cache / "work" / "load-live-job-abc123"
+    live.mkdir(parents=True)
+    fd = os.open(cache / ".loads.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # what a running job holds
+    try:
+        upload_catalog(aws[0], tmp_path)
+        outcome = handler(load_event("s3_catalog_created.json"), LambdaContext())["results"][0]
+    finally:
+        os.close(fd)
+
+    assert outcome["status"] == "succeeded"
+    assert live.is_dir()
