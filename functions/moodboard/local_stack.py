@@ -6,12 +6,21 @@ come from moto's server in a thread on 127.0.0.1 at a free port; the bucket and 
 on start (for real AWS the CDK stack owns them). Whether real credentials exist is decided from the
 environment and the shared credentials file only: probing the instance metadata endpoint
 (169.254.169.254) from a laptop would hang, and reaching it is never wanted here.
+
+DynamoDB applies each request to an item atomically, and S3 evaluates a conditional write
+(If-Match / If-None-Match) atomically; the code relies on both (a rating's upsert and revision count,
+the CURRENT pointer's move). moto's backends read, change and write back without a lock, and its
+server answers requests in threads, so two concurrent UpdateItems of one new item both "created" it
+and revisions were lost. `LocalMotoServer` therefore applies DynamoDB requests and conditional S3
+writes one at a time; everything else (S3 reads, plain uploads) stays concurrent.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -70,15 +79,80 @@ def start_local_aws(settings: Settings, mode: AwsMode = "auto") -> LocalAWS:
         return LocalAWS("endpoint", settings.aws_endpoint_url)
     if mode == "real" or (mode == "auto" and real_credentials_configured()):
         return LocalAWS("aws", None)
-    from moto.server import ThreadedMotoServer
-
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
-    server = ThreadedMotoServer(ip_address=MOTO_HOST, port=0, verbose=False)
+    server = LocalMotoServer(MOTO_HOST)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     logger.info("moto server listening at %s", endpoint)
     return LocalAWS("moto", endpoint, server)
+
+
+def _atomic_in_aws(environ: dict[str, Any]) -> bool:
+    """Whether AWS applies this request atomically: any DynamoDB call, or a conditional S3 write."""
+    if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+        return True
+    conditional = environ.get("HTTP_IF_MATCH") or environ.get("HTTP_IF_NONE_MATCH")
+    return bool(conditional) and environ.get("REQUEST_METHOD") not in ("GET", "HEAD")
+
+
+class _OneAtATime:
+    """WSGI middleware: requests `atomic(environ)` picks run one at a time, to the end of their response."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], atomic: Callable[[dict[str, Any]], bool]) -> None:
+        self._app = app
+        self._atomic = atomic
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self._atomic(environ):
+            return self._app(environ, start_response)
+        with self._lock:
+            response = self._app(environ, start_response)
+            try:
+                return [b"".join(response)]
+            finally:
+                close = getattr(response, "close", None)
+                if close is not None:
+                    close()
+
+
+class LocalMotoServer:
+    """moto's server in a thread on `host` (a free port), with AWS's atomicity for DynamoDB requests
+    and conditional S3 writes (see the module docstring). Built from the same parts as moto's
+    ThreadedMotoServer, whose WSGI app cannot be wrapped from outside."""
+
+    def __init__(self, host: str = MOTO_HOST, port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._server: Any | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread; returns once the port is bound."""
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = _OneAtATime(DomainDispatcherApplication(create_backend_app), _atomic_in_aws)
+        self._server = make_server(self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread.start()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        """Where it listens."""
+        assert self._server is not None, "start() first"
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
 
 
 def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
