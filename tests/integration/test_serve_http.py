@@ -199,6 +199,55 @@ def test_serve_bad_inputs_over_http(server: Server) -> None:
     assert blocked.status_code == 400 and blocked.json()["error"] == "BlockedURL"
 
 
+def test_serve_search_with_a_weight_below_dynamodb_range_can_be_rated(server: Server) -> None:
+    """A legal weight DynamoDB cannot hold (1e-300) still leaves a history record to rate against."""
+    with server.client() as client:
+        searches = [client.post("/search", json={"text": "pastel", "category": "bag", "k": 2, **extreme})
+                    for extreme in ({"mmr_lambda": 1e-300}, {"w_text": 1e-200})]
+        ratings = [client.post("/evaluations", json={"search_id": s.json()["search_id"], "rating": 1,
+                                                     "product_id": s.json()["results"][0]["id"], "rater": "tiny"})
+                   for s in searches]
+
+    assert [s.status_code for s in searches] == [200, 200], [s.text for s in searches]
+    assert [r.status_code for r in ratings] == [200, 200], [r.text for r in ratings]
+    assert all(r.json()["created"] for r in ratings)
+
+
+def test_serve_concurrent_identical_ratings_create_once(server: Server) -> None:
+    """16 shoppers' browsers posting the same rating at once: one creates it, 15 revise it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with server.client() as client:
+        search = client.post("/search", json={"text": "sunset", "category": "bag", "k": 3}).json()
+    rating = {"search_id": search["search_id"], "product_id": search["results"][0]["id"], "rating": 1,
+              "rater": "sixteen-tabs"}
+    barrier = threading.Barrier(16)
+
+    def post(_: int) -> httpx.Response:
+        with server.client() as client:
+            barrier.wait()
+            return client.post("/evaluations", json=rating)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, range(16)))
+
+    assert [a.status_code for a in answers] == [200] * 16, [a.text for a in answers]
+    assert [a.json()["created"] for a in answers].count(True) == 1
+    assert sorted(a.json()["evaluation"]["revisions"] for a in answers) == list(range(1, 17))
+
+
+def test_serve_deeply_nested_json_returns_422(server: Server) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    with server.client() as client:
+        search = client.post("/search", content=deep, headers={"Content-Type": "application/json"})
+        rating = client.post("/evaluations", content='{"search_id": ' + deep + "}",
+                             headers={"Content-Type": "application/json"})
+
+    for response in (search, rating):
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "NestingTooDeep"
+
+
 def test_serve_admin_load_publishes_and_search_swaps_to_it(server: Server, tmp_path: Path) -> None:
     catalog = generate_demo_catalog(tmp_path / "next", per_category=4, categories=["lamp", "sofa"])
     s3 = boto3.client("s3", endpoint_url=server.moto_endpoint, region_name="us-east-1",
