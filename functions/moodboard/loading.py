@@ -55,7 +55,8 @@ CLOTHING_CSV = "images.csv"
 WORK_DIR = "work"
 CATALOG_FILES_DIR = "catalog-files"
 WORK_PREFIX = "load-"
-_CATALOG_FILES_NAME = re.compile(r"^[0-9a-f]{16}$")
+# What a job leaves under catalog-files/: its folder, and the archive downloaded beside it.
+_CATALOG_FILES_NAME = re.compile(r"^\.?[0-9a-f]{16}($|-)")
 PROGRESS_SECONDS = 2.0
 MAX_IMAGE_DOWNLOADS = 8
 
@@ -211,11 +212,14 @@ class CatalogLoader:
     def _clean_dead_jobs(self) -> None:
         """Remove the work and catalog folders of jobs that died (called with no other job alive)."""
         cache = Path(self.settings.cache_dir)
-        leftovers = [p for p in _subfolders(cache / WORK_DIR) if p.name.startswith(WORK_PREFIX)]
-        leftovers += [p for p in _subfolders(cache / CATALOG_FILES_DIR) if _CATALOG_FILES_NAME.match(p.name)]
-        for folder in leftovers:
-            shutil.rmtree(folder, ignore_errors=True)
-            logger.warning("removed %s, left behind by a load job that did not finish", folder)
+        leftovers = [p for p in _entries(cache / WORK_DIR) if p.name.startswith(WORK_PREFIX) and p.is_dir()]
+        leftovers += [p for p in _entries(cache / CATALOG_FILES_DIR) if _CATALOG_FILES_NAME.match(p.name)]
+        for path in leftovers:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            logger.warning("removed %s, left behind by a load job that did not finish", path)
 
     def _catalog_dir(self, catalog_key: str) -> Path:
         """Where a catalog's files land: the same folder on every run of the same key, since local
@@ -330,10 +334,11 @@ class CatalogLoader:
         return record.status != "succeeded"
 
 
-def _subfolders(folder: Path) -> list[Path]:
+def _entries(folder: Path) -> list[Path]:
+    """Files and folders directly in `folder` (links skipped: never followed by a cleanup)."""
     if not folder.is_dir():
         return []
-    return [path for path in folder.iterdir() if path.is_dir() and not path.is_symlink()]
+    return [path for path in folder.iterdir() if not path.is_symlink()]
 
 
 def run_jobs(loader: CatalogLoader, jobs: Iterable[LoadJob]) -> list[dict[str, Any]]:

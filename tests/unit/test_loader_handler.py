@@ -306,14 +306,17 @@ def test_a_job_removes_what_dead_jobs_left_in_the_cache(handler: Any, aws: tuple
     for folder in (dead_work, dead_files):
         folder.mkdir(parents=True)
         (folder / "left.jpg").write_bytes(b"x" * 1000)
+    (cache / "catalog-files" / ".0123456789abcdef-shop.zip").write_bytes(b"PK")  # its downloaded archive
     unrelated = cache / "indexes" / "keep-me"
     unrelated.mkdir(parents=True)
+    (cache / "catalog-files" / "notes.txt").write_text("not a job's")
     upload_catalog(aws[0], tmp_path)
 
     outcome = handler(load_event("s3_catalog_created.json"), LambdaContext())["results"][0]
 
     assert outcome["status"] == "succeeded"
-    assert list((cache / "work").iterdir()) == [] and list((cache / "catalog-files").iterdir()) == []
+    assert list((cache / "work").iterdir()) == []
+    assert [p.name for p in (cache / "catalog-files").iterdir()] == ["notes.txt"]
     assert unrelated.is_dir()
 
 
