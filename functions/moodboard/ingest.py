@@ -31,8 +31,8 @@ from moodboard.errors import BundleError, MoodboardError, NothingLoaded
 from moodboard.fetch import FetchLimits, fetch
 from moodboard.images import decode_image, load_image_file
 from moodboard.index import ProductIndex
-from moodboard.settings import Settings
 from moodboard.load_staging import clean_staging, output_lock, thumbs_staging
+from moodboard.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from urllib.parse import unquote_plus
 from moodboard.archives import ARCHIVE_SUFFIXES, ArchiveLimits, extract
 from moodboard.artifacts import CATALOG_PREFIX, ArtifactStore, Pointer
 from moodboard.errors import CatalogError, ConfigError, MoodboardError, NotFound, NothingLoaded
+from moodboard.load_staging import shared_work_root
 from moodboard.observability import COUNT, record_metric
 from moodboard.settings import Settings
-from moodboard.load_staging import shared_work_root
 
 if TYPE_CHECKING:
     from moodboard.embedder import EmbedderProtocol
