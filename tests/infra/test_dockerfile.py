@@ -82,15 +82,16 @@ def test_runtime_stage_refuses_a_python_without_the_tarfile_fixes() -> None:
     assert guard[0] == "RUN" and guard[1].startswith('python -c "') and guard[1].endswith('"')
     check = guard[1][len('python -c "'):-1]
     assert f"sys.version_info >= {PATCHED_PYTHON}" in check
+    code = compile(check.replace("import sys; ", ""), "<guard>", "exec")
     for version, passes in (((3, 12, 10, "final", 0), False), ((3, 12, 11, "final", 0), True),
                             ((3, 13, 4, "final", 0), True)):
-        namespace = {"sys": type("FakeSys", (), {"version_info": version, "version": ".".join(map(str, version[:3]))})}
-        code = compile(check.replace("import sys; ", ""), "<guard>", "exec")
+        fake_sys = type("FakeSys", (), {"version_info": version, "version": ".".join(map(str, version[:3])),
+                                        "exit": staticmethod(sys.exit)})
         if passes:
-            exec(code, namespace)
+            exec(code, {"sys": fake_sys})
         else:
-            with pytest.raises(AssertionError, match="lacks the tarfile fixes"):
-                exec(code, namespace)
+            with pytest.raises(SystemExit, match="lacks the tarfile fixes"):
+                exec(code, {"sys": fake_sys})
 
 
 def test_dockerfile_installs_only_the_runtime_requirement_set() -> None:
