@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 METHODS = ("finetune", "lit")
 TINY_BASE = "tiny-random-clip"
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_EVERY_SECONDS = 30.0  # short epochs are not worth a checkpoint each
 EVAL_BATCH = 64
 EVAL_K = 10
 
@@ -375,7 +376,7 @@ class Trainer:
         self.total_steps = steps_per_epoch * config.epochs
         self.warmup_steps = max(1, int(round(config.warmup * self.total_steps)))
         self.optimizer = torch.optim.AdamW(param_groups(self.model, config.weight_decay), lr=self.lr,
-                                           betas=(0.9, 0.98), eps=1e-6)
+                                           betas=(0.9, 0.98), eps=1e-6, foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            lr_lambda(self.total_steps, self.warmup_steps))
         if self.keep_initial:  # the untrained weights, for exporting the base beside the result
@@ -426,7 +427,7 @@ class Trainer:
         else:
             self._emit(kind="phase", message=f"resuming after epoch {state['epoch']}")
         resumed_seconds = state["seconds"]
-        mark = time.perf_counter()
+        mark = last_save = time.perf_counter()
         step = state["step"]
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
             if state["finished"]:
@@ -467,7 +468,9 @@ class Trainer:
             if state["bad_epochs"] >= config.patience:
                 state["finished"] = True
                 state["stopped_early"] = True
-            self._save(state)
+            if time.perf_counter() - last_save >= CHECKPOINT_EVERY_SECONDS or epoch == config.epochs:
+                self._save(state)
+                last_save = time.perf_counter()
             self._emit(kind="epoch", epoch=epoch, epochs=config.epochs, step=step, steps=self.total_steps,
                        loss=record["loss"], held_out=figures)
             if state["finished"]:

@@ -76,6 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="A/B test two model fingerprints, index versions or weight sets in the ratings")
     p.add_argument("--compare-field", choices=["model_fingerprint", "index_version", "weights"], default=None)
     p.add_argument("--compare-k", type=_positive, default=10, help="precision@k compared in the A/B test")
+    p.add_argument("--against", type=Path, default=None, metavar="DIR",
+                   help="compare --model (A) with this second model bundle (B) on the same held-out products: "
+                        "caption/type/image retrieval, near-copies, diversity, bootstrap intervals, "
+                        "neighbourhood overlap (writes comparison.json and comparison.html)")
+    p.add_argument("--held-out", type=float, default=0.2,
+                   help="with --against and no trained bundle: share of products held out (default 0.2)")
+    p.add_argument("--top-types", type=_positive, default=None,
+                   help="with --against: type and image figures over the N largest types only")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON")
     p.set_defaults(func=run)
 
@@ -94,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give a CATALOG to evaluate, --ratings FILE or --ratings-url URL")
     if args.compare and args.ratings is None and args.ratings_url is None:
         raise ConfigError("--compare needs ratings: --ratings FILE or --ratings-url URL")
+    if args.against is not None:
+        return _compare_models(args, get_settings())
     harness, ratings_mod, report_mod = _load_harness()
     settings = get_settings()
     started = time.perf_counter()
@@ -183,6 +193,90 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
         return None
 
     return thumbnail, {p.id: p.category for p in data.products}
+
+
+def _compare_models(args: argparse.Namespace, settings: Settings) -> int:
+    """`--against`: two bundles on the held-out products of the trained one's split."""
+    from moodboard.embedder import Embedder
+
+    if args.catalog is None or args.model is None:
+        raise ConfigError("--against compares --model A with bundle B on a CATALOG: give both")
+    if args.index is not None or args.ratings is not None or args.ratings_url is not None:
+        raise ConfigError("--against runs alone: drop --index, --ratings and --ratings-url")
+    try:
+        from benchmarks.quality import compare as compare_mod
+        from benchmarks.quality import heldout
+        from model_export.train.data import load_catalog
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"`moodboard eval --against` needs the dev extra ({exc.name} is missing)") from exc
+    started = time.perf_counter()
+    precision = args.precision or "fp32"
+    a = Embedder.load(args.model, precision=precision, threads=settings.intra_op_threads)
+    b = Embedder.load(args.against, precision=precision, threads=settings.intra_op_threads)
+    trained = next((e.manifest.training for e in (b, a) if e.manifest.training is not None), None)
+    if trained is not None:
+        fraction, seed = trained.catalog["held_out_fraction"], trained.catalog["split_seed"]
+        ignore = tuple(trained.catalog.get("ignored_categories", [])) + tuple(args.ignore_category)
+    else:
+        fraction, seed, ignore = args.held_out, args.seed, tuple(args.ignore_category)
+    catalog = load_catalog(args.catalog, ignore=ignore)
+    ids = [p.id for p in catalog.products]
+    _, held_rows = heldout.split_products(ids, [p.category for p in catalog.products], fraction=fraction, seed=seed)
+    digest = heldout.split_digest([ids[r] for r in held_rows])
+    if trained is not None and trained.catalog.get("checksum") != catalog.checksum:
+        print_note(f"{args.catalog} is not the catalog the trained model was trained on (checksum differs)")
+    elif trained is not None and trained.catalog.get("held_out_digest") != digest:
+        raise ConfigError("the held-out split does not match the one recorded in the trained model's manifest")
+    opener = _image_opener(settings)
+    images, kept = [], []
+    for row in held_rows:
+        image = opener(catalog.products[row].image)
+        if image is not None:
+            images.append(image)
+            kept.append(row)
+    if len(kept) < 2:
+        raise ConfigError(f"only {len(kept)} held-out products have readable images; need at least 2")
+    data = catalog.held_out(kept)
+    with err_console.status(f"embedding {len(images)} held-out images with both models"):
+        vectors_a, vectors_b = a.embed_images(images), b.embed_images(images)
+    defaults = settings.query
+    report = compare_mod.compare(data, vectors_a, a.embed_texts, vectors_b, b.embed_texts, ignore=args.ignore_category,
+                                 top_types=args.top_types, near_copy_threshold=defaults.near_copy_threshold,
+                                 w_image=defaults.w_image, w_type=defaults.w_type, seed=args.seed)
+    report["meta"] = {
+        "code_version": __version__, "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "catalog": str(args.catalog), "catalog_checksum": catalog.checksum, "precision": precision,
+        "split": {"held_out_fraction": fraction, "seed": seed, "ignored_categories": list(ignore),
+                  "held_out_digest": digest, "from_training_record": trained is not None,
+                  "unreadable_images": len(held_rows) - len(kept)},
+        "a": _model_meta(args.model, a), "b": _model_meta(args.against, b),
+        "seconds_total": round(time.perf_counter() - started, 2),
+    }
+    written = compare_mod.write_comparison(report, args.out)
+    headline = {label: {"a": row["a"], "b": row["b"], "difference": row["difference"], "interval": row["interval"]}
+                for label, row in report["differences"].items()}
+    headline["within_type_overlap"] = report["within_type_overlap"]["overlap"]
+    if args.json:
+        console.print_json(json.dumps({"comparison": headline, "report": {k: str(v) for k, v in written.items()}}))
+        return 0
+    console.print(f"A: {report['meta']['a']['name']} ({a.manifest.description})\n"
+                  f"B: {report['meta']['b']['name']} ({b.manifest.description})\n"
+                  f"{report['products']} held-out products", markup=False)
+    for label, row in headline.items():
+        if label == "within_type_overlap":
+            console.print(f"within-type 10-NN overlap A vs B: {_fmt(row)}", markup=False)
+            continue
+        interval = row["interval"]
+        console.print(f"{label}: A {_fmt(row['a'])}  B {_fmt(row['b'])}  B-A {_fmt(row['difference'])}"
+                      + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""), markup=False)
+    err_console.print(f"report: {written['html']} (JSON: {written['json']})", markup=False)
+    return 0
+
+
+def _model_meta(path: Path, embedder: Any) -> dict[str, Any]:
+    manifest = embedder.manifest
+    return {"path": str(path), "name": f"{manifest.source.id} @ {embedder.fingerprint[:8]}",
+            "fingerprint": embedder.fingerprint, "description": manifest.description, "tiny": manifest.tiny}
 
 
 def _image_opener(settings: Settings) -> Any:

@@ -1,0 +1,158 @@
+"""`moodboard train` on a generated catalog whose captions can be read off its images.
+
+The demo catalog draws each product as its type's silhouette in one of five palettes and records
+the palette as an attribute, so its captions ("a photo of a pastel dress", "dress, palette:
+pastel", the title, "a photo of a dress") are derivable from the pixels. 20 products per type (120),
+20% held out by product (24). Caption-to-product relevance: the held-out products that have the
+query caption (about one or two of 24), so a random ranking finds one in its top 10 with
+probability about 0.46 (computed exactly per query, `chance`), in its top 1 about 0.06.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moodboard.cli import main
+
+pytestmark = pytest.mark.slow
+
+PER_CATEGORY = 20
+
+
+@pytest.fixture(scope="module")
+def palette_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from moodboard.demo_catalog import generate_demo_catalog
+
+    return generate_demo_catalog(tmp_path_factory.mktemp("train-catalog"), per_category=PER_CATEGORY, seed=3)
+
+
+def _trainer(catalog: Path, work: Path, **overrides):
+    from model_export.train.trainer import TrainConfig, Trainer
+
+    config = TrainConfig(**{"base": "tiny-random-clip", "epochs": 8, "batch_size": 32, "patience": 8,
+                            "lr": 1e-3, **overrides})
+    return Trainer(catalog, config, work)
+
+
+def test_finetune_from_tiny_clip_lowers_loss_and_lifts_held_out_caption_recall(palette_catalog: Path,
+                                                                               tmp_path: Path) -> None:
+    trainer = _trainer(palette_catalog, tmp_path / "work", method="finetune")
+    result = trainer.run()
+
+    losses = [epoch["loss"] for epoch in result["history"]]
+    before = result["before"]["caption_to_product"]
+    after = result["after"]["caption_to_product"]
+    print(f"finetune: loss {losses[0]:.3f} -> {min(losses):.3f}; held-out R@10 {before['r_at_10']:.3f} -> "
+          f"{after['r_at_10']:.3f} (chance {after['chance']['r_at_10']:.3f}), R@1 {before['r_at_1']:.3f} -> "
+          f"{after['r_at_1']:.3f} (chance {after['chance']['r_at_1']:.3f})")
+    assert len(trainer.held_rows) == 24
+    assert min(losses[-3:]) < losses[0] - 0.3
+    assert after["r_at_10"] >= 0.8
+    assert after["r_at_10"] >= after["chance"]["r_at_10"] + 0.3
+    assert after["mrr"] >= 2 * after["chance"]["mrr"]
+
+
+def test_lit_with_tiny_clip_tower_learns_captions_and_leaves_image_embeddings_unchanged(
+        palette_catalog: Path, tmp_path: Path) -> None:
+    import torch
+
+    trainer = _trainer(palette_catalog, tmp_path / "work", method="lit", epochs=10, patience=10, lr=2e-3)
+    trainer.prepare()
+    trainer.setup_model()
+    vision_before = {k: v.clone() for k, v in trainer.model.vision_model.state_dict().items()}
+    trainer.setup_model = lambda: None  # already set up
+    result = trainer.run()
+
+    losses = [epoch["loss"] for epoch in result["history"]]
+    before = result["before"]["caption_to_product"]
+    after = result["after"]["caption_to_product"]
+    print(f"lit (tiny CLIP tower): loss {losses[0]:.3f} -> {min(losses):.3f}; held-out R@10 "
+          f"{before['r_at_10']:.3f} -> {after['r_at_10']:.3f} (chance {after['chance']['r_at_10']:.3f})")
+    assert min(losses[-3:]) < losses[0] - 0.3
+    assert after["r_at_10"] >= after["chance"]["r_at_10"] + 0.3
+    vision_after = trainer.model.vision_model.state_dict()
+    assert all(torch.equal(vision_before[k], vision_after[k]) for k in vision_before)
+    assert result["after"]["image_to_image"] == result["before"]["image_to_image"]
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(palette_catalog: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_export.train import trainer as trainer_mod
+    from moodboard.errors import ConfigError
+
+    monkeypatch.setattr(trainer_mod, "CHECKPOINT_EVERY_SECONDS", 0.0)
+    work = tmp_path / "work"
+
+    def stop_after_two(event) -> None:
+        if event.kind == "epoch" and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    first = _trainer(palette_catalog, work, method="lit", epochs=4, patience=4)
+    first.progress = stop_after_two
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+
+    phases: list[str] = []
+    second = _trainer(palette_catalog, work, method="lit", epochs=4, patience=4)
+    second.progress = lambda event: phases.append(event.message) if event.kind == "phase" else None
+    result = second.run()
+    assert "resuming after epoch 2" in phases
+    assert [epoch["epoch"] for epoch in result["history"]] == [1, 2, 3, 4]
+
+    other = _trainer(palette_catalog, work, method="lit", epochs=4, patience=4, seed=1)
+    with pytest.raises(ConfigError, match="checkpoint of a different run"):
+        other.run()
+
+
+def test_train_cli_lit_efficientnet_writes_a_bundle_the_runtime_serves(palette_catalog: Path, tmp_path: Path,
+                                                                       tiny_bundle: Path, settings,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    from moodboard.embedder import Embedder
+    from moodboard.errors import FingerprintMismatch
+    from moodboard.index import ProductIndex
+    from moodboard.ingest import load_catalog
+
+    out = tmp_path / "lit-model"
+    code = main(["train", str(palette_catalog), "--base", "efficientnet-lite0", "--method", "lit", "--out", str(out),
+                 "--epochs", "6", "--batch-size", "32", "--patience", "6", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    training = manifest["training"]
+
+    assert manifest["dim"] == 1280
+    assert training["method"] == "lit"
+    assert training["base"]["id"] == "efficientnet-lite0" and len(training["base"]["weights_sha256"]) == 64
+    assert training["catalog"]["products"] == 120 and training["catalog"]["held_out"] == 24
+    assert training["captions"]["attribute_fields"] == {"palette": 96}
+    assert set(training["captions"]["templates"]) == {"attributes", "fields", "title", "type"}
+    assert training["hyperparameters"]["lr"] == 1e-3
+    assert training["description"].startswith("LiT: pretrained EfficientNet-Lite0 image tower")
+    after, before = training["held_out"]["after"], training["held_out"]["before"]
+    print(f"lit efficientnet-lite0: held-out R@10 {before['caption_to_product']['r_at_10']:.3f} -> "
+          f"{after['caption_to_product']['r_at_10']:.3f} (chance {after['caption_to_product']['chance']['r_at_10']:.3f})"
+          f", type P@10 {before['type_to_product']['p_at_10']:.3f} -> {after['type_to_product']['p_at_10']:.3f}")
+    assert after["caption_to_product"]["r_at_10"] >= after["caption_to_product"]["chance"]["r_at_10"] + 0.3
+    assert after["image_to_image"] == before["image_to_image"]  # the locked tower's geometry, exactly
+    assert summary["load_command"] == f"moodboard load {palette_catalog} --model {out} --out artifacts/index"
+
+    embedder = Embedder.load(out)
+    assert embedder.manifest.description == training["description"]
+    first = palette_catalog.parent / "images" / "dress-0000.jpg"
+    texts = embedder.embed_texts(["a photo of a dress", "a photo of a sofa"])
+    with Image.open(first) as image:
+        vector = embedder.embed_images([image])[0]
+    assert texts.shape == (2, 1280) and vector.shape == (1280,)
+    assert float(vector @ texts[0]) > float(vector @ texts[1])
+
+    index_dir = tmp_path / "index"
+    load_catalog(palette_catalog, Embedder.load(tiny_bundle), index_dir, settings=settings, progress=False)
+    with pytest.raises(FingerprintMismatch):
+        ProductIndex.load(index_dir, expected_fingerprint=embedder.fingerprint)
+    assert np.isfinite(vector).all()
