@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -34,6 +35,11 @@ from moodboard.errors import InvalidQuery
 from moodboard.http_errors import BodyLimitMiddleware, install
 from moodboard.settings import Settings, get_settings
 
+# /docs loads Swagger UI's script and stylesheet from here (files of the fastapi-offline wheel), never
+# from a CDN, so the API documentation works offline and under `default-src 'self'`.
+DOCS_ASSETS_URL = "/docs-assets"
+# Swagger UI would otherwise ask validator.swagger.io to check the spec.
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
 MAX_FORM_FIELDS = 30
 MAX_FORM_FIELD_BYTES = 64 * 1024
 DEFAULT_SIMILAR_K = 12
@@ -168,8 +174,9 @@ def add_body_limit(app: FastAPI) -> None:
 
 def create_search_app(settings: Settings | None = None) -> FastAPI:
     """The search API as a FastAPI app: routes, the error mapping, the body limit, CORS if configured."""
-    app = FastAPI(title="moodboard search API", version=__version__,
-                  description="Vibe search: products with the gist of an inspiration picture.")
+    app = FastAPIOffline(title="moodboard search API", version=__version__,
+                         description="Vibe search: products with the gist of an inspiration picture.",
+                         redoc_url=None, static_url=DOCS_ASSETS_URL, swagger_ui_parameters=SWAGGER_UI_PARAMETERS)
     install(app)
     add_body_limit(app)
     origins = (settings or get_settings()).cors_origins

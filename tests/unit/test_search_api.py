@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import struct
 import threading
 import time
@@ -258,6 +259,12 @@ def test_unknown_product_returns_404(stack: Stack) -> None:
 def test_openapi_docs_are_served(stack: Stack) -> None:
     status, _, response = stack.call(http_event("GET", "/docs"))
     assert status == 200 and "swagger" in response["body"].lower()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response["body"])
+    assert sorted(assets) == ["/docs-assets/favicon.png", "/docs-assets/swagger-ui-bundle.js",
+                              "/docs-assets/swagger-ui.css"]  # local files, no CDN
+    for asset in assets:
+        asset_status, _, asset_response = stack.call(http_event("GET", asset))
+        assert asset_status == 200 and asset_response["body"], asset
     _, spec, _ = stack.call(http_event("GET", "/openapi.json"))
     assert set(spec["paths"]["/search"]["post"]["requestBody"]["content"]) == {"application/json",
                                                                               "multipart/form-data"}
