@@ -99,6 +99,21 @@ def post_evaluation(
     return EvaluationResponse(evaluation=record, created=created)
 
 
+@router.delete("/evaluations/{search_id}/{product_id}", status_code=status.HTTP_204_NO_CONTENT,
+               tags=["evaluations"])
+def delete_evaluation(
+    search_id: str,
+    product_id: str,
+    request: Request,
+    settings: SettingsDep,
+    evaluations: EvaluationsDep,
+    rater: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+) -> Response:
+    """Clear one's rating of one result (the rater as for POST); 404 when there is none."""
+    evaluations.delete(search_id, product_id, gateway_subject(request, settings) or rater or ANONYMOUS)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/evaluations", response_model=Page[EvaluationRecord], tags=["admin"])
 def list_evaluations(
     _: AdminDep,

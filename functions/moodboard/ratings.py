@@ -150,6 +150,20 @@ class EvaluationStore:
             )
         return _record(response["Item"])
 
+    def delete(self, search_id: str, product_id: str, rater: str) -> None:
+        """Remove one rating (a shopper clearing theirs); NotFound when there is none."""
+        with aws_errors("delete the evaluation"):
+            try:
+                self._client.delete_item(
+                    TableName=self._table,
+                    Key=self._key(search_id, product_id, rater),
+                    ConditionExpression="attribute_exists(search_id)",
+                )
+            except self._client.exceptions.ConditionalCheckFailedException:
+                raise NotFound(
+                    "evaluation not found", details={"search_id": search_id, "product_id": product_id, "rater": rater}
+                ) from None
+
     def page(
         self,
         *,

@@ -25,7 +25,7 @@ from moodboard.ratings import EvaluationRecord
 from moodboard.ratings_summary import summarize, weights_key
 from moodboard.runtime import Runtime, set_runtime
 from moodboard.settings import Settings, get_settings
-from moodboard.tables import create_tables
+from moodboard.tables import create_tables, deserialize
 
 ROOT = Path(__file__).parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -214,6 +214,23 @@ def test_post_evaluation_rater_comes_from_body_then_jwt(api: Api) -> None:
 
     assert by_body["evaluation"]["rater"] == "ann"
     assert (status, by_jwt["evaluation"]["rater"], by_jwt["created"]) == (200, SUB, True)
+
+
+def test_delete_evaluation_clears_the_raters_rating_only(api: Api) -> None:
+    api.add_search("s1", ["p0", "p1"])
+    api.rate("s1", "p0", 1)
+    api.rate("s1", "p0", -1, rater="ann")
+    api.rate("s1", "p1", 1)
+
+    status, _, body = api.call("DELETE", "/evaluations/s1/p0")
+    again, _, missing = api.call("DELETE", "/evaluations/s1/p0")
+
+    assert (status, body) == (204, None)
+    assert (again, missing["error"], missing["product_id"]) == (404, "NotFound", "p0")
+    items = [deserialize(item) for item in api.dynamodb.scan(TableName=api.settings.evaluations_table)["Items"]]
+    assert sorted((item["product_id"], item["rater"]) for item in items) == [("p0", "ann"), ("p1", "anonymous")]
+    assert api.call("DELETE", "/evaluations/s1/p0", query="rater=ann")[0] == 204
+    assert api.rate("s1", "p0", 1)[1]["created"] is True  # a cleared rating can be given again
 
 
 @pytest.mark.parametrize(
