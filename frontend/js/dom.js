@@ -80,16 +80,25 @@ export function formatTime(value) {
 export async function showDemoBannerIfTiny(banner) {
   const config = await loadConfig();
   let tiny = Boolean(config.tinyModel);
+  let model = null;
   if (!tiny) {
     try {
       const version = await request("version");
-      tiny = Boolean(version && (version.tiny_model || (version.model && version.model.tiny)));
+      model = (version && version.model) || null;
+      tiny = Boolean(version && (version.tiny_model || (model && model.tiny)));
     } catch {
       tiny = false;
     }
   }
   if (tiny) setDemoBanner(banner, true);
+  else if (model && model.trained && model.description) showModelBanner(banner, model.description);
   return tiny;
+}
+
+/** A model trained on this catalog (`moodboard train`, e.g. the offline LiT model): say exactly what it is. */
+export function showModelBanner(banner, description) {
+  banner.replaceChildren(h("strong", {}, "Model:"), ` ${description}`);
+  banner.hidden = false;
 }
 
 /** Show the demo banner (a search response can also say tiny_model: true). */

@@ -119,6 +119,8 @@ class ModelInfo(BaseModel):
     source: str | None
     precision: str
     tiny: bool
+    description: str | None = None  # what the model is, in one line (the manifest's description)
+    trained: bool = False  # trained on a catalog by `moodboard train` (the manifest has a training record)
 
 
 class IndexInfo(BaseModel):

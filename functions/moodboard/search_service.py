@@ -342,7 +342,9 @@ def version_info(embedder: EmbedderProtocol, loaded: LoadedIndex, settings: Sett
     return VersionResponse(
         code_version=settings.code_version or __version__,
         model=ModelInfo(fingerprint=embedder.fingerprint, source=getattr(source, "id", None),
-                        precision=str(getattr(embedder, "precision", "fp32")), tiny=is_tiny(embedder)),
+                        precision=str(getattr(embedder, "precision", "fp32")), tiny=is_tiny(embedder),
+                        description=getattr(manifest, "description", None),
+                        trained=getattr(manifest, "training", None) is not None),
         index=IndexInfo(version=loaded.version, model_fingerprint=loaded.model_fingerprint, count=loaded.count,
                         created=loaded.created),
     )

@@ -37,31 +37,36 @@ class _Text(nn.Module):
         return self.model.get_text_features(input_ids, attention_mask)
 
 
+def export_vision_graph(model: Any, path: Path, *, image_size: int = 224) -> Path:
+    """Write the vision graph (pixel_values -> image_embeds) of a model with get_image_features."""
+    pixels = torch.zeros(2, 3, image_size, image_size)
+    _export(_Vision(model.eval()), (pixels,), path, ["pixel_values"], ["image_embeds"],
+            {"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"}})
+    return path
+
+
 def export_dual_encoder_graphs(model: Any, out_dir: Path, *, image_size: int = 224) -> None:
     """Write VISION_FILE and TEXT_FILE for a model with get_image_features / get_text_features."""
     model = model.eval()
-    pixels = torch.zeros(2, 3, image_size, image_size)
+    export_vision_graph(model, out_dir / VISION_FILE, image_size=image_size)
     ids = torch.tensor([[49406, 320, 1125, 539, 320, 2866, 49407], [49406, 736, 49407, 49407, 49407, 49407, 49407]])
     mask = (torch.arange(ids.shape[1])[None] < torch.tensor([[7], [3]])).long()
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
-            torch.onnx.export(
-                _Vision(model), (pixels,), str(out_dir / VISION_FILE), dynamo=False, opset_version=OPSET,
-                input_names=["pixel_values"], output_names=["image_embeds"],
-                dynamic_axes={"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"}},
-            )
-            torch.onnx.export(
-                _Text(model), (ids, mask), str(out_dir / TEXT_FILE), dynamo=False, opset_version=OPSET,
-                input_names=["input_ids", "attention_mask"], output_names=["text_embeds"],
-                dynamic_axes={"input_ids": {0: "batch_size", 1: "sequence_length"},
-                              "attention_mask": {0: "batch_size", 1: "sequence_length"},
-                              "text_embeds": {0: "batch_size"}},
-            )
-    except Exception as exc:  # torch.onnx raises many unrelated types
-        raise ExportError(f"ONNX export failed: {exc}".splitlines()[0]) from exc
+    _export(_Text(model), (ids, mask), out_dir / TEXT_FILE, ["input_ids", "attention_mask"], ["text_embeds"],
+            {"input_ids": {0: "batch_size", 1: "sequence_length"},
+             "attention_mask": {0: "batch_size", 1: "sequence_length"}, "text_embeds": {0: "batch_size"}})
     stray = [p.name for p in out_dir.iterdir() if p.name not in (VISION_FILE, TEXT_FILE)]
     if stray:
         raise ExportError(f"the export wrote external data files {stray}; graphs must be self-contained")
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+            axes: dict[str, dict[int, str]]) -> None:
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
+                              output_names=outputs, dynamic_axes=axes)
+    except Exception as exc:  # torch.onnx raises many unrelated types
+        raise ExportError(f"ONNX export failed: {exc}".splitlines()[0]) from exc

@@ -332,15 +332,33 @@ class Trainer:
         self._emit(kind="images", message="embedding images with the locked tower", steps=len(self.products))
         out = []
         self.model.eval()
+        run = self._onnx_image_tower() if self.base.kind == "efficientnet" and self.device.type == "cpu" else None
         with torch.no_grad():
             for start in range(0, len(self.products), EVAL_BATCH):
                 pixels = normalise(self.pixels[start:start + EVAL_BATCH].to(self.device), self.base.preprocess)
-                with self._autocast():
-                    out.append(self.model.get_image_features(pixel_values=pixels).float().cpu())
+                if run is not None:
+                    out.append(torch.from_numpy(run(pixels.numpy())))
+                else:
+                    with self._autocast():
+                        out.append(self.model.get_image_features(pixel_values=pixels).float().cpu())
                 self._emit(kind="images", advance=pixels.shape[0], steps=len(self.products))
         features = torch.cat(out).numpy()
         np.save(path, features)
         return torch.from_numpy(features)
+
+    def _onnx_image_tower(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The locked tower as the ONNX graph the bundle will hold, run by onnxruntime: on a CPU about
+        5x faster than PyTorch eager for EfficientNet, and the features are the served embeddings."""
+        import onnxruntime as ort
+
+        from model_export.train.graphs import export_vision_graph
+
+        path = export_vision_graph(self.model, self.work / "locked-vision.onnx",
+                                   image_size=self.base.preprocess.crop_height)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        return lambda pixels: session.run(["image_embeds"], {"pixel_values": pixels})[0]
 
     @torch.no_grad()
     def evaluate(self, *, full: bool) -> dict[str, Any]:

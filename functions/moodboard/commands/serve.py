@@ -121,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
         app = build_local_app(settings, runtime=runtime, tiny=tiny)
         url = f"http://{args.host}:{args.port}/"
         console.print(f"AWS services: {local.describe()}", markup=False)
-        console.print(f"model {embedder.fingerprint} ({'tiny test model' if tiny else model_dir}); "
+        description = getattr(getattr(embedder, "manifest", None), "description", None)
+        console.print(f"model {embedder.fingerprint} ({'tiny test model' if tiny else model_dir})"
+                      + (f": {description}" if description else "") + "; "
                       f"index {loaded.version} with {loaded.count} products", markup=False)
         if generated:
             console.print(f"admin token (MOODBOARD_ADMIN_TOKEN): {env['MOODBOARD_ADMIN_TOKEN']}", markup=False)
