@@ -100,9 +100,15 @@ class CorruptImage(ImageError):
 
 
 class ImageTooLarge(ImageError):
-    """The image is over the byte or pixel limit."""
+    """The image is over the byte, pixel or decoded-size limit."""
 
     status_code = 413
+
+
+class DecodersBusy(MoodboardError):
+    """Every image-decode slot of this process stayed taken for longer than the wait limit."""
+
+    status_code = 503
 
 
 class FetchError(MoodboardError):
@@ -127,6 +133,12 @@ class FetchTooLarge(FetchError):
     """The upstream sent more than the size limit."""
 
     status_code = 413
+
+
+class BadContentEncoding(FetchError):
+    """The upstream's gzip/deflate body is invalid or cut short."""
+
+    status_code = 502
 
 
 class CatalogError(MoodboardError):

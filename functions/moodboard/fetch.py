@@ -6,14 +6,23 @@ address (never a fresh DNS lookup), so a DNS answer that changes between check a
 steer us to loopback, a private network or the cloud metadata endpoint. The original host still goes
 out as the Host header and as the TLS server name, so certificates are verified against it.
 
+"Public" is decided by moodboard.addresses: global unicast and outside every block of IANA's
+special-purpose address registries, not only what this Python's `ipaddress` calls private.
+
 This is built on httpcore (the engine under httpx) with a network backend that only dials pinned
 addresses and clamps every socket operation to one total deadline, which also cuts an upstream that
 drips a byte at a time. Redirects are followed here, hop by hop, through the same checks. Proxies
 from the environment are never used: a proxy would do its own DNS lookup.
+
+A page's og:image is read by a WHATWG tokenizer in C (turbohtml) that runs in linear time on any
+input: no tree is built, so no stack of open elements to walk (tree builders, libxml2's and Lexbor's
+included, go quadratic on deep or misnested markup). Only the first HTML_PARSE_BYTES are read, in
+chunks, and the fetch's deadline is checked between chunks.
 """
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import logging
 import re
@@ -24,12 +33,20 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from html.parser import HTMLParser
 
 import httpcore
 import httpx
+import turbohtml
 
-from moodboard.errors import BlockedURL, FetchError, FetchTimeout, FetchTooLarge, UnsupportedImage
+from moodboard.addresses import is_public_address
+from moodboard.errors import (
+    BadContentEncoding,
+    BlockedURL,
+    FetchError,
+    FetchTimeout,
+    FetchTooLarge,
+    UnsupportedImage,
+)
 from moodboard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +57,21 @@ ALLOWED_SCHEMES = frozenset({"http", "https"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HOSTNAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$", re.IGNORECASE)
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# og:image sits in <head>: the first 512 KiB of a page is read for it, whatever the page's size.
+HTML_PARSE_BYTES = 512 * 1024
+_HTML_PARSE_CHUNK = 64 * 1024
+# Charsets a page may declare (Python codec names of the WHATWG Encoding Standard's encodings); any
+# other label (idna, punycode, unicode_escape ...) is read as UTF-8 instead of running its codec.
+WEB_CHARSETS = frozenset({
+    "utf-8", "utf-16-le", "utf-16-be", "utf-16", "ascii", "iso8859-1", "iso8859-2", "iso8859-3", "iso8859-4",
+    "iso8859-5", "iso8859-6", "iso8859-7", "iso8859-8", "iso8859-10", "iso8859-13", "iso8859-14",
+    "iso8859-15", "iso8859-16", "cp866", "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic", "cp874", "cp1250",
+    "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp1258", "gbk", "gb2312",
+    "gb18030", "big5", "big5hkscs", "euc_jp", "iso2022_jp", "shift_jis", "cp932", "euc_kr", "cp949", "tis-620",
+})
+# Content-Encodings undone although we ask for identity (servers send them anyway); others pass as is.
+COMPRESSED_CODINGS = frozenset({"gzip", "x-gzip", "deflate"})
+_ZLIB_HEADER_BYTES = 2
 USER_AGENT = "moodboard/0.1 (+image fetch)"
 # Page metadata that names a preview image, in order of preference (Pinterest pins carry og:image).
 IMAGE_META_KEYS = ("og:image:secure_url", "og:image", "og:image:url", "twitter:image", "twitter:image:src")
@@ -102,22 +134,6 @@ def default_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def is_public_address(address: str) -> bool:
-    """True for a globally routable unicast address; False for loopback, private, link-local,
-    unspecified, ULA, CGNAT, multicast, reserved, and IPv4-mapped / 6to4 forms of those."""
-    try:
-        addr = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address):
-        embedded = addr.ipv4_mapped or addr.sixtofour
-        if embedded is not None:
-            addr = embedded
-    return addr.is_global and not (
-        addr.is_multicast or addr.is_reserved or addr.is_link_local or addr.is_loopback or addr.is_unspecified
-    )
-
-
 def _is_loopback_literal(address: str) -> bool:
     """127.0.0.0/8 or ::1, written as such (not an IPv4-mapped or other disguised form)."""
     try:
@@ -168,6 +184,10 @@ class _Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.ends = time.monotonic() + seconds
+
+    def check(self) -> None:
+        """Raise FetchTimeout once the time is up."""
+        self.budget(None)
 
     def budget(self, timeout: float | None) -> float:
         left = self.ends - time.monotonic()
@@ -247,13 +267,57 @@ def _default_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class _Decompressor:
+    """Undoes gzip or deflate, within an output cap; broken or cut-off data is BadContentEncoding.
+
+    "deflate" is accepted zlib-wrapped (as the RFC says) or raw (as some servers send it, and as
+    browsers and httpx accept it): raw is tried when the first bytes are not a zlib header.
+    """
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS)  # a gzip or zlib header, detected
+        # The first bytes, kept for the raw-deflate retry until zlib has checked its 2-byte header.
+        self._head: bytes | None = b""
+
+    def decompress(self, chunk: bytes, max_length: int) -> bytes:
+        try:
+            out = self._zlib.decompress(chunk, max_length)
+        except zlib.error as exc:
+            if self.coding != "deflate" or self._head is None:
+                raise self._invalid() from exc
+            data, self._head = self._head + chunk, None
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                return self._zlib.decompress(data, max_length)
+            except zlib.error as raw_exc:
+                raise self._invalid() from raw_exc
+        if self._head is not None:
+            self._head = self._head + chunk if len(self._head) + len(chunk) < _ZLIB_HEADER_BYTES else None
+        return out
+
+    def finish(self) -> None:
+        """Raise BadContentEncoding if the compressed stream stopped before its end."""
+        if not self._zlib.eof:
+            raise BadContentEncoding(
+                f"the upstream's {self.coding}-compressed body ends before the compressed data does",
+                details={"content_encoding": self.coding},
+            )
+
+    def _invalid(self) -> BadContentEncoding:
+        return BadContentEncoding(
+            f"the upstream sent Content-Encoding {self.coding} but the body is not valid {self.coding} data",
+            details={"content_encoding": self.coding},
+        )
+
+
 def _read_body(response: httpcore.Response, cap: int, url: str) -> bytes:
     """The response body, decompressed if the upstream insisted, refused once it passes cap."""
     declared = _header(response, b"content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise FetchTooLarge(f"the upstream body is {int(declared)} bytes, over the {cap} byte limit")
     encoding = (_header(response, b"content-encoding") or "identity").lower()
-    decoder = zlib.decompressobj(47) if encoding in {"gzip", "x-gzip", "deflate"} else None
+    decoder = _Decompressor(encoding) if encoding in COMPRESSED_CODINGS else None
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_stream():
@@ -263,6 +327,8 @@ def _read_body(response: httpcore.Response, cap: int, url: str) -> bytes:
         if size > cap:
             raise FetchTooLarge(f"the upstream sent more than the {cap} byte limit")
         chunks.append(chunk)
+    if decoder is not None:
+        decoder.finish()
     logger.debug("fetched %d bytes from %s", size, url)
     return b"".join(chunks)
 
@@ -349,38 +415,62 @@ def fetch(
     return _fetch(url, limits, resolver, allow_loopback, _Deadline(limits.timeout), ssl_context)
 
 
-class _ImageMetaParser(HTMLParser):
-    """Collects og:/twitter: image metadata and <link rel="image_src"> from a page."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name.lower(): (value or "").strip() for name, value in attrs}
-        if tag == "meta":
-            key = (values.get("property") or values.get("name") or "").lower()
-            if key in IMAGE_META_KEYS and values.get("content"):
-                self.found.setdefault(key, values["content"])
-        elif tag == "link" and "image_src" in values.get("rel", "").lower().split() and values.get("href"):
-            self.found.setdefault("image_src", values["href"])
-
-
-def find_page_image(html: bytes, page_url: str, content_type: str | None = None) -> str | None:
-    """The page's preview image URL (og:image, twitter:image, image_src), absolute, or None."""
+def _page_text(html: bytes, content_type: str | None) -> str:
+    """The page decoded with its declared charset when that is a web encoding, else UTF-8."""
     charset = "utf-8"
     if content_type and "charset=" in content_type.lower():
-        charset = content_type.lower().split("charset=", 1)[1].split(";", 1)[0].strip(" \"'") or charset
-    try:
-        text = html.decode(charset, errors="replace")
-    except LookupError:
-        text = html.decode("utf-8", errors="replace")
-    parser = _ImageMetaParser()
-    parser.feed(text)
-    parser.close()
+        label = content_type.lower().split("charset=", 1)[1].split(";", 1)[0].strip(" \"'")
+        try:
+            name = codecs.lookup(label).name
+        except LookupError:
+            name = "utf-8"
+        charset = name if name in WEB_CHARSETS else "utf-8"
+    return html.decode(charset, errors="replace")
+
+
+def _collect_image_meta(tokens: Iterable[turbohtml.Token], found: dict[str, str]) -> None:
+    """Note og:/twitter: image metadata and <link rel="image_src"> among tokens (first one wins)."""
+    start = turbohtml.TokenType.START_TAG
+    for token in tokens:
+        if token.type is not start or token.tag not in ("meta", "link"):
+            continue
+        values = {name: (value or "").strip() for name, value in token.attrs}
+        if token.tag == "meta":
+            key = (values.get("property") or values.get("name") or "").lower()
+            if key in IMAGE_META_KEYS and values.get("content"):
+                found.setdefault(key, values["content"])
+        elif "image_src" in values.get("rel", "").lower().split() and values.get("href"):
+            found.setdefault("image_src", values["href"])
+
+
+def find_page_image(
+    html: bytes,
+    page_url: str,
+    content_type: str | None = None,
+    *,
+    parse_bytes: int = HTML_PARSE_BYTES,
+    check_time: Callable[[], None] | None = None,
+) -> str | None:
+    """The page's preview image URL (og:image, twitter:image, image_src), absolute, or None.
+
+    Reads at most the first `parse_bytes` of the page with a linear-time tokenizer, in chunks;
+    `check_time` (which raises to stop, e.g. FetchTimeout at the fetch's deadline) runs between them.
+    """
+    text = _page_text(html[:parse_bytes], content_type)
+    found: dict[str, str] = {}
+    tokenizer = turbohtml.Tokenizer()
+    for offset in range(0, len(text), _HTML_PARSE_CHUNK):
+        if check_time is not None:
+            check_time()
+        _collect_image_meta(tokenizer.feed(text[offset : offset + _HTML_PARSE_CHUNK]), found)
+    tokenizer.close()
+    _collect_image_meta(tokenizer, found)
     for key in (*IMAGE_META_KEYS, "image_src"):
-        if key in parser.found:
-            return str(httpx.URL(page_url).join(parser.found[key]))
+        if key in found:
+            try:
+                return str(httpx.URL(page_url).join(found[key]))
+            except httpx.InvalidURL as exc:
+                raise UnsupportedImage(f"the page's {key} is not a valid URL") from exc
     return None
 
 
@@ -418,7 +508,7 @@ def fetch_image(
         return first
     if not _looks_like_html(first):
         raise UnsupportedImage(f"the URL is not an image or a web page (content type {first.media_type})")
-    image_url = find_page_image(first.content, first.final_url, first.content_type)
+    image_url = find_page_image(first.content, first.final_url, first.content_type, check_time=deadline.check)
     if image_url is None:
         raise UnsupportedImage("the page has no og:image")
     second = _fetch(image_url, limits, resolver, allow_loopback, deadline, ssl_context)

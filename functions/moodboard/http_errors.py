@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from moodboard.errors import MoodboardError, NestingTooDeep, RequestTooLarge, Unauthorized
+from moodboard.errors import DecodersBusy, MoodboardError, NestingTooDeep, RequestTooLarge, Unauthorized
 from moodboard.json_limits import MAX_JSON_DEPTH, too_deep
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,10 @@ def error_payload(exc: MoodboardError) -> dict[str, Any]:
 
 
 def error_response(exc: MoodboardError) -> JSONResponse:
-    """A JSONResponse for a domain error, with WWW-Authenticate on 401."""
+    """A JSONResponse for a domain error, with WWW-Authenticate on 401 and Retry-After on a busy 503."""
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    if isinstance(exc, DecodersBusy):
+        headers = {"Retry-After": "1"}
     return JSONResponse(error_payload(exc), status_code=exc.status_code, headers=headers)
 
 

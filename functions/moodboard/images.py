@@ -1,10 +1,14 @@
 """Safe image decoding: untrusted bytes -> an RGB PIL image, or a domain error saying why not.
 
 Every image a user sends or a catalog points at passes through `decode_image`. It checks the byte
-size before Pillow sees the data, restricts Pillow to a few well-known formats, reads width and
-height from the header and refuses oversized images before any pixel is decoded (decompression
-bombs), forces a full decode so truncated files fail here rather than as grey bands in an
+size before Pillow sees the data, restricts Pillow to a few well-known formats, reads width, height
+and mode from the header and refuses an image before any pixel is decoded when it has too many
+pixels or would take too many bytes once decoded (decompression bombs: a 38-byte WebP can declare
+16383x2400), forces a full decode so truncated files fail here rather than as grey bands in an
 embedding, applies the EXIF orientation, and converts every colour mode to RGB.
+
+Decoding is the memory-hungry step, so a process decodes at most `max_concurrent_decodes` images
+at once (DecodeGate); a decode that waits past `decode_wait_seconds` for its turn is refused (503).
 
 RGB conversion follows transformers' `convert_to_rgb` (what CLIPImageProcessor does): a plain
 `Image.convert("RGB")`, so alpha is dropped rather than composited, and catalog and query images
@@ -18,12 +22,17 @@ import io
 import logging
 import re
 import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
-from moodboard.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+from moodboard.errors import ConfigError, CorruptImage, DecodersBusy, ImageTooLarge, UnsupportedImage
+from moodboard.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +52,81 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 _HIGH_BIT_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+RGB_BYTES_PER_PIXEL = 3
+# High-bit-depth greyscale is rescaled through a float64 copy (see _high_bit_depth_to_l).
+RESCALE_BYTES_PER_PIXEL = 8
+# A mode Pillow does not describe is sized as the widest common layout (4 bands of 8 bits).
+UNKNOWN_MODE_BYTES_PER_PIXEL = 4
 # What the plugins raise on malformed data; Pillow does not wrap them in one type.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+class DecodeGate:
+    """At most `slots` decodes at once; a caller waits up to `wait_seconds` for its turn."""
+
+    def __init__(self, slots: int, wait_seconds: float) -> None:
+        if slots < 1:
+            raise ConfigError(f"max_concurrent_decodes must be at least 1, not {slots}")
+        self.slots = slots
+        self.wait_seconds = wait_seconds
+        self._semaphore = threading.BoundedSemaphore(slots)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold one decode slot for the block; DecodersBusy (503) if none frees up in time."""
+        if not self._semaphore.acquire(timeout=self.wait_seconds):
+            raise DecodersBusy(
+                f"the server is busy decoding other images ({self.slots} at once); try again in a moment",
+                details={"max_concurrent_decodes": self.slots},
+            )
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+@lru_cache(maxsize=1)
+def process_decode_gate() -> DecodeGate:
+    """This process's gate, sized by the settings (max_concurrent_decodes, decode_wait_seconds)."""
+    settings = get_settings()
+    return DecodeGate(settings.max_concurrent_decodes, settings.decode_wait_seconds)
+
+
+def decoded_bytes(width: int, height: int, mode: str) -> int:
+    """Bytes of the largest pixel buffer decoding an image of this header makes: the raster as
+    declared (width x height x bands x bytes per band), or the RGB image it becomes, or for
+    high-bit-depth greyscale the float64 copy it is rescaled through, whichever is largest."""
+    try:
+        described = ImageMode.getmode(mode)
+        per_pixel = len(described.bands) * np.dtype(described.typestr).itemsize
+    except (KeyError, TypeError):
+        per_pixel = UNKNOWN_MODE_BYTES_PER_PIXEL
+    if mode in _HIGH_BIT_DEPTH_MODES:
+        per_pixel = max(per_pixel, RESCALE_BYTES_PER_PIXEL)
+    return width * height * max(per_pixel, RGB_BYTES_PER_PIXEL)
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_decoded_bytes: int | None = None,
+    gate: DecodeGate | None = None,
+) -> Image.Image:
     """Decode untrusted image bytes into an RGB image with EXIF orientation applied.
 
-    Raises ImageTooLarge when the data is over `max_bytes` (checked before decoding) or the header
-    claims more than `max_pixels` pixels (checked before the pixels are decoded), UnsupportedImage
-    when the bytes are empty, not an image or not an allowed format, and CorruptImage when they
-    start like an image but are truncated or broken. Messages are one line, fit for users.
+    Raises ImageTooLarge when the data is over `max_bytes` (checked before decoding), or the header
+    claims more than `max_pixels` pixels or a decoded size over `max_decoded_bytes` (both checked
+    before the pixels are decoded), UnsupportedImage when the bytes are empty, not an image or not
+    an allowed format, CorruptImage when they start like an image but are truncated or broken, and
+    DecodersBusy when no decode slot of `gate` frees up in time. Messages are one line, fit for users.
+    `max_decoded_bytes` and `gate` default to this process's settings (`process_decode_gate`).
     """
+    if max_decoded_bytes is None:
+        max_decoded_bytes = get_settings().max_decoded_image_bytes
+    if gate is None:
+        gate = process_decode_gate()
     size = len(data)
     if size == 0:
         raise UnsupportedImage("the image is empty (0 bytes)", details={"bytes": 0})
@@ -79,7 +151,8 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
         name = _sniff(data) or "image"
         raise CorruptImage(f"the {name} image is truncated or corrupt: {_reason(exc)}") from exc
 
-    with opened as image:
+    image = opened
+    try:
         width, height = image.size
         fmt = image.format or "image"
         if width <= 0 or height <= 0:
@@ -90,14 +163,29 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
                 f"over the limit of {max_pixels:,}",
                 details={"width": width, "height": height, "max_pixels": max_pixels},
             )
-        try:
-            image.load()
-        except _DECODE_ERRORS as exc:
-            raise CorruptImage(f"the {fmt} image is truncated or corrupt: {_reason(exc)}") from exc
-        except MemoryError as exc:
-            raise ImageTooLarge(f"the {fmt} image is too large to decode") from exc
-        oriented = _apply_orientation(image)
-    return to_rgb(oriented)
+        needed = decoded_bytes(width, height, image.mode)
+        if needed > max_decoded_bytes:
+            raise ImageTooLarge(
+                f"the {fmt} image ({width}x{height}, mode {image.mode}) would take {_human_bytes(needed)} "
+                f"to decode, over the limit of {_human_bytes(max_decoded_bytes)}",
+                details={"width": width, "height": height, "decoded_bytes": needed,
+                         "max_decoded_bytes": max_decoded_bytes},
+            )
+        with gate.turn():
+            try:
+                image.load()
+            except _DECODE_ERRORS as exc:
+                raise CorruptImage(f"the {fmt} image is truncated or corrupt: {_reason(exc)}") from exc
+            except MemoryError as exc:
+                raise ImageTooLarge(f"the {fmt} image is too large to decode") from exc
+            _apply_orientation(image)
+            rgb = to_rgb(image)
+    except BaseException:
+        image.close()
+        raise
+    if rgb is not image:
+        image.close()  # frees the decoded raster now, not at the next garbage collection
+    return rgb
 
 
 def load_image_file(path: str | Path, *, max_bytes: int, max_pixels: int) -> Image.Image:
@@ -152,13 +240,13 @@ def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
-def _apply_orientation(image: Image.Image) -> Image.Image:
-    """Rotate/flip per the EXIF Orientation tag; a malformed EXIF block leaves the image as stored."""
+def _apply_orientation(image: Image.Image) -> None:
+    """Rotate/flip in place per the EXIF Orientation tag (no copy of an upright image); a malformed
+    EXIF block leaves the image as stored."""
     try:
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
     except _DECODE_ERRORS as exc:
         logger.debug("ignoring unreadable EXIF orientation: %s", exc)
-        return image.copy()
 
 
 def _unidentified(data: bytes) -> UnsupportedImage | CorruptImage:

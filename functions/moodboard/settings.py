@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 12 * MB
     max_image_bytes: int = 10 * MB
     max_image_pixels: int = 40_000_000
+    # Decoded-size budget, from the header before decoding: width x height x bytes per pixel of the
+    # largest buffer the decode makes. 96 MiB: a 33 MP RGB photo, whose decode peaks at about 1.3x
+    # that for JPEG or PNG and 5.3x for WebP (libwebp's canvas and Pillow's copies).
+    max_decoded_image_bytes: int = 96 * MB
+    # Per process: at most this many images decode at once; a decode waiting longer than
+    # decode_wait_seconds for a turn is refused with 503.
+    max_concurrent_decodes: int = Field(default=2, ge=1)
+    decode_wait_seconds: float = Field(default=5.0, ge=0)
     max_html_bytes: int = 2 * MB
     fetch_timeout_seconds: float = 8.0
     fetch_max_redirects: int = 3

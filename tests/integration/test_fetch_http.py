@@ -10,10 +10,15 @@ from __future__ import annotations
 import datetime
 import gzip
 import ipaddress
+import json
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +28,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import moodboard
+from moodboard import http_errors
 from moodboard.errors import BlockedURL, FetchError, FetchTimeout, FetchTooLarge, UnsupportedImage
 from moodboard.fetch import FetchLimits, fetch, fetch_image
 
@@ -368,3 +375,173 @@ def test_fetch_https_certificate_for_another_name_is_rejected(tmp_path: Path) ->
                 ssl_context=client_tls,
             )
         assert tls_upstream.hosts == []
+
+
+# --- Issue 11, item 3: compressed bodies the upstream got wrong ---------------------------------------
+
+def raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "message"),
+    [
+        ("gzip", b"this is not gzip data at all", "the upstream sent Content-Encoding gzip but the body is not "
+         "valid gzip data"),
+        ("gzip", raw_deflate(PNG), "the upstream sent Content-Encoding gzip but the body is not valid gzip data"),
+        ("x-gzip", b"\x1f\x8b\x09\x00" + bytes(6) + b"junk",  # compression method 9: not deflate
+         "the upstream sent Content-Encoding x-gzip but the body is not valid x-gzip data"),
+        ("deflate", b"\xff\xfe not deflate", "the upstream sent Content-Encoding deflate but the body is not "
+         "valid deflate data"),
+        ("gzip", gzip.compress(PNG)[:-12],
+         "the upstream's gzip-compressed body ends before the compressed data does"),
+    ],
+)
+def test_fetch_broken_compressed_body_is_502_with_clear_message(
+    upstream: Upstream, encoding: str, body: bytes, message: str
+) -> None:
+    upstream.routes["/img"] = lambda h: send(h, 200, body, Content_Type="image/png", Content_Encoding=encoding)
+    with pytest.raises(FetchError) as caught:
+        fetch_image(upstream.url("/img"), limits=LIMITS, resolver=resolver, allow_loopback=True)
+    assert type(caught.value).__name__ == "BadContentEncoding"
+    assert caught.value.message == message
+    assert caught.value.status_code == 502
+    assert http_errors.error_response(caught.value).status_code == 502
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [("deflate", raw_deflate(PNG)), ("deflate", zlib.compress(PNG)), ("gzip", gzip.compress(PNG))],
+)
+def test_fetch_compressed_body_is_decoded_raw_deflate_included(upstream: Upstream, encoding: str, body: bytes) -> None:
+    upstream.routes["/img"] = lambda h: send(h, 200, body, Content_Type="image/png", Content_Encoding=encoding)
+    assert fetch(upstream.url("/img"), limits=LIMITS, resolver=resolver, allow_loopback=True).content == PNG
+
+
+def test_fetch_raw_deflate_in_one_byte_chunks_is_decoded(upstream: Upstream) -> None:
+    body = raw_deflate(PNG)
+
+    def trickle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "image/png")
+        h.send_header("Content-Encoding", "deflate")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for byte in body:
+            h.wfile.write(b"1\r\n" + bytes([byte]) + b"\r\n")
+            h.wfile.flush()
+        h.wfile.write(b"0\r\n\r\n")
+
+    upstream.routes["/img"] = trickle
+    assert fetch(upstream.url("/img"), limits=LIMITS, resolver=resolver, allow_loopback=True).content == PNG
+
+
+def test_fetch_gzip_bomb_is_cut_at_the_byte_limit(upstream: Upstream) -> None:
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024))
+    assert len(bomb) < 16 * 1024
+    upstream.routes["/bomb"] = lambda h: send(h, 200, bomb, Content_Type="image/png", Content_Encoding="gzip")
+    with pytest.raises(FetchTooLarge, match="more than the 65536 byte limit"):
+        fetch(upstream.url("/bomb"), limits=LIMITS, resolver=resolver, allow_loopback=True)
+
+
+# --- Issue 11, item 4: pages the old parser crashed on ----------------------------------------------
+
+@pytest.mark.parametrize(
+    ("content_type", "page"),
+    [
+        ("text/html", b'<html><head><![if !IE]><meta property="og:image" content="/m.png"><![endif]></head></html>'),
+        ("text/html", b'<html><head><meta property="og:image" content="/m.png"><![ unterminated'),
+        ("text/html; charset=idna", b'<html><head><meta property="og:image" content="/m.png"></head></html>'),
+    ],
+)
+def test_fetch_image_page_the_old_parser_crashed_on_still_finds_og_image(
+    upstream: Upstream, content_type: str, page: bytes
+) -> None:
+    upstream.routes["/page"] = lambda h: send(h, 200, page, Content_Type=content_type)
+    upstream.routes["/m.png"] = lambda h: send(h, 200, PNG, Content_Type="image/png")
+    assert fetch_image(upstream.url("/page"), limits=LIMITS, resolver=resolver, allow_loopback=True).content == PNG
+
+
+# --- Issue 11, item 1: adversarial 1 MiB pages over HTTP, each within a stated bound -------------------
+MIB = 1024 * 1024
+FETCH_BOUND_SECONDS = 3.0  # fetch over loopback + og:image parse of one 1 MiB page (measured ~0.1 s)
+BIG_PAGE_LIMITS = {"timeout": 10.0, "max_bytes": 64 * 1024, "max_redirects": 3, "max_html_bytes": 2 * MIB}
+
+
+def _repeat(unit: bytes, size: int = MIB) -> bytes:
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+ADVERSARIAL_PAGES = {
+    "unclosed_a_tags": _repeat(b"<a "),  # 18 KB of this took 3.6 s in the old parser
+    "comment_openers": _repeat(b"<!--"),  # 2 MB of this kept a core busy for over 120 s
+    "marked_section_openers": _repeat(b"<!["),
+    "unclosed_attribute_value": b'<meta property="og:image" content="' + _repeat(b"x", MIB - 40),
+    "unclosed_single_quotes": _repeat(b"<a href='"),
+    "deep_divs_then_stray_p_ends": _repeat(b"<div>", MIB // 2) + _repeat(b"</p>", MIB - MIB // 2),
+    "nested_tables": _repeat(b"<table><tr><td>"),
+    "misnested_formatting": _repeat(b"<b><i></b></i>"),
+}
+
+FETCH_CHILD = """
+import json, sys, time
+from moodboard.errors import MoodboardError
+from moodboard.fetch import FetchLimits, fetch_image
+job = json.load(sys.stdin)
+limits = FetchLimits(**job["limits"])
+for name, url in job["urls"].items():
+    started = time.perf_counter()
+    try:
+        got = fetch_image(url, limits=limits, resolver=lambda host, port: ["127.0.0.1"], allow_loopback=True)
+        outcome = f"image of {len(got.content)} bytes"
+    except MoodboardError as exc:
+        outcome = f"{type(exc).__name__}: {exc.message}"
+    print(json.dumps({"name": name, "seconds": time.perf_counter() - started, "outcome": outcome}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def adversarial_fetches() -> Iterator[dict[str, dict]]:
+    """Serve every adversarial page from 127.0.0.1 (plus one whose og:image comes before 1 MiB of junk),
+    and fetch them all with fetch_image in a child process, killed if it overruns: a runaway parse must
+    fail the test, not hang the run."""
+    for server in serve():
+        urls = {}
+        for name, page in ADVERSARIAL_PAGES.items():
+            server.routes[f"/{name}"] = lambda h, page=page: send(h, 200, page, Content_Type="text/html")
+            urls[name] = server.url(f"/{name}")
+        lead = b'<html><head><meta property="og:image" content="/lead.png">' + ADVERSARIAL_PAGES["unclosed_a_tags"]
+        server.routes["/og_image_then_junk"] = lambda h: send(h, 200, lead, Content_Type="text/html")
+        server.routes["/lead.png"] = lambda h: send(h, 200, PNG, Content_Type="image/png")
+        urls["og_image_then_junk"] = server.url("/og_image_then_junk")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOODBOARD_")}
+        env["PYTHONPATH"] = str(Path(moodboard.__file__).resolve().parents[1])
+        job = json.dumps({"urls": urls, "limits": BIG_PAGE_LIMITS}).encode()
+        timeout = 10 + FETCH_BOUND_SECONDS * len(urls)
+        try:
+            done = subprocess.run([sys.executable, "-c", FETCH_CHILD], input=job, capture_output=True, env=env,
+                                  timeout=timeout, check=False)
+            out, err = done.stdout, done.stderr
+        except subprocess.TimeoutExpired as exc:
+            out, err = exc.stdout or b"", b"killed after %d s" % timeout
+        results = {line["name"]: line for line in map(json.loads, out.decode().splitlines())}
+        results["_stderr"] = {"text": err.decode(errors="replace")[-2000:]}
+        yield results
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL_PAGES))
+def test_fetch_image_of_adversarial_1_mib_page_answers_within_bound(
+    name: str, adversarial_fetches: dict[str, dict]
+) -> None:
+    result = adversarial_fetches.get(name)
+    assert result is not None, f"{name} did not finish: {adversarial_fetches['_stderr']['text']}"
+    assert result["outcome"] == "UnsupportedImage: the page has no og:image"
+    assert result["seconds"] < FETCH_BOUND_SECONDS
+
+
+def test_fetch_image_finds_og_image_ahead_of_1_mib_of_junk(adversarial_fetches: dict[str, dict]) -> None:
+    result = adversarial_fetches.get("og_image_then_junk")
+    assert result is not None, adversarial_fetches["_stderr"]["text"]
+    assert result["outcome"] == f"image of {len(PNG)} bytes"
+    assert result["seconds"] < FETCH_BOUND_SECONDS

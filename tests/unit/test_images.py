@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import threading
 import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from moodboard import errors, http_errors, images
 from moodboard.errors import CorruptImage, ImageError, ImageTooLarge, UnsupportedImage
 from moodboard.images import decode_image, load_image_file, to_rgb
+from moodboard.settings import get_settings
 
 MAX_BYTES = 1024 * 1024
 MAX_PIXELS = 4_000_000
@@ -260,3 +266,149 @@ def test_decode_ignores_unreadable_exif_block() -> None:
     data = encoded(half_red_half_blue(), "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")
     decoded = decode(data)
     assert decoded.size == (40, 20)
+
+
+# Decoded-size budget and the per-process bound on concurrent decodes (issue 11, item 14).
+# New names are read off the modules (images.X, errors.X) so this file still imports on older code.
+
+def solid_webp(width: int, height: int, color: tuple[int, int, int] = (200, 30, 40)) -> bytes:
+    """A real lossless WebP of one colour at any size, in 38 bytes: Pillow encodes it at 1x1, and a
+    solid lossless image costs no bits per pixel, so only the VP8L header's 14-bit width-1 and
+    height-1 fields (bytes 21-24) change with the size."""
+    data = bytearray(encoded(Image.new("RGB", (1, 1), color), "WEBP", lossless=True, quality=0, method=0))
+    assert data[12:16] == b"VP8L" and data[20] == 0x2F
+    flags = int.from_bytes(data[21:25], "little") & ~((1 << 28) - 1)  # alpha hint and version bits
+    data[21:25] = ((width - 1) | (height - 1) << 14 | flags).to_bytes(4, "little")
+    return bytes(data)
+
+
+class CountingGate:
+    """A real DecodeGate whose holders stop inside their turn until `proceed` is set (a slow decode),
+    counting how many hold a turn at once."""
+
+    def __init__(self, slots: int, wait_seconds: float) -> None:
+        self.gate = images.DecodeGate(slots, wait_seconds)
+        self.proceed = threading.Event()
+        self.entered = threading.Semaphore(0)
+        self.active = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        with self.gate.turn():
+            with self._lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            self.entered.release()
+            try:
+                assert self.proceed.wait(timeout=30)
+                yield
+            finally:
+                with self._lock:
+                    self.active -= 1
+
+
+def test_solid_webp_fixture_is_a_real_image_of_the_declared_size() -> None:
+    decoded = decode(solid_webp(300, 200))
+    assert decoded.size == (300, 200)
+    assert rgb_at(decoded, (299, 199)) == (200, 30, 40)
+
+
+def test_decode_16383x2400_webp_over_decoded_budget_is_413_before_decoding() -> None:
+    # Under the 40 MP pixel limit, but 16383 x 2400 x 3 bytes = 112.5 MiB once decoded (and ~600 MiB
+    # of peak memory in Pillow's WebP path): the default budget (96 MiB) refuses it from the header.
+    data = solid_webp(16383, 2400)
+    assert len(data) < 64 and Image.open(io.BytesIO(data)).size == (16383, 2400)
+    with pytest.raises(ImageTooLarge) as exc:
+        decode_image(data, max_bytes=MAX_BYTES, max_pixels=40_000_000)
+    assert assert_one_line(exc) == (
+        "the WEBP image (16383x2400, mode RGB) would take 112.5 MiB to decode, over the limit of 96.0 MiB"
+    )
+    assert exc.value.status_code == 413
+    assert exc.value.details == {"width": 16383, "height": 2400, "decoded_bytes": 117_957_600,
+                                 "max_decoded_bytes": 96 * 1024 * 1024}
+
+
+def test_decoded_budget_is_checked_before_taking_a_decode_turn() -> None:
+    gate = CountingGate(slots=1, wait_seconds=0)
+    gate.proceed.set()
+    with pytest.raises(ImageTooLarge):
+        decode_image(solid_webp(16383, 2400), max_bytes=MAX_BYTES, max_pixels=40_000_000,
+                     max_decoded_bytes=96 * 1024 * 1024, gate=gate)
+    assert gate.peak == 0  # refused from the header: no pixel was decoded
+
+
+@pytest.mark.parametrize(("budget", "ok"), [(120 * 90 * 3, True), (120 * 90 * 3 - 1, False)])
+def test_decoded_budget_boundary(budget: int, ok: bool) -> None:
+    data = encoded(noisy_rgb(), "PNG")
+    limits = {"max_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS, "max_decoded_bytes": budget}
+    if ok:
+        assert decode_image(data, **limits).size == (120, 90)
+    else:
+        with pytest.raises(ImageTooLarge, match="would take 31.6 KiB to decode"):
+            decode_image(data, **limits)
+
+
+@pytest.mark.parametrize(
+    ("mode", "per_pixel"),
+    [("RGB", 3), ("RGBA", 4), ("CMYK", 4), ("L", 3), ("1", 3), ("P", 3), ("LA", 3), ("I;16", 8), ("I", 8), ("F", 8)],
+)
+def test_decoded_bytes_is_header_size_times_bytes_per_pixel(mode: str, per_pixel: int) -> None:
+    # bands x bytes per band of the decoded raster, at least the 3 bytes of the RGB result, and the
+    # float64 rescale copy for high-bit-depth greyscale.
+    assert images.decoded_bytes(1000, 10, mode) == 10_000 * per_pixel
+
+
+def test_decode_refused_with_503_when_no_decode_slot_frees_up() -> None:
+    gate = images.DecodeGate(slots=2, wait_seconds=0)
+    data = encoded(noisy_rgb(), "PNG")
+    with gate.turn(), gate.turn():
+        with pytest.raises(errors.DecodersBusy) as exc:
+            decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, gate=gate)
+    assert exc.value.status_code == 503
+    assert exc.value.message == "the server is busy decoding other images (2 at once); try again in a moment"
+    response = http_errors.error_response(exc.value)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, gate=gate).size == (120, 90)
+
+
+def test_decodes_in_other_threads_hold_their_slots_until_done() -> None:
+    gate = CountingGate(slots=2, wait_seconds=0)
+    data = encoded(noisy_rgb(), "PNG")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        slow = [pool.submit(decode_image, data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, gate=gate)
+                for _ in range(2)]
+        for _ in range(2):
+            assert gate.entered.acquire(timeout=30)
+        # Both slots are held by decodes in progress: a third is refused at once.
+        with pytest.raises(errors.DecodersBusy):
+            decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, gate=gate)
+        gate.proceed.set()
+        assert [future.result(timeout=30).size for future in slow] == [(120, 90)] * 2
+    assert decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, gate=gate).size == (120, 90)
+
+
+def test_many_threads_never_decode_more_than_the_slots_at_once() -> None:
+    gate = CountingGate(slots=2, wait_seconds=30)
+    gate.proceed.set()
+    data = encoded(noisy_rgb(), "PNG")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sizes = list(pool.map(lambda _: decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS,
+                                                     gate=gate).size, range(32)))
+    assert sizes == [(120, 90)] * 32
+    assert 1 <= gate.peak <= 2
+
+
+def test_process_decode_gate_is_sized_by_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOODBOARD_MAX_CONCURRENT_DECODES", "3")
+    monkeypatch.setenv("MOODBOARD_DECODE_WAIT_SECONDS", "0.5")
+    get_settings.cache_clear()
+    images.process_decode_gate.cache_clear()
+    try:
+        gate = images.process_decode_gate()
+        assert (gate.slots, gate.wait_seconds) == (3, 0.5)
+        assert images.process_decode_gate() is gate  # one per process
+    finally:
+        get_settings.cache_clear()
+        images.process_decode_gate.cache_clear()
