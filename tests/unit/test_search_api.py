@@ -190,7 +190,8 @@ def test_version_reports_model_and_index(stack: Stack, bundle: Path) -> None:
     status, body, _ = stack.call(http_event("GET", "/version"))
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert status == 200
-    assert body["model"] == {"fingerprint": "fake-embedder-0001", "source": None, "precision": "fp32", "tiny": False}
+    assert body["model"] == {"fingerprint": "fake-embedder-0001", "source": None, "precision": "fp32", "tiny": False,
+                             "description": None, "trained": False}
     assert body["index"]["version"] == manifest["version"]
     assert body["index"]["count"] == 15
     assert body["code_version"]
