@@ -136,7 +136,7 @@ def decode_image(
             details={"bytes": size, "max_bytes": max_bytes},
         )
     try:
-        opened = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
         # Pillow's own guard fired while reading the header: far over any sane limit.
         limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)
@@ -151,7 +151,6 @@ def decode_image(
         name = _sniff(data) or "image"
         raise CorruptImage(f"the {name} image is truncated or corrupt: {_reason(exc)}") from exc
 
-    image = opened
     try:
         width, height = image.size
         fmt = image.format or "image"
@@ -180,15 +179,23 @@ def decode_image(
                 raise ImageTooLarge(f"the {fmt} image is too large to decode") from exc
             _apply_orientation(image)
             rgb = to_rgb(image)
-    except BaseException:
-        image.close()
-        raise
-    if rgb is not image:
-        image.close()  # frees the decoded raster now, not at the next garbage collection
+            if rgb is image:
+                # A plain Image around the same pixels (no copy): the opened file object keeps the
+                # format plugin's state alive, e.g. libwebp's decoder with its own full-size canvas.
+                rgb = image._new(image.im)
+    finally:
+        image.close()  # the plugin's state and, unless shared with rgb, the decoded raster
     return rgb
 
 
-def load_image_file(path: str | Path, *, max_bytes: int, max_pixels: int) -> Image.Image:
+def load_image_file(
+    path: str | Path,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_decoded_bytes: int | None = None,
+    gate: DecodeGate | None = None,
+) -> Image.Image:
     """Read and decode an image file with the same checks as `decode_image`.
 
     The file size is checked before it is read. A missing or unreadable file raises
@@ -206,7 +213,8 @@ def load_image_file(path: str | Path, *, max_bytes: int, max_pixels: int) -> Ima
             data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise UnsupportedImage(f"cannot read image file {path}: {exc.strerror or exc}") from exc
-    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes,
+                        gate=gate)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

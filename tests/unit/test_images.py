@@ -412,3 +412,19 @@ def test_process_decode_gate_is_sized_by_settings(monkeypatch: pytest.MonkeyPatc
     finally:
         get_settings.cache_clear()
         images.process_decode_gate.cache_clear()
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "JPEG", "PNG"])
+def test_decoded_rgb_image_keeps_no_format_plugin_state(fmt: str) -> None:
+    # An opened WebPImageFile holds libwebp's decoder and its full-size canvas (383 MiB kept alive for
+    # a 33 MP image instead of the 127 MiB raster): what decode_image returns is a plain Image.
+    decoded = decode(encoded(noisy_rgb(), fmt))
+    assert type(decoded) is Image.Image
+    assert decoded.mode == "RGB" and decoded.size == (120, 90)
+
+
+def test_load_image_file_applies_the_decoded_budget(tmp_path) -> None:
+    path = tmp_path / "wide.webp"
+    path.write_bytes(solid_webp(16383, 2400))
+    with pytest.raises(ImageTooLarge, match="would take 112.5 MiB to decode"):
+        load_image_file(path, max_bytes=MAX_BYTES, max_pixels=40_000_000)
