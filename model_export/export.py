@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from moodboard.bundle import (
-    MANIFEST_NAME,
     BundleFiles,
     ModelManifest,
     ModelSource,
@@ -34,6 +33,7 @@ from moodboard.bundle import (
     write_manifest,
 )
 from moodboard.errors import ConfigError, ExportError
+from moodboard.integrity import MANIFEST_FILE
 from model_export.hub import Checkpoint, resolve_checkpoint
 from model_export.parity import fp32_parity, int8_parity, parity_inputs
 from model_export.quantize import PRECISION as INT8, int8_name, quantize_int8
@@ -183,7 +183,7 @@ def _check_out_dir(out_dir: Path) -> None:
     """Refuse to replace a directory that holds something other than a model bundle."""
     if not out_dir.exists():
         return
-    if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file()):
+    if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).is_file()):
         raise ConfigError(f"{out_dir} exists and is not a model bundle; choose an empty or new directory")
 
 

@@ -18,13 +18,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moodboard.errors import BundleError
-from moodboard.integrity import sha256_file, verify_files
+from moodboard.integrity import MANIFEST_FILE, sha256_file, verify_files
 
 __all__ = ["sha256_file"]  # the exporter hashes with the same function the reader checks with
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 MODEL_FORMAT = "moodboard-model/1"
 FINGERPRINT_HEX_CHARS = 32
 PRECISIONS = ("fp32", "int8")
@@ -208,7 +207,7 @@ def load_manifest(bundle_dir: Path, *, verify: bool = True, precision: str | Non
     Raises BundleError naming the offending file, so a half-copied or edited bundle is never served.
     """
     bundle_dir = Path(bundle_dir)
-    manifest_path = bundle_dir / MANIFEST_NAME
+    manifest_path = bundle_dir / MANIFEST_FILE
     if not manifest_path.is_file():
         raise BundleError(f"not a model bundle: {manifest_path} is missing")
     try:
@@ -272,7 +271,7 @@ def load_preprocess(manifest: ModelManifest, bundle_dir: Path) -> PreprocessConf
 
 def write_manifest(manifest: ModelManifest, bundle_dir: Path) -> Path:
     """Write manifest.json (used by the exporter; kept here beside the reader)."""
-    path = Path(bundle_dir) / MANIFEST_NAME
+    path = Path(bundle_dir) / MANIFEST_FILE
     # A bundle exported as is keeps the manifest it always had (no "training": null).
     exclude = {"training"} if manifest.training is None else None
     path.write_text(manifest.model_dump_json(indent=2, exclude=exclude) + "\n", encoding="utf-8")

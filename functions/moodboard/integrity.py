@@ -34,6 +34,8 @@ from moodboard.errors import BundleError
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+# Every bundle, model or index, is a folder whose manifest lists the sha256 of its other files.
+MANIFEST_FILE = "manifest.json"
 SEAL_FILE = ".moodboard-verified.json"
 SEAL_FORMAT = "moodboard-seal/1"
 SETTLE_NS = 2_000_000_000
@@ -125,12 +127,12 @@ def seal_bundle(root: Path) -> int:
     the number of files checked. For image builds: `python -m moodboard.integrity DIR`."""
     root = Path(root)
     try:
-        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise BundleError(f"no readable manifest.json in {root}") from exc
+        raise BundleError(f"no readable {MANIFEST_FILE} in {root}") from exc
     digests = manifest.get("sha256") if isinstance(manifest, dict) else None
     if not isinstance(digests, dict) or not digests:
-        raise BundleError(f"{root / 'manifest.json'} lists no sha256")
+        raise BundleError(f"{root / MANIFEST_FILE} lists no sha256")
     verify_files(root, digests, label=f"bundle {root}")
     return len(digests)
 

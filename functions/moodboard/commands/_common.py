@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from moodboard.errors import BundleError, ConfigError
+from moodboard.integrity import MANIFEST_FILE
 
 DEFAULT_MODEL_DIR = Path("artifacts/model")
 DEFAULT_INDEX_DIR = Path("artifacts/index")
@@ -26,7 +27,7 @@ def resolve_model(index_dir: Path, model_dir: Path | None, precision: str | None
     chosen = model_dir or (Path(ref["model_dir"]) if "model_dir" in ref else None)
     if chosen is None:
         raise ConfigError(f"no model bundle known for the index at {index_dir}: pass --model DIR")
-    if not (Path(chosen) / "manifest.json").exists():
+    if not (Path(chosen) / MANIFEST_FILE).exists():
         raise BundleError(f"no model bundle at {chosen} (run `moodboard export-model` first)")
     return Path(chosen), precision or ref.get("precision", "fp32")
 
