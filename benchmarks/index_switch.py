@@ -3,10 +3,10 @@
 Builds a ProductIndex over N structured vectors (clusters on a low-dimensional subspace plus noise,
 nearest-neighbour cosine about 0.89 like real CLIP embeddings; isotropic random vectors would be the
 unrealistic worst case) with categories of several sizes, then times, per category, the paths
-ProductIndex.search can take: exact (numpy over the category's rows), the category's own hnswlib
-graph (built here for every category, with the index's parameters, searched through the index's
-own `_graph` code), and the global graph's filtered walk (the path above the switch before category
-graphs, still taken for bundles without them), with the recall@k of both graph paths against exact.
+ProductIndex.search can take: exact (numpy over the category's rows, the index's `_exact`), the
+category's own hnswlib graph (built here for every category with the builder's `build_graph`,
+searched through the index's own `_walk`), and the global graph's filtered walk (the path above the
+switch before category graphs), with the recall@k of both graph paths against exact.
 Categories are assigned two ways: "random" (independent of the clusters) and "clustered" (a
 category is a run of clusters, as product types are in a real embedding space: most queries then
 lie outside the category they search, the hard case for graph walks).
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import statistics
 import sys
 import time
@@ -36,7 +37,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
 from moodboard.catalog import Product
-from moodboard.index import ProductIndex, _CategoryGraph
+from moodboard.index import Hit, IndexBuilder, ProductIndex
+from moodboard.index.builder import build_graph
+from moodboard.index.manifest import EF_CATEGORY, EF_FILTERED, MANIFEST_FILE
 
 SIZES = (250, 1_000, 2_500, 5_000, 10_000, 20_000, 40_000)
 
@@ -77,34 +80,43 @@ def time_it(fn, queries: np.ndarray) -> tuple[float, list]:
     return statistics.median(times) * 1000, results
 
 
-def build(n: int, seed: int, reuse: Path | None = None) -> tuple[ProductIndex, np.ndarray, np.ndarray]:
+def build(n: int, seed: int, folder: Path) -> tuple[ProductIndex, np.ndarray, np.ndarray]:
+    """The bundle of n products at `folder` (reused when it holds n), without category graphs: the
+    measurement builds its own."""
     vectors, clusters = structured_vectors(n, seed=seed)
-    if reuse is not None and (reuse / "manifest.json").is_file():
-        index = ProductIndex.load(reuse)
+    if (folder / MANIFEST_FILE).is_file():
+        index = ProductIndex.load(folder)
         if len(index) == n:
-            print(f"reusing the index at {reuse}", flush=True)
+            print(f"reusing the index at {folder}", flush=True)
             return index, vectors, clusters
-    products = [Product(id=f"p{i}", title=f"p{i}", category="rest", image=f"/x/{i}.jpg") for i in range(n)]
-    index = ProductIndex.create(vectors.shape[1], "bench", capacity=n)
-    index.switch = n + 1  # no category graph while building: the measurement builds its own
+    builder = IndexBuilder(vectors.shape[1], "bench", switch=n + 1)
+    builder.add([Product(id=f"p{i}", title=f"p{i}", category="rest", image=f"/x/{i}.jpg") for i in range(n)], vectors)
     t0 = time.perf_counter()
-    for start in range(0, n, 10_000):
-        index.upsert(products[start:start + 10_000], vectors[start:start + 10_000])
+    builder.write(folder)
     print(f"built {n} in {time.perf_counter() - t0:.1f}s", flush=True)
-    if reuse is not None:
-        index.save(reuse)
-    return index, vectors, clusters
+    return ProductIndex.load(folder), vectors, clusters
 
 
 def assign(index: ProductIndex, names: np.ndarray) -> None:
     """Give products new categories in place. The global graph does not depend on categories, so
     both assignments share one build (a benchmark shortcut through the index's internals)."""
-    index._members = {}
-    index._category_cache = {}
-    index._graphs = {}
+    groups: dict[str, list[int]] = {}
     for label, name in enumerate(names):
         index._products[label] = index._products[label].model_copy(update={"category": name})
-        index._members.setdefault(name, set()).add(label)
+        groups.setdefault(name, []).append(label)
+    index._members = {name: np.asarray(labels, dtype=np.int64) for name, labels in groups.items()}
+    index._rows = {}
+    index._graphs = {}
+
+
+def filtered_walk(index: ProductIndex, q: np.ndarray, k: int, labels: np.ndarray) -> list:
+    """The old path: the global graph walked with a filter to the category (exact when it comes back short)."""
+    members = set(labels.tolist())
+    found, distances = index._knn(index._hnsw, q, k, EF_FILTERED, members.__contains__)
+    if found.shape[1] < k:
+        return index._exact(q, labels, None, k, None)
+    return [Hit(index._products[int(label)], 1.0 - float(distance), int(label))
+            for label, distance in zip(found[0], distances[0])]
 
 
 def run(index: ProductIndex, vectors: np.ndarray, clusters: np.ndarray, k: int, n_queries: int,
@@ -114,27 +126,26 @@ def run(index: ProductIndex, vectors: np.ndarray, clusters: np.ndarray, k: int, 
     rng = np.random.default_rng(seed + 1)
     queries = vectors[rng.choice(n, n_queries, replace=False)] + 0.02 * rng.standard_normal((n_queries, vectors.shape[1]))
     queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
-    unfiltered, _ = time_it(lambda q: index._graph(q, k, None, None, len(index)), queries)
+    unfiltered, _ = time_it(lambda q: index.search(q, k), queries)
     print(f"[{mode}] unfiltered hnswlib {unfiltered:.2f} ms/query", flush=True)
     rows = []
     for name in sorted(index._members, key=lambda c: (c == "rest", len(c), c)):
-        members = index._members[name]
-        index._category_cache.pop(name, None)
-        labels, matrix = index._category_rows(name)
+        labels = index._members[name]
+        matrix = index._category_rows(name)
         gather_ms, _ = time_it(lambda q, labels=labels: index._exact(q, labels, None, k, None), queries)
         exact_ms, exact = time_it(lambda q, labels=labels, matrix=matrix: index._exact(q, labels, matrix, k, None), queries)
-        graph_ms, graph = time_it(lambda q, members=members: index._graph(q, k, members, None, len(members)), queries)
+        graph_ms, graph = time_it(lambda q, labels=labels: filtered_walk(index, q, k, labels), queries)
         t0 = time.perf_counter()
-        own = _CategoryGraph.build(index._vectors, labels, m=index._hnsw.M, ef_construction=index._hnsw.ef_construction)
+        own = build_graph(index._vectors, labels)
         own_build_s = time.perf_counter() - t0
-        own_ms, own_hits = time_it(lambda q, members=members, own=own:
-                                   index._graph(q, k, members, None, len(members), graph=own.hnsw), queries)
+        own_ms, own_hits = time_it(lambda q, labels=labels, own=own:
+                                   index._walk(own, q, k, None, labels, EF_CATEGORY), queries)
         recall = _recall(graph, exact)
         own_recall = _recall(own_hits, exact)
-        rows.append({"mode": mode, "size": len(members), "gather_ms": gather_ms, "exact_ms": exact_ms,
+        rows.append({"mode": mode, "size": labels.size, "gather_ms": gather_ms, "exact_ms": exact_ms,
                      "hnsw_ms": graph_ms, "recall": recall, "own_ms": own_ms, "own_recall": own_recall,
                      "own_build_s": own_build_s})
-        print(f"[{mode}] {name:>7} size {len(members):>6}: exact {exact_ms:6.2f} ms "
+        print(f"[{mode}] {name:>7} size {labels.size:>6}: exact {exact_ms:6.2f} ms "
               f"(gathering rows per query {gather_ms:6.2f} ms)  category graph {own_ms:5.2f} ms recall@{k} "
               f"{own_recall:.3f} (built in {own_build_s:.1f} s)  hnsw filtered {graph_ms:6.2f} ms  "
               f"recall@{k} {recall:.3f}", flush=True)
@@ -152,11 +163,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--mode", choices=("random", "clustered", "both"), default="both")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reuse", type=Path, help="save the built index here, or load it if present")
+    parser.add_argument("--reuse", type=Path, help="write the built index here, or load it if present")
     args = parser.parse_args()
     modes = ("random", "clustered") if args.mode == "both" else (args.mode,)
-    index, vectors, clusters = build(args.n, args.seed, args.reuse)
-    rows = [row for mode in modes for row in run(index, vectors, clusters, args.k, args.queries, mode, args.seed)]
+    with tempfile.TemporaryDirectory(prefix="moodboard-index-switch-") as scratch:
+        index, vectors, clusters = build(args.n, args.seed, args.reuse or Path(scratch) / "index")
+        rows = [row for mode in modes for row in run(index, vectors, clusters, args.k, args.queries, mode, args.seed)]
     print(f"\n| assignment | category size | exact numpy ms | exact, gathering rows per query ms "
           f"| category graph ms | category graph recall@{args.k} | category graph build s "
           f"| hnswlib filtered ms | filtered recall@{args.k} |")

@@ -53,7 +53,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from search.app import app  # the Lambda's entry module
 
     marks["import app"] = time.perf_counter()
-    for module in ("onnxruntime", "hnswlib", "moodboard.embedder", "moodboard.index", "moodboard.query"):
+    for module in ("onnxruntime", "hnswlib", "moodboard.embedder", "moodboard.index.product_index", "moodboard.query"):
         importlib.import_module(module)  # what the first request would import lazily
     marks["import"] = time.perf_counter()
     import tempfile
@@ -72,16 +72,13 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         from moodboard.deps import get_index
         from moodboard.embedder import Embedder
         from moodboard.index import ProductIndex
-        from moodboard.runtime import LoadedIndex
 
         fingerprint = load_manifest(args.model, verify=False).fingerprint
         with ThreadPoolExecutor(2) as pool:  # what Runtime.preload does, with verify=False
             model = pool.submit(Embedder.load, args.model, precision=args.precision, verify=False)
             index = pool.submit(ProductIndex.load, args.index, expected_fingerprint=fingerprint, verify=False).result()
             runtime = Runtime(settings, embedder=model.result())
-        loaded = LoadedIndex(index=index, path=args.index, version=index.version or "", created=index.created,
-                             model_fingerprint=index.model_fingerprint, count=len(index))
-        app.dependency_overrides[get_index] = lambda: loaded
+        app.dependency_overrides[get_index] = lambda: index
         marks["model + index load (side by side)"] = time.perf_counter()
     elif args.sequential:
         runtime = Runtime(settings)
@@ -144,6 +141,7 @@ def load_breakdown(model: Path, index: Path, precision: str) -> dict[str, float]
     from moodboard.bundle import graph_path, load_manifest
     from moodboard.embedder import ClipTokenizer, _session, available_cpus
     from moodboard.index import ProductIndex
+    from moodboard.integrity import MANIFEST_FILE
 
     def timed(fn: Any) -> float:
         started = time.perf_counter()
@@ -158,7 +156,7 @@ def load_breakdown(model: Path, index: Path, precision: str) -> dict[str, float]
                     digest.update(chunk)
 
     manifest = load_manifest(model, verify=False)
-    index_manifest = json.loads((index / "manifest.json").read_text())
+    index_manifest = json.loads((index / MANIFEST_FILE).read_text())
     threads = available_cpus()
     served = [manifest.files.vision[precision], manifest.files.text[precision], manifest.files.tokenizer,
               manifest.files.preprocess]

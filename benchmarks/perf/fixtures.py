@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -158,15 +159,18 @@ def synthetic_products(n: int, categories: list[str]) -> list:
             for i, category in enumerate(categories)]
 
 
-def build_product_index(products: list, vectors: np.ndarray, fingerprint: str, *, precision: str = "fp32",
-                        chunk: int = 10_000):
-    """A ProductIndex over these products and vectors, built by upserts of `chunk` products."""
-    from moodboard.index import ProductIndex
+def write_product_index(path: Path, products: list, vectors: np.ndarray, fingerprint: str, *,
+                        precision: str = "fp32", switch: int | None = None) -> Any:
+    """Write an index bundle of these products and vectors to `path` (moodboard.index.IndexBuilder,
+    the shipped switch unless given); returns the builder (its `seconds` per build step)."""
+    from moodboard.index import IndexBuilder
+    from moodboard.index.manifest import SWITCH
 
-    index = ProductIndex.create(vectors.shape[1], fingerprint, model_precision=precision, capacity=len(products))
-    for start in range(0, len(products), chunk):
-        index.upsert(products[start:start + chunk], vectors[start:start + chunk])
-    return index
+    builder = IndexBuilder(vectors.shape[1], fingerprint, model_precision=precision,
+                           switch=SWITCH if switch is None else switch)
+    builder.add(products, vectors)
+    builder.write(path)
+    return builder
 
 
 def search_index(ctx: Context, bundle: Path, n: int) -> Path:
@@ -179,7 +183,7 @@ def search_index(ctx: Context, bundle: Path, n: int) -> Path:
         progress.print(f"  building a {n:,}-product index bundle (once)")
         vectors = structured_vectors(n, manifest.dim, seed=ctx.seed)
         products = synthetic_products(n, category_names(n, E2E_CATEGORIES, seed=ctx.seed))
-        build_product_index(products, vectors, manifest.fingerprint).save(staging / "index")
+        write_product_index(staging / "index", products, vectors, manifest.fingerprint)
 
     return cached(ctx.cache / f"index-{manifest.fingerprint[:12]}-{n}", build) / "index"
 

@@ -14,19 +14,21 @@ built for the comparison: is the switch right?), and the global graph's filtered
 ProductIndex used above the switch before category graphs (the old baseline). Per assignment: what
 the category graphs cost to build and hold, against the global graph alone.
 
-The index is built once without category graphs (switch above n); setting `index.switch` then
-builds the graphs of the categories above it from the stored vectors and timing that gives their
-cost. The clustered assignment is applied by upserting the same products with their new categories
-and unchanged vectors (a record-only change: the global graph is left alone) after the random
-assignment's graphs were dropped. The raw hnswlib figures go through ProductIndex internals
-(`_hnsw`, `_graphs`, `_CategoryGraph`: a benchmark shortcut); exact baselines are plain numpy;
-ProductIndex.search is timed as shipped.
+Each index is a bundle written by moodboard.index.IndexBuilder and loaded as the search function
+loads it; the builder's step timings give the global graph's build time and the category graphs'
+cost. At the filtered size the random assignment's bundle serves the unfiltered figures too (the
+global graph does not depend on categories); the clustered assignment is a second bundle of the same
+vectors. The raw hnswlib figures go through ProductIndex internals (`_hnsw`, `_graphs`: a benchmark
+shortcut) and builder.build_graph; exact baselines are plain numpy; ProductIndex.search is timed as
+shipped.
 """
 
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,21 +44,22 @@ RECALL_TARGET = 0.98
 SPEEDUP_TARGET = 10.0
 MAX_TIMED_FILTERED = 50  # timed queries per filtered path (exact over 500k rows takes ~0.5 s each)
 MAX_WALK_RECALL = 100  # queries for the old filtered walk's recall (a 1 % walk at 1M takes ~0.4 s each)
-BUILD_CHUNK = 10_000
+# The beam of the old path measured against: the global graph's walk filtered to a category.
+EF_FILTERED = 256
 
 
 def run(ctx: Context, *, sizes: tuple[int, ...] | None = None,
         assignments: tuple[str, ...] = ("random", "clustered")) -> dict[str, Any]:
     """Measure and return {"rows", "details", "notes"}: the profile's sizes, or only `sizes`, with
     the filtered figures for `assignments` at the profile's filter size."""
-    from moodboard import index as index_module
+    from moodboard.index import manifest as index_module
 
     p = ctx.profile
     switch = _switch_for(ctx)
     details: dict[str, Any] = {"k": K, "data": "structured (clustered, 32-d subspace + noise)",
                                "build": {name.lower(): getattr(index_module, name) for name in
-                                         ("M", "EF_CONSTRUCTION", "EF_SEARCH", "EF_FILTERED", "EF_CATEGORY",
-                                          "EF_CATEGORY_OUTSIDE", "OUTSIDE_GAP", "DROP_SHARE")},
+                                         ("M", "EF_CONSTRUCTION", "EF_SEARCH", "EF_CATEGORY",
+                                          "EF_CATEGORY_OUTSIDE", "OUTSIDE_GAP")},
                                "switch": switch, "shipped_switch": index_module.SWITCH,
                                "assignments": list(assignments), "sizes": {}}
     rows: list[dict] = []
@@ -81,7 +84,7 @@ def run(ctx: Context, *, sizes: tuple[int, ...] | None = None,
 
 def _switch_for(ctx: Context) -> int:
     """The shipped switch; quick mode's 2k index lowers it so its largest categories get graphs."""
-    from moodboard.index import SWITCH
+    from moodboard.index.manifest import SWITCH
 
     return SWITCH if not ctx.quick else max(50, ctx.profile.filter_size // 8)
 
@@ -143,21 +146,38 @@ def _cycling(fn: Callable[[np.ndarray], Any], queries: np.ndarray) -> Callable[[
     return lambda: fn(next(it))
 
 
-def _build(products: list, vectors: np.ndarray) -> Any:
-    """A ProductIndex over these products, built by upserts of BUILD_CHUNK, without category graphs
-    (its switch above every category), so the time is the global graph's alone."""
+def _build(folder: Path, name: str, products: list, vectors: np.ndarray, switch: int) -> tuple[Any, dict[str, Any]]:
+    """An index bundle of these products written with this switch and loaded; and what building it
+    cost: the global graph's seconds, the category graphs' seconds, nodes and file bytes, and how much
+    the process's RSS grew meanwhile."""
     from moodboard.index import ProductIndex
 
-    index = ProductIndex.create(vectors.shape[1], "bench", capacity=len(products))
-    _drop_graphs(index, len(products))  # and none is built while the products go in
-    for start in range(0, len(products), BUILD_CHUNK):
-        index.upsert(products[start:start + BUILD_CHUNK], vectors[start:start + BUILD_CHUNK])
-    return index
+    rss_before = _rss_bytes()
+    builder = fixtures.write_product_index(folder / name, products, vectors, "bench", switch=switch)
+    index = ProductIndex.load(folder / name, verify=False)
+    graphs = index.manifest.graphs
+    elements = sum(entry.elements for entry in graphs)
+    seconds = builder.seconds["category graphs"]
+    return index, {
+        "global_s": builder.seconds["global graph"], "build_s": round(seconds, 2), "elements": int(elements),
+        "vectors_per_s": round(elements / seconds, 1) if seconds > 0 and elements else None,
+        "bytes": int(sum((folder / name / entry.file).stat().st_size for entry in graphs)),
+        "rss_growth_bytes": max(0, _rss_bytes() - rss_before),
+        "categories": {entry.category: entry.count for entry in graphs},
+    }
 
 
 def _one_size(ctx: Context, n: int, *, filtered: bool, switch: int,
               assignments: tuple[str, ...] = ("random", "clustered")) -> dict[str, Any]:
-    from moodboard.index import EF_SEARCH
+    with tempfile.TemporaryDirectory(prefix="moodboard-bench-index-") as folder:
+        return _measure_size(ctx, n, Path(folder), filtered=filtered, switch=switch, assignments=assignments)
+
+
+def _measure_size(ctx: Context, n: int, folder: Path, *, filtered: bool, switch: int,
+                  assignments: tuple[str, ...]) -> dict[str, Any]:
+    """The figures of one size. At the filtered size the bundle has the random categories and the
+    switch (its global graph serves the unfiltered figures); at the others no category graph."""
+    from moodboard.index.manifest import EF_SEARCH
 
     p = ctx.profile
     vectors, clusters = fixtures.structured_vectors(n, seed=ctx.seed, with_clusters=True)
@@ -165,7 +185,9 @@ def _one_size(ctx: Context, n: int, *, filtered: bool, switch: int,
     truth = _exact_topk(vectors, queries, K)
     categories = fixtures.category_names(n, FILTER_SHARES if filtered else {}, seed=ctx.seed)
     products = fixtures.synthetic_products(n, categories)
-    build_s, index = time_once(lambda: _build(products, vectors))
+    random_filtered = filtered and "random" in assignments
+    index, cost = _build(folder, "random", products, vectors, switch if random_filtered else n + 1)
+    build_s = cost["global_s"]
     hnsw = index._hnsw
     if index.label_of(products[-1].id) != n - 1:
         raise RuntimeError("ProductIndex no longer gives labels in insertion order; the recall figures assume it")
@@ -203,50 +225,16 @@ def _one_size(ctx: Context, n: int, *, filtered: bool, switch: int,
                    "ProductIndex.search": _recall(found, truth)},
         "exact_gb_per_s": round(vectors.nbytes / (timings["exact"]["p50"] / 1000) / 1e9, 2),
     })
-    if filtered and "random" in assignments:
-        progress.print("    random categories: building the category graphs")
-        out["filtered_graphs"] = _with_graphs(index, switch)
+    if random_filtered:
+        out["filtered_graphs"] = cost
         out["filtered"] = _filtered(index, vectors, queries, categories)
-        _drop_graphs(index)
     if filtered and "clustered" in assignments:
-        progress.print("    clustered categories: moving the products, building the category graphs")
+        progress.print("    clustered categories: a second bundle of the same vectors")
         by_cluster = fixtures.category_names(n, FILTER_SHARES, seed=ctx.seed, clusters=clusters)
-        moved_s, _ = time_once(lambda: _reassign(index, fixtures.synthetic_products(n, by_cluster), vectors))
-        out["filtered_clustered_graphs"] = {**_with_graphs(index, switch), "reassign_s": round(moved_s, 2)}
+        index, out["filtered_clustered_graphs"] = _build(folder, "clustered", fixtures.synthetic_products(n, by_cluster),
+                                                         vectors, switch)
         out["filtered_clustered"] = _filtered(index, vectors, queries, by_cluster)
-        _drop_graphs(index)
     return out
-
-
-def _drop_graphs(index: Any, n: int | None = None) -> None:
-    """Drop every category graph (and build none for up to `n` products): a switch so high that
-    every category is below its drop point."""
-    index.switch = 4 * ((len(index) if n is None else n) + 1)
-    if index.category_graphs():
-        raise RuntimeError("category graphs survived a switch above every category")
-
-
-def _reassign(index: Any, products: list, vectors: np.ndarray) -> None:
-    """Give the products new categories through upserts with their unchanged vectors (same chunks
-    as the build, so the vectors normalise to the same bits and the global graph is not touched)."""
-    for start in range(0, len(products), BUILD_CHUNK):
-        index.upsert(products[start:start + BUILD_CHUNK], vectors[start:start + BUILD_CHUNK])
-
-
-def _with_graphs(index: Any, switch: int) -> dict[str, Any]:
-    """Lower the index's switch to `switch` (building the graphs of the categories above it from the
-    stored vectors) and measure what they cost: build time, nodes, file bytes, RSS growth."""
-    rss_before = _rss_bytes()
-    seconds, _ = time_once(lambda: setattr(index, "switch", switch))
-    graphs = index._graphs
-    elements = sum(g.hnsw.element_count for g in graphs.values())
-    return {
-        "build_s": round(seconds, 2), "elements": int(elements),
-        "vectors_per_s": round(elements / seconds, 1) if seconds > 0 and elements else None,
-        "bytes": int(sum(g.hnsw.index_file_size() for g in graphs.values())),
-        "rss_growth_bytes": max(0, _rss_bytes() - rss_before),
-        "categories": index.category_graphs(),
-    }
 
 
 def _filtered(index: Any, vectors: np.ndarray, queries: np.ndarray, categories: list[str]) -> dict[str, Any]:
@@ -261,7 +249,8 @@ def _filtered(index: Any, vectors: np.ndarray, queries: np.ndarray, categories: 
 
 def _filtered_one(index: Any, vectors: np.ndarray, queries: np.ndarray, name: str, labels: np.ndarray) -> dict[str, Any]:
     """One category (its labels are row numbers: the index was built in order)."""
-    from moodboard.index import EF_CATEGORY, EF_CATEGORY_OUTSIDE, EF_FILTERED, _CategoryGraph
+    from moodboard.index.builder import build_graph
+    from moodboard.index.manifest import EF_CATEGORY, EF_CATEGORY_OUTSIDE
 
     hnsw = index._hnsw
     timed = queries[:MAX_TIMED_FILTERED]
@@ -270,11 +259,9 @@ def _filtered_one(index: Any, vectors: np.ndarray, queries: np.ndarray, name: st
     truth = labels[_exact_topk(sub, queries, K)]
     shipped_graph = name in index._graphs
     if shipped_graph:
-        graph, graph_build_s = index._graphs[name].hnsw, None
+        graph, graph_build_s = index._graphs[name], None
     else:
-        graph_build_s, built = time_once(lambda: _CategoryGraph.build(index._vectors, labels, m=hnsw.M,
-                                                                      ef_construction=hnsw.ef_construction))
-        graph = built.hnsw
+        graph_build_s, graph = time_once(lambda: build_graph(index._vectors, labels))
 
     def walk(q: np.ndarray) -> np.ndarray:
         hnsw.set_ef(max(EF_FILTERED, K))
@@ -336,7 +323,7 @@ def _size_rows(n: int, s: dict[str, Any]) -> list[dict]:
         row(f"{n:,}: ProductIndex.search p50 (incl. Hit records)", lat["ProductIndex.search"]["p50"], "ms",
             baseline="raw hnswlib", baseline_value=lat["hnsw"]["p50"], ratio_kind="relative",
             note=f"recall {rec['ProductIndex.search']:.3f}"),
-        row(f"{n:,}: build (ProductIndex upserts, all cores)", s["build_s"], "s", baseline="exact needs no build",
+        row(f"{n:,}: build (IndexBuilder, all cores)", s["build_s"], "s", baseline="exact needs no build",
             note=f"{s['build_vectors_per_s']:,.0f} vectors/s; global graph only"),
         row(f"{n:,}: memory, hnswlib graph + vectors", mib(s["memory"]["hnsw_bytes"]), "MiB",
             baseline="exact: vectors only", baseline_value=mib(s["memory"]["vectors_bytes"]), ratio_kind="relative",
@@ -359,7 +346,7 @@ def _graph_cost_rows(n: int, g: dict[str, Any], s: dict[str, Any], assignment: s
         row(f"{n:,} ({assignment}): memory, graphs + vectors with category graphs", mib(base_mem + g["bytes"]), "MiB",
             baseline="global graph + vectors", baseline_value=mib(base_mem), ratio_kind="relative",
             note=f"category graphs {mib(g['bytes']):,.0f} MiB (file size; process RSS grew "
-                 f"{mib(g['rss_growth_bytes']):,.0f} MiB while they were built)"),
+                 f"{mib(g['rss_growth_bytes']):,.0f} MiB while the bundle was built and loaded)"),
     ]
 
 

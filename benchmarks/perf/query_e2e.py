@@ -187,7 +187,7 @@ def _measure(ctx: Any, bundle: Path, index_dir: Path, loaded: Any, precision: st
             contenders = {
                 "text: model only": lambda: embedder.embed_texts([type_prompt(TEXT_QUERY["category"]),
                                                                   text_query()["text"]]),
-                "text: gist_search": lambda: gist_search(loaded.index, embedder, category=TEXT_QUERY["category"],
+                "text: gist_search": lambda: gist_search(loaded, embedder, category=TEXT_QUERY["category"],
                                                          text=text_query()["text"], params=params),
                 "text: app in-process": lambda: _check(loop.run_until_complete(
                     client.post("/search", json=text_query()))),
@@ -197,7 +197,7 @@ def _measure(ctx: Any, bundle: Path, index_dir: Path, loaded: Any, precision: st
                 "text: app in-process, no text cache": lambda: _check(loop.run_until_complete(
                     no_cache.post("/search", json=text_query()))),
                 "image: model only": lambda: (embedder.embed_images([decode()]), embedder.embed_texts([prompt])),
-                "image: gist_search": lambda: gist_search(loaded.index, embedder, image=decode(),
+                "image: gist_search": lambda: gist_search(loaded, embedder, image=decode(),
                                                           category=IMAGE_CATEGORY, params=params),
                 "image: app in-process": lambda: _check(loop.run_until_complete(
                     client.post("/search", files=files, data=form))),

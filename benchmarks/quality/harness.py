@@ -18,14 +18,16 @@ catalog's own label: a result is relevant when it has the query's category.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from moodboard.catalog import Product
-from moodboard.index import ProductIndex
+from moodboard.index import IndexBuilder, ProductIndex
 from moodboard.vectors import Vector, l2_normalize
 
 from benchmarks.quality import metrics
@@ -87,7 +89,7 @@ class EvalSet:
             categories=[p.category for p in products],
             vectors=vectors,
             products=products,
-            fingerprint=index.model_fingerprint,
+            fingerprint=index.manifest.model_fingerprint,
         )
 
     def __len__(self) -> int:
@@ -206,11 +208,14 @@ def image_to_image(data: EvalSet, queries: np.ndarray, *, k: int = PRECISION_K) 
 
 def candidate_index(data: EvalSet, queries: np.ndarray) -> ProductIndex:
     """A ProductIndex over every product except the held-out queries: the real search path
-    (category filter, exact or hnswlib) the diagnostics go through."""
+    (category filter, exact or hnswlib) the diagnostics go through. The bundle is written to a
+    temporary folder and read back; the folder goes once it is loaded (the vectors stay mapped)."""
     rows = np.flatnonzero(candidate_mask(data, queries))
-    index = ProductIndex.create(data.dim, data.fingerprint, capacity=max(int(rows.size), 16))
-    index.upsert([data.products[i] for i in rows], data.vectors[rows])
-    return index
+    builder = IndexBuilder(data.dim, data.fingerprint)
+    builder.add([data.products[i] for i in rows], data.vectors[rows])
+    with tempfile.TemporaryDirectory(prefix="moodboard-eval-") as folder:
+        builder.write(Path(folder) / "index")
+        return ProductIndex.load(Path(folder) / "index", verify=False)
 
 
 def blend(image: Vector, type_vector: Vector, *, w_image: float, w_type: float) -> Vector:

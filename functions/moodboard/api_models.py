@@ -11,12 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moodboard.query import MAX_K, MAX_OFFSET, MAX_WEIGHT
+from moodboard.query import MAX_K, MAX_OFFSET, MAX_WEIGHT, QueryKind
 
 MAX_TEXT = 500
 MAX_URL = 2048
 
-QueryKind = Literal["image", "text", "image+text"]
 ImageSource = Literal["url", "upload", "base64"]
 
 

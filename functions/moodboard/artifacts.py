@@ -35,7 +35,8 @@ from urllib.parse import urlparse
 from botocore.exceptions import BotoCoreError, ClientError
 
 from moodboard.errors import BundleError, ConfigError, PublishConflict, StoreError
-from moodboard.integrity import verify_files
+from moodboard.index.manifest import VERSION_PATTERN, IndexManifest, verify
+from moodboard.integrity import MANIFEST_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +44,12 @@ INDEX_PREFIX = "indexes/"
 CURRENT_KEY = "indexes/CURRENT"
 CATALOG_PREFIX = "catalogs/"
 MODEL_PREFIX = "models/"
-MANIFEST = "manifest.json"
 UPLOAD_WORKERS = 8
 # Files up to this size go up in one PUT; bigger ones through boto3's multipart transfer.
 SINGLE_PUT_BYTES = 64 * 1024 * 1024
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-_SAFE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SAFE_VERSION = re.compile(VERSION_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -83,25 +83,6 @@ def check_version(version: str) -> str:
     if not isinstance(version, str) or not _SAFE_VERSION.match(version):
         raise BundleError(f"invalid index version {version!r}")
     return version
-
-
-def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
-    """Read an index bundle's manifest and check every file it lists against its sha256.
-
-    Returns the manifest as a dict; raises BundleError when the manifest is missing or unreadable,
-    a listed file is missing, or a digest does not match.
-    """
-    bundle_dir = Path(bundle_dir)
-    try:
-        manifest = json.loads((bundle_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"no readable {MANIFEST} in {bundle_dir}") from exc
-    digests = manifest.get("sha256") if isinstance(manifest, dict) else None
-    if not isinstance(digests, dict) or not manifest.get("version") or not manifest.get("model_fingerprint"):
-        raise BundleError(f"{bundle_dir / MANIFEST} lacks version, model_fingerprint or sha256")
-    check_version(manifest["version"])
-    verify_files(bundle_dir, digests, label=f"index bundle {manifest['version']}")
-    return manifest
 
 
 class ArtifactStore:
@@ -161,30 +142,30 @@ class ArtifactStore:
 
     # --- publishing ----------------------------------------------------------------------------
 
-    def upload_version(self, index_dir: Path) -> dict[str, Any]:
+    def upload_version(self, index_dir: Path) -> IndexManifest:
         """Upload a verified index bundle to indexes/<version>/, manifest.json last and create-only
         (a version is never overwritten). Returns the manifest."""
         index_dir = Path(index_dir)
-        manifest = verify_bundle(index_dir)
-        version = manifest["version"]
+        manifest = verify(index_dir)
+        version = manifest.version
         prefix = f"{INDEX_PREFIX}{version}/"
-        files = sorted(p for p in index_dir.rglob("*") if p.is_file() and p.name != MANIFEST
+        files = sorted(p for p in index_dir.rglob("*") if p.is_file() and p.name != MANIFEST_FILE
                        and not any(part.startswith(".") for part in p.relative_to(index_dir).parts))
         with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:
             for future in [pool.submit(self._upload_file, f, prefix + f.relative_to(index_dir).as_posix())
                            for f in files]:
                 future.result()
         try:
-            self.client.put_object(Bucket=self.bucket, Key=prefix + MANIFEST,
-                                   Body=(index_dir / MANIFEST).read_bytes(),
+            self.client.put_object(Bucket=self.bucket, Key=prefix + MANIFEST_FILE,
+                                   Body=(index_dir / MANIFEST_FILE).read_bytes(),
                                    ContentType="application/json", IfNoneMatch="*")
         except ClientError as exc:
             if _code(exc) in _CONFLICT_CODES:
                 raise PublishConflict(f"index version {version} was already published",
                                       details={"version": version}) from exc
-            raise StoreError(f"S3 failed to upload {prefix}{MANIFEST} ({_code(exc)})") from exc
+            raise StoreError(f"S3 failed to upload {prefix}{MANIFEST_FILE} ({_code(exc)})") from exc
         except BotoCoreError as exc:
-            raise StoreError(f"S3 failed to upload {prefix}{MANIFEST} ({type(exc).__name__})") from exc
+            raise StoreError(f"S3 failed to upload {prefix}{MANIFEST_FILE} ({type(exc).__name__})") from exc
         logger.info("uploaded index %s (%d files)", version, len(files) + 1)
         return manifest
 
@@ -207,7 +188,7 @@ class ArtifactStore:
         expected = self.current() if base is ... else base
         assert expected is None or isinstance(expected, Pointer)
         manifest = self.upload_version(index_dir)
-        return self.move_current(manifest["version"], manifest["model_fingerprint"], expected=expected)
+        return self.move_current(manifest.version, manifest.model_fingerprint, expected=expected)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -223,7 +204,7 @@ class ArtifactStore:
         final = dest_root / version
         if final.is_dir():
             try:
-                verify_bundle(final)
+                verify(final)
                 return final
             except BundleError:
                 logger.warning("cached index %s is corrupt; downloading it again", version)
@@ -232,9 +213,9 @@ class ArtifactStore:
         staging = dest_root / f".{version}.partial-{uuid.uuid4().hex[:8]}"
         try:
             self.download_prefix(f"{INDEX_PREFIX}{version}/", staging)
-            if not (staging / MANIFEST).exists():
-                raise BundleError(f"index version {version} is missing or incomplete on S3 (no {MANIFEST})")
-            verify_bundle(staging)
+            if not (staging / MANIFEST_FILE).exists():
+                raise BundleError(f"index version {version} is missing or incomplete on S3 (no {MANIFEST_FILE})")
+            verify(staging)
             try:
                 staging.rename(final)
             except OSError:
@@ -315,17 +296,17 @@ def download_model(uri: str, client: Any, cache_dir: Path) -> Path:
     bucket, prefix = split_s3_uri(uri)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{bucket}_{prefix}".strip("/_")) or "model"
     final = Path(cache_dir) / "models" / name
-    if (final / MANIFEST).is_file():
+    if (final / MANIFEST_FILE).is_file():
         return final
     staging = final.parent / f".{name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         count = ArtifactStore(bucket, client).download_prefix(prefix, staging)
-        if not count or not (staging / MANIFEST).is_file():
-            raise BundleError(f"no model bundle at {uri} (no {MANIFEST})")
+        if not count or not (staging / MANIFEST_FILE).is_file():
+            raise BundleError(f"no model bundle at {uri} (no {MANIFEST_FILE})")
         try:
             staging.rename(final)
         except OSError:
-            if not (final / MANIFEST).is_file():
+            if not (final / MANIFEST_FILE).is_file():
                 raise
         logger.info("downloaded model bundle %s (%d files)", uri, count)
         return final

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends
 
-from moodboard.runtime import LoadedIndex, Runtime, get_runtime
+from moodboard.runtime import Runtime, get_runtime
 from moodboard.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from moodboard.embedder import EmbedderProtocol
     from moodboard.history import HistoryStore
+    from moodboard.index import ProductIndex
     from moodboard.search_service import ImageFetcher
 
 
@@ -42,7 +43,7 @@ def get_embedder(runtime: RuntimeDep) -> EmbedderProtocol:
     return runtime.embedder()
 
 
-def get_index(runtime: RuntimeDep) -> LoadedIndex:
+def get_index(runtime: RuntimeDep) -> ProductIndex:
     """The index to serve for this request (refreshed from S3 at most once per interval)."""
     return runtime.index()
 
@@ -73,11 +74,12 @@ if TYPE_CHECKING:
     EmbedderDep = Annotated[EmbedderProtocol, Depends(get_embedder)]
     HistoryDep = Annotated[HistoryStore, Depends(get_history)]
     FetcherDep = Annotated[ImageFetcher, Depends(get_image_fetcher)]
+    IndexDep = Annotated[ProductIndex, Depends(get_index)]
 else:
     EmbedderDep = Annotated[Any, Depends(get_embedder)]
     HistoryDep = Annotated[Any, Depends(get_history)]
     FetcherDep = Annotated[Any, Depends(get_image_fetcher)]
+    IndexDep = Annotated[Any, Depends(get_index)]
 
-IndexDep = Annotated[LoadedIndex, Depends(get_index)]
 DynamoDep = Annotated[Any, Depends(get_dynamodb)]
 S3Dep = Annotated[Any, Depends(get_s3)]

@@ -12,7 +12,6 @@ lock and first removes what a killed load of the same output left behind (moodbo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import time
@@ -30,13 +29,13 @@ from moodboard.embedder import EmbedderProtocol
 from moodboard.errors import BundleError, MoodboardError, NothingLoaded
 from moodboard.fetch import FetchLimits, fetch
 from moodboard.images import decode_image, load_image_file
-from moodboard.index import ProductIndex
+from moodboard.index import IndexBuilder, ProductIndex
+from moodboard.index.manifest import MANIFEST_FILE, THUMBS_DIR, thumb_name, thumbnail_path
 from moodboard.load_staging import clean_staging, output_lock, thumbs_staging
 from moodboard.settings import Settings
 
 log = logging.getLogger(__name__)
 
-THUMBS_DIR = "thumbs"
 THUMB_SIZE = 256
 ProgressCallback = Callable[[int, int], None]
 
@@ -80,16 +79,6 @@ class LoadReport(BaseModel):
         )
 
 
-def thumb_name(product_id: str) -> str:
-    """File name of a product's thumbnail inside an index bundle's thumbs/ folder."""
-    return hashlib.sha1(product_id.encode()).hexdigest()[:20] + ".jpg"
-
-
-def thumbnail_path(index_dir: Path, product_id: str) -> Path:
-    """Where the thumbnail of a local-path product image lives in an index bundle."""
-    return Path(index_dir) / THUMBS_DIR / thumb_name(product_id)
-
-
 def is_url(image: str) -> bool:
     """True for http(s) image references, False for local paths."""
     return image.startswith(("http://", "https://"))
@@ -112,7 +101,7 @@ class ImageSource:
 
 
 def _previous_index(previous: Path | None, fingerprint: str) -> ProductIndex | None:
-    if previous is None or not (Path(previous) / "manifest.json").exists():
+    if previous is None or not (Path(previous) / MANIFEST_FILE).exists():
         return None
     try:
         return ProductIndex.load(Path(previous), expected_fingerprint=fingerprint)
@@ -176,11 +165,7 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
 
     staging_thumbs = thumbs_staging(out_dir)
     staging_thumbs.mkdir(parents=True, exist_ok=True)
-    index = ProductIndex.create(
-        embedder.dim, embedder.fingerprint,
-        model_precision=getattr(embedder, "precision", "fp32"),
-        capacity=max(len(read.products), 16),
-    )
+    index = IndexBuilder(embedder.dim, embedder.fingerprint, model_precision=getattr(embedder, "precision", "fp32"))
     try:
         todo: list[Product] = []
         keys: dict[str, str] = {}
@@ -198,8 +183,8 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
             else:
                 todo.append(product)
         if reused_products:
-            index.upsert(reused_products, np.stack(reused_vectors).astype(np.float32),
-                         [keys[p.id] for p in reused_products])
+            index.add(reused_products, np.stack(reused_vectors).astype(np.float32),
+                      [keys[p.id] for p in reused_products])
         report.reused = len(reused_products)
         _embed_all(todo, keys, embedder, index, source, settings, staging_thumbs, report,
                    progress=progress, on_progress=on_progress)
@@ -209,8 +194,8 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
             raise NothingLoaded(
                 f"no product of {read.source} could be loaded ({len(report.rejects)} rows rejected, "
                 f"{len(report.image_failures)} images failed); nothing was written to {out_dir}", report=report)
-        index.catalog_sha256 = read.checksum
-        manifest = index.save(out_dir, write_extra=lambda tmp: staging_thumbs.rename(tmp / THUMBS_DIR))
+        manifest = index.write(out_dir, catalog_sha256=read.checksum,
+                               write_extra=lambda tmp: staging_thumbs.rename(tmp / THUMBS_DIR))
     finally:
         if staging_thumbs.exists():
             shutil.rmtree(staging_thumbs, ignore_errors=True)
@@ -230,7 +215,7 @@ def _same_image(prev: ProductIndex, product_id: str, key: str) -> bool:
         return False
 
 
-def _embed_all(todo: list[Product], keys: dict[str, str], embedder: EmbedderProtocol, index: ProductIndex,
+def _embed_all(todo: list[Product], keys: dict[str, str], embedder: EmbedderProtocol, index: IndexBuilder,
                source: ImageSource, settings: Settings, thumbs: Path, report: LoadReport, *,
                progress: bool, on_progress: ProgressCallback | None) -> None:
     """Fetch/decode concurrently, embed in batches, add to the index; failures go to the report."""
@@ -250,7 +235,7 @@ def _embed_all(todo: list[Product], keys: dict[str, str], embedder: EmbedderProt
         if not batch_products:
             return
         vectors = embedder.embed_images(batch_images)
-        index.upsert(list(batch_products), vectors, [keys[p.id] for p in batch_products])
+        index.add(list(batch_products), vectors, [keys[p.id] for p in batch_products])
         report.embedded += len(batch_products)
         batch_products.clear()
         batch_images.clear()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from moodboard.errors import InvalidQuery, UnknownCategory
+from moodboard.errors import InvalidQuery
 from moodboard.index import Hit, ProductIndex
 from moodboard.settings import QueryDefaults
 from moodboard.vectors import Vector, l2_normalize
@@ -33,6 +33,8 @@ MAX_OFFSET = 1000
 OVERFETCH = 2
 OVERFETCH_EXTRA = 16
 MIN_QUERY_NORM = 1e-6
+
+QueryKind = Literal["image", "text", "image+text"]
 
 _DEFAULTS = QueryDefaults.model_fields
 
@@ -74,13 +76,32 @@ class QueryParams(BaseModel):
         return cls(**base)
 
 
+class GistQuery(BaseModel):
+    """A search request resolved once against the index: what the gist search runs and what it
+    reports (style rule 17: nothing after this parses the request again)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: QueryKind
+    category: str | None  # the index's spelling
+    prompt: str | None  # the product type's prompt, when there is a category
+    text: str | None
+    negative: str | None
+    weights: dict[str, float]  # the weights used: 0 for the parts the query lacks
+    params: QueryParams
+
+    @property
+    def has_image(self) -> bool:
+        return self.kind != "text"
+
+
 @dataclass
 class GistResult:
-    """A page of results, what the query resolved to, and how many near-copies were dropped
-    (those ranked above the last result of the page)."""
+    """A page of results, the query they answer, and how many near-copies were dropped (those
+    ranked above the last result of the page)."""
 
     hits: list[Hit]
-    resolved: dict[str, Any]
+    query: GistQuery
     dropped_near_copies: int = 0
     has_more: bool = False
     query_vector: Vector | None = field(default=None, repr=False)
@@ -94,78 +115,76 @@ def type_prompt(category: str) -> str:
     return PROMPT_TEMPLATE.format(category=words)
 
 
-def resolve_category(index: ProductIndex, category: str) -> str:
-    """The index's spelling of a category (exact, else case-insensitive); UnknownCategory with the
-    known categories in details when there is none."""
-    known = index.categories()
-    if category in known:
-        return category
-    folded = {name.casefold(): name for name in known}
-    match = folded.get(category.strip().casefold())
-    if match is None:
-        raise UnknownCategory(f"unknown product type {category!r}",
-                              details={"category": category, "known": sorted(known)})
-    return match
+def resolve_query(index: ProductIndex, *, has_image: bool, category: str | None = None, text: str | None = None,
+                  negative: str | None = None, params: QueryParams | None = None,
+                  categories_url: str | None = None) -> GistQuery:
+    """Resolve a request against the index, before any image is fetched or embedded: the category
+    to the index's spelling (ProductIndex.resolve_category), its prompt, the weights of the parts
+    given. InvalidQuery without an image, a text or a category (the one check of an empty query);
+    UnknownCategory for a category the index does not hold."""
+    params = params or QueryParams()
+    text = (text or "").strip() or None
+    negative = (negative or "").strip() or None
+    category = (category or "").strip() or None
+    if not has_image and text is None and category is None:
+        raise InvalidQuery("nothing to search for: give an image, a text or a category")
+    if category is not None:
+        category = index.resolve_category(category, categories_url=categories_url)
+    prompt = type_prompt(category) if category is not None else None
+    weights = {
+        "w_image": params.w_image if has_image else 0.0,
+        "w_type": params.w_type if prompt is not None else 0.0,
+        "w_text": params.w_text if text is not None else 0.0,
+        "w_neg": params.w_neg if negative is not None else 0.0,
+    }
+    kind = "image+text" if has_image and text is not None else "image" if has_image else "text"
+    return GistQuery(kind=kind, category=category, prompt=prompt, text=text, negative=negative,
+                     weights=weights, params=params)
 
 
 def gist_search(index: ProductIndex, embedder: EmbedderLike, *, image: Image.Image | None = None,
                 category: str | None = None, text: str | None = None, negative: str | None = None,
                 params: QueryParams | None = None) -> GistResult:
-    """Products of `category` that carry the gist of `image` (and `text`), best first.
+    """Products of `category` that carry the gist of `image` (and `text`), best first: the request
+    resolved (resolve_query), then run (run_query)."""
+    query = resolve_query(index, has_image=image is not None, category=category, text=text, negative=negative,
+                          params=params)
+    return run_query(index, embedder, query, image=image)
 
-    Blends the embeddings with the params' weights (the text parts in one embed_texts batch), searches
-    within the category, drops products whose vector is more similar than near_copy_threshold to the
-    image itself, applies MMR when mmr_lambda is set, and returns params.k hits after params.offset.
-    Raises InvalidQuery without image, text and category, UnknownCategory for a category the index
-    does not hold.
-    """
-    params = params or QueryParams()
-    text = (text or "").strip() or None
-    negative = (negative or "").strip() or None
-    category = (category or "").strip() or None
-    if image is None and text is None and category is None:
-        raise InvalidQuery("give an image, a text or a product type to search for")
-    if category is not None:
-        category = resolve_category(index, category)
-    prompt = type_prompt(category) if category is not None else None
 
-    weights = {
-        "w_image": params.w_image if image is not None else 0.0,
-        "w_type": params.w_type if prompt is not None else 0.0,
-        "w_text": params.w_text if text is not None else 0.0,
-        "w_neg": params.w_neg if negative is not None else 0.0,
-    }
-    texts = {name: value for name, value in (("w_type", prompt), ("w_text", text), ("w_neg", negative))
-             if value is not None and weights[name] > 0}
+def run_query(index: ProductIndex, embedder: EmbedderLike, query: GistQuery, *,
+              image: Image.Image | None = None) -> GistResult:
+    """Run a resolved query: blend the embeddings with its weights (the text parts in one
+    embed_texts batch), search within its category, drop products whose vector is more similar than
+    near_copy_threshold to the image itself, apply MMR when mmr_lambda is set, and return params.k
+    hits after params.offset. InvalidQuery when every weight of the parts given is 0."""
+    if (image is not None) != query.has_image:
+        raise ValueError(f"a {query.kind} query {'needs' if query.has_image else 'takes no'} image")
+    params, weights = query.params, query.weights
+    texts = {name: value for name, value in (("w_type", query.prompt), ("w_text", query.text),
+                                             ("w_neg", query.negative)) if value is not None and weights[name] > 0}
     image_vec = l2_normalize(embedder.embed_images([image]))[0] if image is not None else None
     text_vecs = dict(zip(texts, l2_normalize(embedder.embed_texts(list(texts.values()))))) if texts else {}
 
-    query = np.zeros(embedder.dim, np.float32)
+    vector = np.zeros(embedder.dim, np.float32)
     if image_vec is not None:
-        query += weights["w_image"] * image_vec
+        vector += weights["w_image"] * image_vec
     for name, vec in text_vecs.items():
-        query += (-1.0 if name == "w_neg" else 1.0) * weights[name] * vec
-    if float(np.linalg.norm(query)) < MIN_QUERY_NORM:
+        vector += (-1.0 if name == "w_neg" else 1.0) * weights[name] * vec
+    if float(np.linalg.norm(vector)) < MIN_QUERY_NORM:
         raise InvalidQuery("the query is empty: every weight of the parts given is 0",
                            details={"weights": weights})
-    query = l2_normalize(query)
-
-    kind = "image+text" if image is not None and text is not None else "image" if image is not None else "text"
-    resolved: dict[str, Any] = {
-        "kind": kind, "category": category, "prompt": prompt, "text": text, "negative": negative,
-        "weights": weights, "near_copy_threshold": params.near_copy_threshold,
-        "k": params.k, "offset": params.offset, "mmr_lambda": params.mmr_lambda,
-    }
+    vector = l2_normalize(vector)
 
     need = params.offset + params.k
     pool_size = need + 1 if params.mmr_lambda is None else max(need + 1, OVERFETCH * need)
-    kept, dropped = _candidates(index, query, image_vec, category, pool_size, params.near_copy_threshold)
+    kept, dropped = _candidates(index, vector, image_vec, query.category, pool_size, params.near_copy_threshold)
     if params.mmr_lambda is not None:
-        kept = _mmr(index, query, kept, need + 1, params.mmr_lambda)
+        kept = _mmr(index, vector, kept, need + 1, params.mmr_lambda)
     page = kept[params.offset:need]
-    logger.debug("gist search %s: %d hits, %d near-copies dropped", resolved, len(page), dropped)
-    return GistResult(hits=page, resolved=resolved, dropped_near_copies=dropped,
-                      has_more=len(kept) > need, query_vector=query)
+    logger.debug("gist search %s: %d hits, %d near-copies dropped", query, len(page), dropped)
+    return GistResult(hits=page, query=query, dropped_near_copies=dropped, has_more=len(kept) > need,
+                      query_vector=vector)
 
 
 def _candidates(index: ProductIndex, query: Vector, image_vec: Vector | None, category: str | None,
@@ -213,10 +232,12 @@ def _mmr(index: ProductIndex, query: Vector, hits: list[Hit], n: int, lam: float
     return [hits[i] for i in order]
 
 
-def similar_to(index: ProductIndex, product_id: str, *, k: int = 12, category: str | None = None) -> list[Hit]:
-    """"More like this": the k products nearest to a product's own vector, in its category unless
-    another is given, never the product itself. NotFound for an unknown id."""
+def similar_to(index: ProductIndex, product_id: str, *, k: int = 12, category: str | None = None,
+               categories_url: str | None = None) -> tuple[str, list[Hit]]:
+    """"More like this": the category searched and the k products nearest to a product's own vector
+    in it (the product's own category unless another is given), never the product itself. NotFound
+    for an unknown id, UnknownCategory for an unknown category."""
     product = index.get(product_id)
     own = index.label_of(product_id)
-    target = resolve_category(index, category) if category else product.category
-    return index.search(index.vector(product_id), k, category=target, exclude=lambda label: label == own)
+    target = index.resolve_category(category, categories_url=categories_url) if category else product.category
+    return target, index.search(index.vector(product_id), k, category=target, exclude=lambda label: label == own)

@@ -42,29 +42,12 @@ RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 300.0
 
 
-@dataclass(frozen=True)
-class LoadedIndex:
-    """An index in memory, the folder its bundle lives in (thumbnails), and its manifest fields."""
-
-    index: ProductIndex
-    path: Path
-    version: str
-    model_fingerprint: str
-    count: int
-    created: str | None
-
-
-def open_index(path: Path, fingerprint: str, *, verify: bool = True) -> LoadedIndex:
+def open_index(path: Path, fingerprint: str, *, verify: bool = True) -> ProductIndex:
     """Load the index bundle at `path` for a model with this fingerprint, checking its files' sha256
     unless the caller has just done so (`verify=False` after a verified download)."""
     from moodboard.index import ProductIndex
 
-    index = ProductIndex.load(Path(path), expected_fingerprint=fingerprint, verify=verify)
-    manifest = index.manifest
-    assert manifest is not None
-    return LoadedIndex(index=index, path=Path(path), version=manifest.version,
-                       model_fingerprint=manifest.model_fingerprint, count=manifest.count,
-                       created=manifest.created)
+    return ProductIndex.load(path, expected_fingerprint=fingerprint, verify=verify)
 
 
 @dataclass(frozen=True)
@@ -98,7 +81,7 @@ class CurrentIndex:
         self.cache_dir = Path(cache_dir) / INDEX_CACHE
         self.refresh_seconds = refresh_seconds
         self._clock = clock
-        self._loaded: LoadedIndex | None = None
+        self._loaded: ProductIndex | None = None
         self._checked_at: float | None = None
         self._refused: dict[str, str] = {}
         self._postponed: dict[str, _Retry] = {}
@@ -106,7 +89,7 @@ class CurrentIndex:
         self._lock = threading.Lock()
 
     @property
-    def loaded(self) -> LoadedIndex | None:
+    def loaded(self) -> ProductIndex | None:
         """The index currently served, if any."""
         return self._loaded
 
@@ -120,7 +103,7 @@ class CurrentIndex:
         """Versions that failed to load for a passing reason and will be tried again, with the reason."""
         return {version: retry.reason for version, retry in self._postponed.items()}
 
-    def get(self) -> LoadedIndex:
+    def get(self) -> ProductIndex:
         """The index to serve now, loading it first or refreshing it when the interval has passed."""
         loaded = self._loaded
         if loaded is None:
@@ -138,7 +121,7 @@ class CurrentIndex:
                 self._lock.release()
         return self._loaded or loaded
 
-    def refresh(self) -> LoadedIndex | None:
+    def refresh(self) -> ProductIndex | None:
         """Check the pointer now (whatever the interval or a retry's backoff) and swap if a good new
         version is there."""
         with self._lock:
@@ -196,7 +179,7 @@ class CurrentIndex:
         self._problem = None
         previous = self._loaded
         self._loaded = fresh
-        logger.info("serving index %s (%d products)%s", fresh.version, fresh.count,
+        logger.info("serving index %s (%d products)%s", fresh.version, len(fresh),
                     f", replacing {previous.version}" if previous else "")
         self._prune(keep={fresh.version, previous.version if previous else fresh.version})
 
@@ -332,9 +315,9 @@ class Runtime:
         if embedder.fingerprint != fingerprint:  # the manifest changed between the two reads
             raise ConfigError(f"the model bundle changed while loading ({fingerprint} -> {embedder.fingerprint})")
         logger.info("preloaded model %s and index %s (%d products)", embedder.fingerprint, loaded.version,
-                    loaded.count)
+                    len(loaded))
 
-    def index(self) -> LoadedIndex:
+    def index(self) -> ProductIndex:
         """The index to serve for this request."""
         return self.current_index().get()
 

@@ -93,7 +93,7 @@ async def search(request: Request, settings: SettingsDep, embedder: EmbedderDep,
     """Products with the gist of an image (URL, base64 or upload) within a product type."""
     body, upload = await read_search_request(request, settings)
     return await run_in_threadpool(
-        search_service.run_search, body, upload=upload, embedder=embedder, loaded=index, history=history,
+        search_service.run_search, body, upload=upload, embedder=embedder, index=index, history=history,
         fetcher=fetcher, settings=settings, links=links_for(request),
     )
 

@@ -32,13 +32,7 @@ from moodboard.api_models import (
     SimilarResponse,
     VersionResponse,
 )
-from moodboard.errors import (
-    FetchError,
-    ImageTooLarge,
-    InvalidQuery,
-    NotFound,
-    UnknownCategory,
-)
+from moodboard.errors import FetchError, ImageTooLarge, InvalidQuery, NotFound
 from moodboard.fetch import (
     Fetched,
     FetchLimits,
@@ -48,7 +42,6 @@ from moodboard.fetch import (
 )
 from moodboard.images import decode_image
 from moodboard.observability import COUNT, MILLISECONDS, record_metric
-from moodboard.runtime import LoadedIndex
 from moodboard.settings import Settings
 
 if TYPE_CHECKING:
@@ -57,12 +50,12 @@ if TYPE_CHECKING:
     from moodboard.catalog import Product
     from moodboard.embedder import EmbedderProtocol
     from moodboard.history import HistoryStore
-    from moodboard.index import Hit
+    from moodboard.index import Hit, ProductIndex
+    from moodboard.query import QueryParams
 
 logger = logging.getLogger(__name__)
 
 WEIGHT_FIELDS = ("w_image", "w_type", "w_text", "w_neg")
-MAX_LISTED_CATEGORIES = 50
 
 
 @dataclass(frozen=True)
@@ -107,26 +100,6 @@ class QueryImage:
     image: Image.Image | None = None
     source: str | None = None
     resolved_url: str | None = None
-
-
-def resolve_category(loaded: LoadedIndex, category: str | None, links: Links) -> str | None:
-    """The index's spelling of `category` (matched case-insensitively), or UnknownCategory (404)
-    carrying the URL of the category list and the first names in it."""
-    if category is None or not category.strip():
-        return None
-    known = loaded.index.categories()
-    if category in known:
-        return category
-    folded = {name.casefold(): name for name in known}
-    match = folded.get(category.strip().casefold())
-    if match is not None:
-        return match
-    names = sorted(known)
-    raise UnknownCategory(
-        f"unknown category {category!r}; the list is at {links.categories}",
-        details={"category": category, "categories_url": links.categories,
-                 "categories": names[:MAX_LISTED_CATEGORIES]},
-    )
 
 
 def decode_base64_image(encoded: str, settings: Settings) -> bytes:
@@ -179,19 +152,12 @@ def load_query_image(request: SearchRequest, upload: bytes | None, *, settings: 
     return QueryImage()
 
 
-def query_params(request: SearchRequest, settings: Settings, *, k: int) -> Any:
+def query_params(request: SearchRequest, settings: Settings, *, k: int) -> QueryParams:
     """QueryParams from the request, the server's defaults (Settings.query) filling what it left out."""
     from moodboard.query import QueryParams
 
     overrides = {name: getattr(request, name) for name in (*WEIGHT_FIELDS, "near_copy_threshold", "mmr_lambda")}
     return QueryParams.from_defaults(settings.query, **overrides, k=k, offset=request.offset)
-
-
-def query_kind(has_image: bool, text: str | None) -> str:
-    """image, text, or image+text (a product type alone is a text query: its prompt)."""
-    if has_image and text:
-        return "image+text"
-    return "image" if has_image else "text"
 
 
 def result_item(hit: Hit, links: Links) -> ResultItem:
@@ -216,7 +182,7 @@ def is_tiny(embedder: EmbedderProtocol) -> bool:
     return bool(getattr(source, "tiny", False))
 
 
-def run_search(request: SearchRequest, *, upload: bytes | None, embedder: EmbedderProtocol, loaded: LoadedIndex,
+def run_search(request: SearchRequest, *, upload: bytes | None, embedder: EmbedderProtocol, index: ProductIndex,
                history: HistoryStore | None, fetcher: Callable[[str], Fetched], settings: Settings,
                links: Links) -> SearchResponse:
     """Run one gist search and record it in the search history.
@@ -224,48 +190,38 @@ def run_search(request: SearchRequest, *, upload: bytes | None, embedder: Embedd
     Raises InvalidQuery (422) for no query or two images, UnknownCategory (404) before anything is
     fetched, and the image and fetch errors of moodboard.images / moodboard.fetch.
     """
-    from moodboard.query import gist_search
+    from moodboard.query import resolve_query, run_query
 
     started = time.perf_counter()
     sources = [name for name, value in (("image_url", request.image_url), ("image_base64", request.image_base64),
                                         ("image", upload)) if value is not None and value != ""]
     if len(sources) > 1:
         raise InvalidQuery(f"send one image, not {' and '.join(sources)}", details={"fields": sources})
-    if not (sources or (request.text and request.text.strip()) or (request.category and request.category.strip())):
-        raise InvalidQuery("nothing to search for: give an image (image_url, image_base64 or an image upload), "
-                           "text or a category", details={"fields": ["image_url", "image_base64", "image",
-                                                                     "text", "category"]})
-    category = resolve_category(loaded, request.category, links)
-    query_image = load_query_image(request, upload, settings=settings, fetcher=fetcher)
     k = request.k or settings.query.k
-    params = query_params(request, settings, k=k)
-    result = gist_search(loaded.index, embedder, image=query_image.image, category=category,
-                         text=request.text or None, negative=request.negative or None, params=params)
-    hits = list(result.hits)[:k]
-    resolved = dict(result.resolved or {})
-    weights = {name: float(value) for name, value in (resolved.get("weights") or {}).items()} or {
-        name: float(getattr(params, name)) for name in WEIGHT_FIELDS}
-    tiny = is_tiny(embedder)
+    resolved = resolve_query(index, has_image=bool(sources), category=request.category, text=request.text,
+                             negative=request.negative, params=query_params(request, settings, k=k),
+                             categories_url=links.categories)
+    query_image = load_query_image(request, upload, settings=settings, fetcher=fetcher)
+    result = run_query(index, embedder, resolved, image=query_image.image)
     query = ResolvedQuery(
-        kind=str(resolved.get("kind") or query_kind(query_image.image is not None, request.text)),
-        category=category, prompt=resolved.get("prompt"), text=resolved.get("text", request.text or None),
-        negative=resolved.get("negative", request.negative or None), weights=weights,
-        near_copy_threshold=float(params.near_copy_threshold), mmr_lambda=params.mmr_lambda,
+        kind=resolved.kind, category=resolved.category, prompt=resolved.prompt, text=resolved.text,
+        negative=resolved.negative, weights=resolved.weights,
+        near_copy_threshold=resolved.params.near_copy_threshold, mmr_lambda=resolved.params.mmr_lambda,
         image_source=query_image.source, resolved_image_url=query_image.resolved_url,
     )
-    results = [result_item(hit, links) for hit in hits]
+    results = [result_item(hit, links) for hit in result.hits]
     search_id = record_search(history, query=query, k=k, offset=request.offset, result_ids=[r.id for r in results],
-                              model_fingerprint=embedder.fingerprint, index_version=loaded.version, tiny=tiny,
-                              settings=settings)
+                              model_fingerprint=embedder.fingerprint, index_version=index.version,
+                              tiny=is_tiny(embedder), settings=settings)
     elapsed_ms = (time.perf_counter() - started) * 1000
     record_metric("SearchLatency", MILLISECONDS, elapsed_ms)
     record_metric("ResultCount", COUNT, len(results))
-    logger.info("search %s: kind=%s category=%s results=%d in %.0f ms", search_id, query.kind, category,
+    logger.info("search %s: kind=%s category=%s results=%d in %.0f ms", search_id, query.kind, query.category,
                 len(results), elapsed_ms)
     return SearchResponse(
         search_id=search_id, query=query, results=results, offset=request.offset, k=k,
-        has_more=bool(result.has_more), dropped_near_copies=int(result.dropped_near_copies),
-        model_fingerprint=embedder.fingerprint, index_version=loaded.version, tiny_model=tiny,
+        has_more=result.has_more, dropped_near_copies=result.dropped_near_copies,
+        model_fingerprint=embedder.fingerprint, index_version=index.version, tiny_model=is_tiny(embedder),
     )
 
 
@@ -296,46 +252,44 @@ def record_search(history: HistoryStore | None, *, query: ResolvedQuery, k: int,
 
 # --- the read routes ------------------------------------------------------------------------------
 
-def list_categories(loaded: LoadedIndex) -> CategoriesResponse:
+def list_categories(index: ProductIndex) -> CategoriesResponse:
     """Product types with their counts, largest first."""
-    counts = loaded.index.categories()
+    counts = index.categories()
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0].casefold()))
     return CategoriesResponse(categories=[Category(name=name, count=count) for name, count in ordered])
 
 
-def product_out(loaded: LoadedIndex, product_id: str, links: Links) -> ProductOut:
+def product_out(index: ProductIndex, product_id: str, links: Links) -> ProductOut:
     """One product record (NotFound when the id is not in the index)."""
-    product = loaded.index.get(product_id)
+    product = index.get(product_id)
     return ProductOut(id=product.id, title=product.title, category=product.category,
                       image_url=image_url(product, links), product_url=product.product_url, price=product.price,
                       currency=product.currency, attributes=dict(product.attributes))
 
 
-def similar_products(loaded: LoadedIndex, product_id: str, *, k: int, category: str | None,
+def similar_products(index: ProductIndex, product_id: str, *, k: int, category: str | None,
                      links: Links) -> SimilarResponse:
     """'More like this': the products nearest to one product, in its own category unless told otherwise."""
     from moodboard.query import similar_to
 
-    product = loaded.index.get(product_id)
-    scope = resolve_category(loaded, category, links) if category else product.category
-    hits = similar_to(loaded.index, product_id, k=k, category=scope)
+    scope, hits = similar_to(index, product_id, k=k, category=category, categories_url=links.categories)
     return SimilarResponse(product_id=product_id, category=scope, results=[result_item(hit, links) for hit in hits])
 
 
-def thumbnail(loaded: LoadedIndex, product_id: str) -> tuple[str, Any]:
+def thumbnail(index: ProductIndex, product_id: str) -> tuple[str, Any]:
     """("file", path) for a product image stored in the bundle, or ("redirect", url) for a URL image."""
-    from moodboard.ingest import thumbnail_path
+    from moodboard.index import thumbnail_path
 
-    product = loaded.index.get(product_id)
+    product = index.get(product_id)
     if product.image.startswith(("http://", "https://")):
         return "redirect", product.image
-    path = thumbnail_path(loaded.path, product_id)
+    path = thumbnail_path(index.path, product_id)
     if not path.is_file():
         raise NotFound(f"no stored image for product {product_id!r}", details={"product_id": product_id})
     return "file", path
 
 
-def version_info(embedder: EmbedderProtocol, loaded: LoadedIndex, settings: Settings) -> VersionResponse:
+def version_info(embedder: EmbedderProtocol, index: ProductIndex, settings: Settings) -> VersionResponse:
     """Code, model and index versions and fingerprints."""
     manifest = getattr(embedder, "manifest", None)
     source = getattr(manifest, "source", None)
@@ -345,6 +299,6 @@ def version_info(embedder: EmbedderProtocol, loaded: LoadedIndex, settings: Sett
                         precision=str(getattr(embedder, "precision", "fp32")), tiny=is_tiny(embedder),
                         description=getattr(manifest, "description", None),
                         trained=getattr(manifest, "training", None) is not None),
-        index=IndexInfo(version=loaded.version, model_fingerprint=loaded.model_fingerprint, count=loaded.count,
-                        created=loaded.created),
+        index=IndexInfo(version=index.version, model_fingerprint=index.manifest.model_fingerprint, count=len(index),
+                        created=index.manifest.created),
     )

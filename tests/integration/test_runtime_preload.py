@@ -38,8 +38,8 @@ def test_preload_loads_the_model_and_the_index_once(tiny_bundle: Path, tiny_inde
     runtime = Runtime(Settings(model_dir=str(tiny_bundle), index_dir=str(tiny_index), cache_dir=tmp_path))
     runtime.preload()
     embedder, loaded = runtime.embedder(), runtime.index()
-    assert embedder.fingerprint == loaded.model_fingerprint
-    assert loaded.count == len(loaded.index) > 0
+    assert embedder.fingerprint == loaded.manifest.model_fingerprint
+    assert loaded.manifest.count == len(loaded) > 0
     runtime.preload()
     assert runtime.embedder() is embedder and runtime.index() is loaded
 

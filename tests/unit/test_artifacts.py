@@ -11,10 +11,10 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from moodboard.artifacts import CURRENT_KEY, ArtifactStore, Pointer, verify_bundle
+from moodboard.artifacts import CURRENT_KEY, ArtifactStore, Pointer
 from moodboard.catalog import Product
 from moodboard.errors import BundleError, IndexUnavailable, PublishConflict, StoreError
-from moodboard.index import ProductIndex
+from moodboard.index import IndexBuilder, ProductIndex, verify
 from moodboard.runtime import CurrentIndex
 from moto import mock_aws
 
@@ -45,9 +45,9 @@ def make_bundle(path: Path, *, fingerprint: str = FINGERPRINT, n: int = 6, seed:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     products = [Product(id=f"p{i}", title=f"Product {i}", category="dress" if i % 2 else "lamp",
                         image=f"https://shop.example/p{i}.jpg") for i in range(n)]
-    index = ProductIndex.create(8, fingerprint, capacity=n)
-    index.upsert(products, vectors, [f"key-{seed}-{i}" for i in range(n)])
-    index.save(path)
+    builder = IndexBuilder(8, fingerprint)
+    builder.add(products, vectors, [f"key-{seed}-{i}" for i in range(n)])
+    builder.write(path)
     return path
 
 
@@ -82,7 +82,7 @@ def test_download_verifies_and_round_trips(store: ArtifactStore, tmp_path: Path)
     path = store.download(pointer.version, tmp_path / "cache")
 
     assert path == tmp_path / "cache" / pointer.version
-    assert verify_bundle(path)["version"] == pointer.version
+    assert verify(path).version == pointer.version
     assert ProductIndex.load(path, expected_fingerprint=FINGERPRINT).get("p3").title == "Product 3"
 
 
@@ -246,7 +246,7 @@ def test_corrupt_new_version_leaves_search_on_the_old_one(store: ArtifactStore, 
     assert served is old and served.version == v1.version
     assert "index.bin does not match its sha256" in current.refused[v2.version]
     assert not (tmp_path / "cache" / "indexes" / v2.version).exists()
-    assert served.index.get("p1").title == "Product 1"
+    assert served.get("p1").title == "Product 1"
 
 
 def test_missing_new_version_leaves_search_on_the_old_one(store: ArtifactStore, s3: Any, tmp_path: Path) -> None:

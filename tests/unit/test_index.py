@@ -1,4 +1,5 @@
-"""ProductIndex: recall, category filter, incremental updates, bundle save/load and its failures."""
+"""The index bundle: built by IndexBuilder, read by ProductIndex (recall, category search, bundle
+files and their failures, the records reader). Category graphs: test_index_graphs.py."""
 
 from __future__ import annotations
 
@@ -7,19 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from moodboard import index as index_module
+from moodboard import staging
 from moodboard.catalog import Product
 from moodboard.errors import BundleError, FingerprintMismatch, NotFound, UnknownCategory
-from moodboard.index import EF_SEARCH, SWITCH, ProductIndex
+from moodboard.index import IndexBuilder, ProductIndex, verify
+from moodboard.index import manifest as index_manifest
 from moodboard.vectors import l2_normalize
+
+from tests.indexes import build_index
 
 DIM = 512
 N = 20_000
 FINGERPRINT = "model-aaaa1111"
-# Category sizes in the 20k index. The filter tests lower `index.switch` to 1_000 so that the two
-# large categories go through hnswlib's filtered search and the small ones through exact search.
+# Category sizes in the 20k index, all below the switch: searched exactly.
 SIZES = {"tiny": 3, "exact_k": 10, "small": 500, "mid": 4_000}
-TEST_SWITCH = 1_000
 
 
 def structured_vectors(n: int, dim: int, *, seed: int, clusters: int = 256, rank: int = 32,
@@ -39,8 +41,8 @@ def product(i: int | str, category: str = "Dress", **extra: object) -> Product:
 
 
 @pytest.fixture(scope="module")
-def big() -> tuple[ProductIndex, np.ndarray, list[str]]:
-    """One 20k-vector index for the module (building it is the slow part)."""
+def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProductIndex, np.ndarray, list[str]]:
+    """One 20k-vector bundle for the module (building it is the slow part)."""
     vectors = structured_vectors(N, DIM, seed=7)
     rng = np.random.default_rng(8)
     categories = ["rest"] * N
@@ -49,8 +51,8 @@ def big() -> tuple[ProductIndex, np.ndarray, list[str]]:
         categories[start:start + size] = [name] * size
         start += size
     categories = list(rng.permutation(categories))
-    index = ProductIndex.create(DIM, FINGERPRINT, capacity=N)
-    index.upsert([product(i, categories[i]) for i in range(N)], vectors, [f"key{i}" for i in range(N)])
+    index = build_index(tmp_path_factory.mktemp("big") / "bundle", [product(i, categories[i]) for i in range(N)],
+                        vectors, fingerprint=FINGERPRINT, keys=[f"key{i}" for i in range(N)])
     return index, vectors, categories
 
 
@@ -91,28 +93,20 @@ def test_search_scores_are_cosine_similarity_best_first(big) -> None:
         assert hit.product.id == f"p{hit.label}"
 
 
-@pytest.mark.parametrize("switch", [SWITCH, TEST_SWITCH], ids=["real-switch", "low-switch"])
 @pytest.mark.parametrize("category", ["small", "mid", "rest"])
-def test_category_search_returns_only_that_category_and_k_results(big, switch, category) -> None:
+def test_category_search_is_exact_and_returns_only_that_category(big, category) -> None:
     index, vectors, categories = big
-    index.switch = switch
-    try:
-        rows = np.array([i for i, c in enumerate(categories) if c == category])
-        for query in queries_near(vectors, 5, seed=3):
-            hits = index.search(query, 24, category=category)
-            assert len(hits) == 24
-            assert {hit.product.category for hit in hits} == {category}
-            overlap = {h.label for h in hits} & set(exact_top(vectors, query, 24, rows))
-            assert len(overlap) >= 22
-    finally:
-        index.switch = SWITCH
+    rows = np.array([i for i, c in enumerate(categories) if c == category])
+    for query in queries_near(vectors, 5, seed=3):
+        hits = index.search(query, 24, category=category)
+        assert [h.label for h in hits] == exact_top(vectors, query, 24, rows)
+        assert {hit.product.category for hit in hits} == {category}
 
 
-def test_category_sizes_straddle_the_switch(big) -> None:
+def test_categories_count_the_products_and_none_gets_a_graph_below_the_switch(big) -> None:
     index, _, _ = big
-    counts = index.categories()
-    assert counts["small"] <= TEST_SWITCH < counts["mid"]
-    assert counts == {"exact_k": 10, "mid": 4_000, "rest": N - 4_513, "small": 500, "tiny": 3}
+    assert index.categories() == {"exact_k": 10, "mid": 4_000, "rest": N - 4_513, "small": 500, "tiny": 3}
+    assert index.manifest.graphs == [] and index.manifest.build.switch == index_manifest.SWITCH
 
 
 def test_category_holding_exactly_k_returns_k(big) -> None:
@@ -129,86 +123,21 @@ def test_category_holding_fewer_than_k_returns_what_it_holds(big) -> None:
     assert {h.product.category for h in hits} == {"tiny"}
 
 
-def test_filtered_search_with_few_allowed_labels_falls_back_to_exact(big) -> None:
-    index, vectors, categories = big
-    index.switch = TEST_SWITCH
-    try:
-        mid = [i for i, c in enumerate(categories) if c == "mid"]
-        allowed = set(mid[:15])
-        query = vectors[mid[100]]
-        hits = index.search(query, 10, category="mid", exclude=lambda label: label not in allowed)
-        assert [h.label for h in hits] == exact_top(vectors, query, 10, np.array(sorted(allowed)))
-    finally:
-        index.switch = SWITCH
-
-
-def test_unknown_category_is_an_error(big) -> None:
+def test_unknown_category_is_an_error_listing_the_known_ones(big) -> None:
     index, vectors, _ = big
-    with pytest.raises(UnknownCategory) as err:
+    with pytest.raises(UnknownCategory, match="unknown category 'Spaceship'") as err:
         index.search(vectors[0], 5, category="Spaceship")
-    assert err.value.details["known"] == ["exact_k", "mid", "rest", "small", "tiny"]
+    assert err.value.details == {"category": "Spaceship", "categories": ["exact_k", "mid", "rest", "small", "tiny"]}
 
 
-def small_index(n: int = 200, dim: int = 16, seed: int = 0) -> tuple[ProductIndex, np.ndarray]:
-    vectors = structured_vectors(n, dim, seed=seed, clusters=8, rank=4)
-    index = ProductIndex.create(dim, FINGERPRINT, capacity=8)  # grows by resize_index
-    categories = ["Dress" if i % 2 else "Lamp" for i in range(n)]
-    index.upsert([product(i, categories[i]) for i in range(n)], vectors, [f"k{i}" for i in range(n)])
-    return index, vectors
-
-
-@pytest.mark.parametrize("switch", [SWITCH, 0], ids=["exact", "hnswlib"])
-def test_deleted_products_are_never_returned(switch) -> None:
-    index, vectors = small_index()
-    index.switch = switch
-    gone = [f"p{i}" for i in range(0, 200, 3)]
-    index.delete(gone)
-    assert len(index) == 200 - len(gone)
-    for i in range(0, 200, 7):
-        for category in (None, "Dress", "Lamp"):
-            hits = index.search(vectors[i], 50, category=category)
-            assert not {h.product.id for h in hits} & set(gone)
-            assert len(hits) == 50
-    assert "p0" not in index
-    with pytest.raises(NotFound):
-        index.get("p0")
-
-
-def test_upsert_replaces_the_vector_of_an_existing_id() -> None:
-    index, vectors = small_index()
-    target = l2_normalize(vectors[10] + vectors[11] - vectors[12])
-    assert index.search(target, 1)[0].product.id != "p5"
-    index.upsert([product(5, "Lamp", price=3.0)], target[None, :], ["new-key"])
-    for category in (None, "Lamp"):
-        top = index.search(target, 1, category=category)[0]
-        assert top.product.id == "p5" and top.score == pytest.approx(1.0, abs=1e-5)
-    assert index.get("p5").price == 3.0
-    assert index.content_key("p5") == "new-key"
-    assert np.allclose(index.vector("p5"), target, atol=1e-6)
-    assert len(index) == 200
-    assert index.categories() == {"Dress": 99, "Lamp": 101}  # p5 moved from Dress to Lamp
-
-
-def test_upsert_after_delete_reuses_labels_and_categories_count_live_only() -> None:
-    index, vectors = small_index()
-    index.delete([f"p{i}" for i in range(1, 200, 2)])  # every Dress
-    assert index.categories() == {"Lamp": 100}
-    with pytest.raises(UnknownCategory):
-        index.search(vectors[0], 3, category="Dress")
-    fresh = structured_vectors(30, 16, seed=9, clusters=8, rank=4)
-    index.upsert([product(f"new{i}", "Hat") for i in range(30)], fresh)
-    assert index.categories() == {"Hat": 30, "Lamp": 100}
-    assert max(index.label_of(f"pnew{i}") for i in range(30)) < 200  # freed labels were reused
-    hit = index.search(fresh[4], 1, category="Hat")[0]
-    assert hit.product.id == "pnew4" and hit.score == pytest.approx(1.0, abs=1e-5)
-
-
-def test_upsert_last_duplicate_in_a_batch_wins() -> None:
-    index = ProductIndex.create(4, FINGERPRINT)
-    a, b = np.eye(4, dtype=np.float32)[:2]
-    index.upsert([product(1, "Hat"), product(1, "Bag")], np.stack([a, b]))
-    assert len(index) == 1 and index.get("p1").category == "Bag"
-    assert index.search(b, 1)[0].score == pytest.approx(1.0)
+def test_resolve_category_matches_case_insensitively_or_says_where_the_list_is(big) -> None:
+    index, _, _ = big
+    assert index.resolve_category("mid") == "mid"
+    assert index.resolve_category(" MID ") == "mid"
+    with pytest.raises(UnknownCategory) as err:
+        index.resolve_category("hat", categories_url="https://x.example/categories")
+    assert err.value.message == "unknown category 'hat'; the list is at https://x.example/categories"
+    assert err.value.details["categories_url"] == "https://x.example/categories"
 
 
 def test_search_excludes_labels(big) -> None:
@@ -221,58 +150,69 @@ def test_search_excludes_labels(big) -> None:
 
 def test_ef_search_is_at_least_64_and_follows_k(big) -> None:
     index, vectors, _ = big
-    assert EF_SEARCH >= 64
+    assert index_manifest.EF_SEARCH >= 64
     hits = index.search(vectors[0], 100)
     assert len(hits) == 100
     assert index._hnsw.ef >= 100
 
 
-def test_save_and_load_round_trip(tmp_path: Path) -> None:
-    index, vectors = small_index()
-    index.delete(["p3", "p4"])
-    index.catalog_sha256 = "c" * 64
-    manifest = index.save(tmp_path / "bundle")
-    loaded = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
-    assert loaded.version == manifest.version and loaded.created == manifest.created
-    assert loaded.catalog_sha256 == "c" * 64
-    assert loaded.categories() == index.categories()
-    assert loaded.get("p7") == index.get("p7")
-    assert loaded.content_key("p7") == "k7"
-    assert "p3" not in loaded
-    for i in (0, 9, 50):
-        for category in (None, "Dress"):
-            assert [(h.product.id, round(h.score, 5)) for h in loaded.search(vectors[i], 8, category=category)] == \
-                   [(h.product.id, round(h.score, 5)) for h in index.search(vectors[i], 8, category=category)]
-    loaded.switch = 0
-    assert "p3" not in {h.product.id for h in loaded.search(vectors[3], 20)}
+def small_bundle(path: Path, n: int = 200, dim: int = 16, seed: int = 0, **kwargs: object) -> tuple[ProductIndex, np.ndarray]:
+    vectors = structured_vectors(n, dim, seed=seed, clusters=8, rank=4)
+    categories = ["Dress" if i % 2 else "Lamp" for i in range(n)]
+    index = build_index(path, [product(i, categories[i]) for i in range(n)], vectors, fingerprint=FINGERPRINT,
+                        keys=[f"k{i}" for i in range(n)], **kwargs)
+    return index, vectors
+
+
+def test_write_and_load_round_trip(tmp_path: Path) -> None:
+    index, vectors = small_bundle(tmp_path / "bundle", catalog_sha256="c" * 64)
+    manifest = index.manifest
+    assert index.path == tmp_path / "bundle" and index.version == manifest.version
+    assert manifest.catalog_sha256 == "c" * 64 and manifest.model_precision == "fp32"
+    assert index.categories() == {"Dress": 100, "Lamp": 100}
+    assert index.get("p7") == product(7, "Dress") and index.content_key("p7") == "k7"
+    assert index.label_of("p7") == 7 and np.allclose(index.vector("p7"), vectors[7], atol=1e-6)
+    assert [p.id for p in index.products()] == [f"p{i}" for i in range(200)]
+    with pytest.raises(NotFound):
+        index.get("p200")
     data = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert data["format"] == "moodboard-index/2"
     assert data["model_fingerprint"] == FINGERPRINT and data["model_precision"] == "fp32"
-    assert data["count"] == 198 and data["elements"] == 200 and data["dim"] == 16
+    assert data["count"] == 200 and data["elements"] == 200 and data["dim"] == 16
     assert data["space"] == "cosine" and data["catalog_sha256"] == "c" * 64
-    assert data["build"] == {"M": 16, "ef_construction": 200, "ef_search": EF_SEARCH, "ef_filtered": 256,
-                             "ef_category": index_module.EF_CATEGORY,
-                             "ef_category_outside": index_module.EF_CATEGORY_OUTSIDE,
-                             "outside_gap": index_module.OUTSIDE_GAP, "switch": SWITCH, "drop_below": SWITCH // 2}
+    assert data["build"] == {"M": 16, "ef_construction": 200, "ef_search": index_manifest.EF_SEARCH, "ef_filtered": 256,
+                             "ef_category": index_manifest.EF_CATEGORY, "ef_category_outside": index_manifest.EF_CATEGORY_OUTSIDE,
+                             "outside_gap": index_manifest.OUTSIDE_GAP, "switch": index_manifest.SWITCH}
     assert data["graphs"] == []  # no category above the switch
     assert set(data["sha256"]) == {"index.bin", "products.jsonl", "vectors.npy"}
     assert np.load(tmp_path / "bundle" / "vectors.npy").shape == (200, 16)
-    # the loaded index keeps working incrementally: the freed labels are reused
-    loaded.upsert([product("x", "Dress")], vectors[3][None, :])
-    assert loaded.label_of("px") in (3, 4) and len(loaded) == 199
+    assert verify(tmp_path / "bundle") == manifest
 
 
-def test_save_extra_files_are_hashed(tmp_path: Path) -> None:
-    index, _ = small_index(20)
-    index.save(tmp_path / "b", write_extra=lambda d: ((d / "thumbs").mkdir(), (d / "thumbs" / "p1.jpg").write_bytes(b"j")))
+def test_the_builder_normalises_vectors_and_refuses_what_does_not_fit() -> None:
+    builder = IndexBuilder(4, FINGERPRINT)
+    builder.add([product(1, "Hat")], np.array([[3.0, 0, 4.0, 0]]))
+    assert np.allclose(builder._vectors[0], [[0.6, 0, 0.8, 0]])
+    with pytest.raises(ValueError, match="added twice: p1"):
+        builder.add([product(1, "Bag")], np.eye(4)[:1])
+    with pytest.raises(ValueError, match="added twice: p2"):
+        builder.add([product(2, "Bag"), product(2, "Hat")], np.eye(4)[:2])
+    with pytest.raises(ValueError, match="vectors of shape"):
+        builder.add([product(3, "Bag")], np.eye(5)[:1])
+    assert len(builder) == 1 and builder.categories() == {"Hat": 1}
+
+
+def test_write_extra_files_are_hashed(tmp_path: Path) -> None:
+    builder = IndexBuilder(4, FINGERPRINT)
+    builder.add([product(1, "Hat")], np.eye(4)[:1])
+    builder.write(tmp_path / "b", write_extra=lambda d: ((d / "thumbs").mkdir(), (d / "thumbs" / "p1.jpg").write_bytes(b"j")))
     data = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert "thumbs/p1.jpg" in data["sha256"]
-    ProductIndex.load(tmp_path / "b")
+    assert ProductIndex.load(tmp_path / "b").get("p1").category == "Hat"
 
 
 def test_load_with_another_model_fingerprint_fails_clearly(tmp_path: Path) -> None:
-    index, _ = small_index(20)
-    index.save(tmp_path / "bundle")
+    small_bundle(tmp_path / "bundle", 20)
     with pytest.raises(FingerprintMismatch) as err:
         ProductIndex.load(tmp_path / "bundle", expected_fingerprint="model-bbbb2222")
     assert FINGERPRINT in str(err.value) and "model-bbbb2222" in str(err.value)
@@ -285,52 +225,58 @@ def test_load_missing_bundle_is_a_bundle_error(tmp_path: Path) -> None:
 
 
 def test_load_corrupt_file_is_a_bundle_error(tmp_path: Path) -> None:
-    index, _ = small_index(20)
-    index.save(tmp_path / "bundle")
+    small_bundle(tmp_path / "bundle", 20)
     with (tmp_path / "bundle" / "index.bin").open("r+b") as fh:
         fh.seek(100)
         fh.write(b"\xff\xfe")
     with pytest.raises(BundleError, match="index.bin does not match its sha256"):
         ProductIndex.load(tmp_path / "bundle")
+    with pytest.raises(BundleError, match="index.bin does not match its sha256"):
+        verify(tmp_path / "bundle")
 
 
 def test_load_missing_file_is_a_bundle_error(tmp_path: Path) -> None:
-    index, _ = small_index(20)
-    index.save(tmp_path / "bundle")
+    small_bundle(tmp_path / "bundle", 20)
     (tmp_path / "bundle" / "vectors.npy").unlink()
     with pytest.raises(BundleError, match="missing vectors.npy"):
-        ProductIndex.load(tmp_path / "bundle")
+        ProductIndex.load(tmp_path / "bundle", verify=False)
 
 
-def test_load_foreign_manifest_is_a_bundle_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("found", ["moodboard-model/1", "moodboard-index/1"])
+def test_load_foreign_manifest_is_a_bundle_error(tmp_path: Path, found: str) -> None:
     (tmp_path / "bundle").mkdir()
-    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps({"format": "moodboard-model/1"}))
-    with pytest.raises(BundleError, match=r"not a moodboard-index manifest this reader knows \(format 'moodboard-model/1'"):
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps({"format": found}))
+    with pytest.raises(BundleError, match=rf"not a moodboard-index manifest this reader knows \(format '{found}'"):
         ProductIndex.load(tmp_path / "bundle")
 
 
-def test_torn_save_leaves_the_previous_bundle_loadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    index, vectors = small_index()
-    first = index.save(tmp_path / "bundle")
-    index.upsert([product("late", "Dress")], vectors[:1])
+def test_unsafe_version_in_a_manifest_is_a_bundle_error(tmp_path: Path) -> None:
+    small_bundle(tmp_path / "bundle", 20)
+    data = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps({**data, "version": "../../etc"}))
+    with pytest.raises(BundleError, match="version: String should match pattern"):
+        verify(tmp_path / "bundle")
 
-    def fail_midway(file: Path, manifest: object) -> None:
-        file.write_text("{half a manifest")
+
+def test_a_failed_write_leaves_the_previous_bundle_loadable(tmp_path: Path) -> None:
+    first, vectors = small_bundle(tmp_path / "bundle", 20)
+    builder = IndexBuilder(16, FINGERPRINT)
+    builder.add([product("late", "Dress")], vectors[:1])
+
+    def disk_full(folder: Path) -> None:
+        (folder / "thumbs").mkdir()
         raise OSError("disk full")
 
-    monkeypatch.setattr(ProductIndex, "_write_manifest", staticmethod(fail_midway))
     with pytest.raises(OSError, match="disk full"):
-        index.save(tmp_path / "bundle")
-    monkeypatch.undo()
+        builder.write(tmp_path / "bundle", write_extra=disk_full)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temp dir left behind
     loaded = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
-    assert loaded.version == first.version and "plate" not in loaded and len(loaded) == 200
+    assert loaded.version == first.version and "plate" not in loaded and len(loaded) == 20
 
 
-def test_failed_rename_restores_the_previous_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    index, _ = small_index(20)
-    first = index.save(tmp_path / "bundle")
-    real_rename = index_module.os.rename
+def test_a_failed_rename_restores_the_previous_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, vectors = small_bundle(tmp_path / "bundle", 20)
+    real_rename = staging.os.rename
     calls = []
 
     def rename(src, dst):  # the second rename (new bundle into place) fails
@@ -339,24 +285,25 @@ def test_failed_rename_restores_the_previous_bundle(tmp_path: Path, monkeypatch:
             raise OSError("rename failed")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(index_module.os, "rename", rename)
+    monkeypatch.setattr(staging.os, "rename", rename)
+    builder = IndexBuilder(16, FINGERPRINT)
+    builder.add([product("late", "Dress")], vectors[:1])
     with pytest.raises(OSError, match="rename failed"):
-        index.save(tmp_path / "bundle")
+        builder.write(tmp_path / "bundle")
     monkeypatch.undo()
     assert ProductIndex.load(tmp_path / "bundle").version == first.version
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
-def test_search_on_an_empty_index_returns_nothing() -> None:
-    index = ProductIndex.create(8, FINGERPRINT)
+def test_an_empty_bundle_searches_to_nothing(tmp_path: Path) -> None:
+    IndexBuilder(8, FINGERPRINT).write(tmp_path / "empty")
+    index = ProductIndex.load(tmp_path / "empty")
     assert index.search(np.ones(8, np.float32), 5) == []
-    assert index.categories() == {}
+    assert index.categories() == {} and len(index) == 0
 
 
 def saved_records(tmp_path: Path, n: int = 20) -> Path:
-    index, _ = small_index(n)
-    index.delete(["p2"])
-    index.save(tmp_path / "bundle")
+    small_bundle(tmp_path / "bundle", n)
     return tmp_path / "bundle" / "products.jsonl"
 
 
@@ -369,19 +316,24 @@ def edit_record(file: Path, line: int, change: dict) -> None:
 
 
 def test_load_reads_every_record_field_label_and_content_key(tmp_path: Path) -> None:
-    index, _ = small_index(20)
-    index.upsert([product(3, "Lamp", price=4.5, currency="EUR", product_url="https://shop.example/3",
-                          attributes={"colour": "red", "sizes": [1, 2]})], index.vectors_at([3]), ["k3b"])
-    index.delete(["p2", "p7"])
-    index.save(tmp_path / "bundle")
+    products = [product(3, "Lamp", price=4.5, currency="EUR", product_url="https://shop.example/3",
+                        attributes={"colour": "red", "sizes": [1, 2]}), product(1, "Hat")]
+    builder = IndexBuilder(4, FINGERPRINT)
+    builder.add(products, np.eye(4)[:2], ["k3", None])
+    builder.write(tmp_path / "bundle")
     loaded = ProductIndex.load(tmp_path / "bundle")
-    assert list(loaded.products()) == list(index.products())
-    assert [loaded.label_of(i) for i in loaded.ids()] == [index.label_of(i) for i in index.ids()]
-    assert [loaded.content_key(i) for i in loaded.ids()] == [index.content_key(i) for i in index.ids()]
+    assert list(loaded.products()) == products
+    assert [loaded.label_of(p.id) for p in products] == [0, 1]
+    assert [loaded.content_key(p.id) for p in products] == ["k3", None]
     assert loaded.get("p3").attributes == {"colour": "red", "sizes": [1, 2]}
-    assert loaded.categories() == index.categories()
-    loaded.upsert([product("a", "Hat"), product("b", "Hat")], index.vectors_at([0, 1]))
-    assert sorted([loaded.label_of("pa"), loaded.label_of("pb")]) == [2, 7]  # the free labels
+
+
+def test_load_accepts_records_in_any_label_order(tmp_path: Path) -> None:
+    file = saved_records(tmp_path)
+    file.write_text("".join(reversed(file.read_text().splitlines(keepends=True))))
+    loaded = ProductIndex.load(file.parent, verify=False)
+    assert [p.id for p in loaded.products()] == [f"p{i}" for i in range(20)]
+    assert loaded.search(loaded.vector("p5"), 1)[0].product.id == "p5"
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -417,7 +369,7 @@ def test_load_accepts_blank_lines_between_records(tmp_path: Path) -> None:
     file = saved_records(tmp_path)
     file.write_text("\n" + file.read_text().replace("\n", "\n  \n\r\n"))
     loaded = ProductIndex.load(file.parent, verify=False)
-    assert len(loaded) == 19 and loaded.content_key("p19") == "k19"
+    assert len(loaded) == 20 and loaded.content_key("p19") == "k19"
 
 
 def test_load_two_records_on_one_line_is_a_bundle_error(tmp_path: Path) -> None:

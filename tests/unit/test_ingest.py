@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from moodboard.index import ProductIndex
-from moodboard.ingest import load_catalog, thumbnail_path
+from moodboard.index import ProductIndex, thumbnail_path
+from moodboard.ingest import load_catalog
 from moodboard.settings import Settings
 from tests.fakes import FakeEmbedder
 

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 from moodboard.catalog import Product
 from moodboard.errors import InvalidQuery, NotFound, UnknownCategory
 from moodboard.index import ProductIndex
-from moodboard.query import QueryParams, gist_search, similar_to, type_prompt
+from moodboard.query import GistQuery, QueryParams, gist_search, resolve_query, run_query, similar_to, type_prompt
 from moodboard.settings import QueryDefaults
 from moodboard.vectors import Vector, l2_normalize
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
 from tests.fakes import FakeEmbedder
+from tests.indexes import build_index
 
 RED, BLUE, GREEN = (200, 40, 40), (30, 30, 200), (40, 200, 40)
 
@@ -60,23 +62,36 @@ def embedder() -> CountingEmbedder:
     return CountingEmbedder()
 
 
+IndexWith = Callable[..., ProductIndex]
+
+
 @pytest.fixture
-def index(embedder: CountingEmbedder) -> ProductIndex:
-    """12 products per category with random pictures, plus the red/blue query picture's relatives
-    among the dresses: an exact copy, a recoloured near-copy and a near-but-different one."""
-    rng = random.Random(0)
-    idx = ProductIndex.create(embedder.dim, embedder.fingerprint)
-    products, images = [], []
-    for category in ("Dress", "Lamp", "T-Shirt"):
-        for i in range(12):
-            products.append(product(f"{category.lower()}-{i}", category))
-            images.append(random_picture(rng))
-    relatives = {"dress-copy": picture(RED, BLUE), "dress-recolour": picture((190, 50, 40), (40, 30, 190)),
-                 "dress-near": picture(RED, BLUE, size=30)}
-    products += [product(pid, "Dress") for pid in relatives]
-    images += list(relatives.values())
-    idx.upsert(products, embedder.embed_images(images))
-    return idx
+def index_with(embedder: CountingEmbedder, tmp_path: Path) -> IndexWith:
+    """A bundle of 12 products per category with random pictures, plus the red/blue query picture's
+    relatives among the dresses: an exact copy, a recoloured near-copy and a near-but-different one;
+    and the extra products and vectors given."""
+
+    def build(extra: Sequence[Product] = (), extra_vectors: Vector | None = None) -> ProductIndex:
+        rng = random.Random(0)
+        products, images = [], []
+        for category in ("Dress", "Lamp", "T-Shirt"):
+            for i in range(12):
+                products.append(product(f"{category.lower()}-{i}", category))
+                images.append(random_picture(rng))
+        relatives = {"dress-copy": picture(RED, BLUE), "dress-recolour": picture((190, 50, 40), (40, 30, 190)),
+                     "dress-near": picture(RED, BLUE, size=30)}
+        products += [product(pid, "Dress") for pid in relatives]
+        vectors = embedder.embed_images(images + list(relatives.values()))
+        if extra:
+            vectors = np.vstack([vectors, extra_vectors])
+        return build_index(tmp_path / "bundle", [*products, *extra], vectors, fingerprint=embedder.fingerprint)
+
+    return build
+
+
+@pytest.fixture
+def index(index_with: IndexWith) -> ProductIndex:
+    return index_with()
 
 
 def image_similarity(index: ProductIndex, embedder: FakeEmbedder, image: Image.Image, pid: str) -> float:
@@ -105,11 +120,11 @@ def test_threshold_one_keeps_the_exact_copy(index, embedder) -> None:
     assert result.dropped_near_copies == 0
 
 
-def test_search_widens_when_near_copies_crowd_the_top(index, embedder) -> None:
+def test_search_widens_when_near_copies_crowd_the_top(index_with, embedder) -> None:
     query = picture(GREEN, BLUE)
     copies = [picture((40 + i % 5, 200 - i % 7, 40 + i % 3), BLUE) for i in range(30)]
-    index.upsert([product(f"hat-copy-{i}", "Hat") for i in range(30)] + [product(f"hat-{i}", "Hat") for i in range(8)],
-                 embedder.embed_images(copies + [random_picture(random.Random(i)) for i in range(8)]))
+    index = index_with([product(f"hat-copy-{i}", "Hat") for i in range(30)] + [product(f"hat-{i}", "Hat") for i in range(8)],
+                       embedder.embed_images(copies + [random_picture(random.Random(i)) for i in range(8)]))
     result = gist_search(index, embedder, image=query, category="Hat",
                          params=QueryParams(w_type=0.0, k=5, offset=2))
     ids = [hit.product.id for hit in result.hits]
@@ -123,7 +138,7 @@ def test_pure_image_query_ranks_by_image_similarity(index, embedder) -> None:
     result = gist_search(index, embedder, image=query, category="Lamp",
                          params=QueryParams(w_type=0.0, k=12))
     image_vec = embedder.embed_images([query])[0]
-    expected = sorted((pid for pid in index.ids() if pid.startswith("lamp-")),
+    expected = sorted((p.id for p in index.products() if p.id.startswith("lamp-")),
                       key=lambda pid: -float(index.vector(pid) @ image_vec))
     assert [hit.product.id for hit in result.hits] == expected
     assert [hit.score for hit in result.hits] == pytest.approx(
@@ -137,9 +152,9 @@ def test_only_products_of_the_category_are_returned(index, embedder) -> None:
     assert result.has_more is False
 
 
-def test_type_weight_pulls_results_toward_the_type_prompt(index, embedder) -> None:
+def test_type_weight_pulls_results_toward_the_type_prompt(index_with, embedder) -> None:
     prompt_vec = embedder.embed_texts([type_prompt("Lamp")])
-    index.upsert([product("lamp-prompt", "Lamp")], prompt_vec)
+    index = index_with([product("lamp-prompt", "Lamp")], prompt_vec)
     query = picture(RED, BLUE)
 
     def rank(w_type: float) -> int:
@@ -151,8 +166,8 @@ def test_type_weight_pulls_results_toward_the_type_prompt(index, embedder) -> No
     assert rank(5.0) == 0
 
 
-def test_text_weight_pulls_results_toward_the_text(index, embedder) -> None:
-    index.upsert([product("dress-velvet", "Dress")], embedder.embed_texts(["red velvet"]))
+def test_text_weight_pulls_results_toward_the_text(index_with, embedder) -> None:
+    index = index_with([product("dress-velvet", "Dress")], embedder.embed_texts(["red velvet"]))
     query = picture(GREEN)
 
     def rank(w_text: float) -> int:
@@ -164,11 +179,11 @@ def test_text_weight_pulls_results_toward_the_text(index, embedder) -> None:
     assert rank(3.0) == 0
 
 
-def test_negative_text_pushes_matching_products_down(index, embedder) -> None:
+def test_negative_text_pushes_matching_products_down(index_with, embedder) -> None:
     query = picture(GREEN, RED)
     image_vec = embedder.embed_images([query])[0]
     neon_vec = embedder.embed_texts(["neon"])[0]
-    index.upsert([product("lamp-neon", "Lamp")], l2_normalize(image_vec + 0.6 * neon_vec)[None, :])
+    index = index_with([product("lamp-neon", "Lamp")], l2_normalize(image_vec + 0.6 * neon_vec)[None, :])
 
     def rank(w_neg: float) -> int:
         hits = gist_search(index, embedder, image=query, category="Lamp", negative="neon",
@@ -184,51 +199,68 @@ def test_text_embeddings_are_computed_in_one_batch(index, embedder) -> None:
     result = gist_search(index, embedder, image=picture(RED), category="T-Shirt", text="summer", negative="wool")
     assert embedder.text_batches == [["a photo of a t-shirt", "summer", "wool"]]
     assert embedder.image_calls >= 1
-    assert result.resolved["kind"] == "image+text"
-    assert result.resolved["prompt"] == "a photo of a t-shirt"
+    assert result.query.kind == "image+text"
+    assert result.query.prompt == "a photo of a t-shirt"
 
 
 def test_resolved_reports_what_was_used(index, embedder) -> None:
     params = QueryParams(w_image=1.5, w_type=0.4, w_text=0.7, w_neg=0.2, near_copy_threshold=0.9, k=4)
     result = gist_search(index, embedder, image=picture(RED), category="Dress", params=params)
-    assert result.resolved == {
-        "kind": "image", "category": "Dress", "prompt": "a photo of a dress", "text": None, "negative": None,
-        "weights": {"w_image": 1.5, "w_type": 0.4, "w_text": 0.0, "w_neg": 0.0},
-        "near_copy_threshold": 0.9, "k": 4, "offset": 0, "mmr_lambda": None,
-    }
+    assert result.query == GistQuery(
+        kind="image", category="Dress", prompt="a photo of a dress", text=None, negative=None,
+        weights={"w_image": 1.5, "w_type": 0.4, "w_text": 0.0, "w_neg": 0.0}, params=params,
+    )
 
 
-def test_text_only_query_without_category_searches_everything(index, embedder) -> None:
-    index.upsert([product("lamp-linen", "Lamp")], embedder.embed_texts(["linen"]))
+def test_text_only_query_without_category_searches_everything(index_with, embedder) -> None:
+    index = index_with([product("lamp-linen", "Lamp")], embedder.embed_texts(["linen"]))
     result = gist_search(index, embedder, text="linen", params=QueryParams(k=5))
-    assert result.resolved["kind"] == "text" and result.resolved["prompt"] is None
+    assert result.query.kind == "text" and result.query.prompt is None
     assert result.hits[0].product.id == "lamp-linen"
     assert len({hit.product.category for hit in result.hits}) >= 1
 
 
 def test_category_only_query_uses_the_type_prompt(index, embedder) -> None:
     result = gist_search(index, embedder, category="Lamp", params=QueryParams(k=5))
-    assert result.resolved["kind"] == "text"
-    assert result.resolved["weights"] == {"w_image": 0.0, "w_type": 0.6, "w_text": 0.0, "w_neg": 0.0}
+    assert result.query.kind == "text"
+    assert result.query.weights == {"w_image": 0.0, "w_type": 0.6, "w_text": 0.0, "w_neg": 0.0}
     assert len(result.hits) == 5 and {h.product.category for h in result.hits} == {"Lamp"}
 
 
 def test_category_matches_case_insensitively(index, embedder) -> None:
     result = gist_search(index, embedder, image=picture(RED), category="t-shirt")
-    assert result.resolved["category"] == "T-Shirt"
+    assert result.query.category == "T-Shirt"
     assert {h.product.category for h in result.hits} == {"T-Shirt"}
 
 
-def test_unknown_category_raises_with_the_known_ones(index, embedder) -> None:
+def test_unknown_category_raises_with_the_known_ones_before_any_embedding(index, embedder) -> None:
+    embedder.image_calls, embedder.text_calls = 0, []
     with pytest.raises(UnknownCategory) as err:
         gist_search(index, embedder, image=picture(RED), category="Spaceship")
     assert err.value.status_code == 404
-    assert err.value.details == {"category": "Spaceship", "known": ["Dress", "Lamp", "T-Shirt"]}
+    assert err.value.details == {"category": "Spaceship", "categories": ["Dress", "Lamp", "T-Shirt"]}
+    assert embedder.image_calls == 0 and embedder.text_calls == []
 
 
 def test_no_image_text_or_category_is_an_invalid_query(index, embedder) -> None:
-    with pytest.raises(InvalidQuery, match="give an image, a text or a product type"):
+    with pytest.raises(InvalidQuery, match="nothing to search for: give an image, a text or a category"):
         gist_search(index, embedder, image=None, category=None, text="  ", negative="wool")
+
+
+def test_a_query_is_resolved_before_its_image_exists(index, embedder) -> None:
+    """resolve_query checks the category and the parts without the image (the API fetches it only
+    after), and run_query runs exactly what was resolved."""
+    embedder.image_calls, embedder.text_calls = 0, []
+    query = resolve_query(index, has_image=True, category=" t-shirt ", text=" summer ",
+                          params=QueryParams(w_text=0.5, k=3))
+    assert (query.kind, query.category, query.text, query.negative) == ("image+text", "T-Shirt", "summer", None)
+    assert query.weights == {"w_image": 1.0, "w_type": 0.6, "w_text": 0.5, "w_neg": 0.0}
+    assert embedder.image_calls == 0 and embedder.text_calls == []
+    result = run_query(index, embedder, query, image=picture(RED))
+    assert result.query is query and len(result.hits) == 3
+    assert {h.product.category for h in result.hits} == {"T-Shirt"}
+    with pytest.raises(ValueError, match="needs"):
+        run_query(index, embedder, query)
 
 
 def test_all_weights_zero_is_an_invalid_query(index, embedder) -> None:
@@ -247,14 +279,14 @@ def test_pages_follow_each_other(index, embedder) -> None:
     assert not last.has_more and len(last.hits) == 15 - 10 - last.dropped_near_copies
 
 
-def test_mmr_diversifies_the_top(embedder) -> None:
+def test_mmr_diversifies_the_top(embedder, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     q = embedder.embed_texts(["gist"])[0]
     u, v = l2_normalize(rng.standard_normal((2, embedder.dim)))
     crowd = l2_normalize(q + 0.3 * u + 0.01 * rng.standard_normal((5, embedder.dim)))
     other = l2_normalize(q + 0.8 * v)[None, :]
-    idx = ProductIndex.create(embedder.dim, embedder.fingerprint)
-    idx.upsert([product(f"a{i}", "Vase") for i in range(5)] + [product("b", "Vase")], np.vstack([crowd, other]))
+    idx = build_index(tmp_path / "vases", [product(f"a{i}", "Vase") for i in range(5)] + [product("b", "Vase")],
+                      np.vstack([crowd, other]), fingerprint=embedder.fingerprint)
     plain = gist_search(idx, embedder, text="gist", category="Vase", params=QueryParams(w_type=0.0, w_text=1.0, k=3))
     diverse = gist_search(idx, embedder, text="gist", category="Vase",
                           params=QueryParams(w_type=0.0, w_text=1.0, k=3, mmr_lambda=0.3))
@@ -292,13 +324,15 @@ def test_query_params_defaults_come_from_query_defaults() -> None:
 
 
 def test_similar_to_excludes_the_product_and_stays_in_its_category(index) -> None:
-    hits = similar_to(index, "dress-copy", k=5)
+    category, hits = similar_to(index, "dress-copy", k=5)
     ids = [h.product.id for h in hits]
     assert "dress-copy" not in ids and len(ids) == 5
     assert ids[0] == "dress-recolour"
-    assert {h.product.category for h in hits} == {"Dress"}
-    lamps = similar_to(index, "dress-copy", k=3, category="lamp")
-    assert {h.product.category for h in lamps} == {"Lamp"} and len(lamps) == 3
+    assert category == "Dress" and {h.product.category for h in hits} == {"Dress"}
+    category, lamps = similar_to(index, "dress-copy", k=3, category="lamp")
+    assert category == "Lamp" and {h.product.category for h in lamps} == {"Lamp"} and len(lamps) == 3
+    with pytest.raises(UnknownCategory):
+        similar_to(index, "dress-copy", k=3, category="vase")
 
 
 def test_similar_to_unknown_product_is_not_found(index) -> None:

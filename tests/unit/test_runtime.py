@@ -159,7 +159,7 @@ def test_transient_s3_error_on_a_new_version_keeps_the_old_one_and_retries(
     clock.now += REFRESH + 1
     assert current.get().version == v2.version
     assert current.refused == {} and current.postponed == {}
-    assert current.get().index.get("p1").title == "Product 1"
+    assert current.get().get("p1").title == "Product 1"
 
 
 def test_cold_start_retries_a_failing_version_with_a_doubling_backoff(

@@ -127,15 +127,16 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
     thumbnail lookup and the product categories."""
     from moodboard.catalog import read_catalog
     from moodboard.embedder import Embedder
-    from moodboard.index import ProductIndex
-    from moodboard.ingest import load_catalog, thumbnail_path
+    from moodboard.index import ProductIndex, thumbnail_path
+    from moodboard.index.manifest import MANIFEST_FILE
+    from moodboard.ingest import load_catalog
 
     if not args.catalog.exists():
         raise ConfigError(f"catalog {args.catalog} does not exist")
     index_dir = args.index or args.out / INDEX_SUBDIR
     if args.model is None and args.index is None:
         raise ConfigError("give --model DIR (or --index DIR of a bundle built by `moodboard load`)")
-    if args.index is not None and not (args.index / "manifest.json").exists():
+    if args.index is not None and not (args.index / MANIFEST_FILE).exists():
         raise ConfigError(f"no index bundle at {args.index}")
     if args.model is not None:
         model_dir, precision = args.model, args.precision or "fp32"
@@ -157,7 +158,7 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
     index = ProductIndex.load(index_dir, expected_fingerprint=embedder.fingerprint)
     if args.index is not None:
         checksum = read_catalog(args.catalog).checksum
-        if index.catalog_sha256 and index.catalog_sha256 != checksum:
+        if index.manifest.catalog_sha256 and index.manifest.catalog_sha256 != checksum:
             print_note(f"the index at {args.index} was built from another version of {args.catalog}")
     meta.update(index_dir=str(index_dir), index_version=index.version,
                 seconds_embed=round(time.perf_counter() - mark, 2))

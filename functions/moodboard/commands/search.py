@@ -10,7 +10,6 @@ from rich.table import Table
 
 from moodboard.commands._common import DEFAULT_INDEX_DIR, resolve_model
 from moodboard.console import console
-from moodboard.errors import InvalidQuery
 from moodboard.settings import get_settings
 
 
@@ -51,10 +50,8 @@ def _open_query_image(ref: str, settings):  # noqa: ANN001, ANN202
 def run(args: argparse.Namespace) -> int:
     from moodboard.embedder import Embedder
     from moodboard.index import ProductIndex
-    from moodboard.query import QueryParams, gist_search
+    from moodboard.query import QueryParams, resolve_query, run_query
 
-    if not (args.image or args.text or args.category):
-        raise InvalidQuery("give --image, --text or --category")
     settings = get_settings()
     model_dir, precision = resolve_model(args.index, args.model, args.precision)
     embedder = Embedder.load(model_dir, precision=precision, threads=settings.intra_op_threads)
@@ -62,16 +59,17 @@ def run(args: argparse.Namespace) -> int:
     params = QueryParams(w_image=args.w_image, w_type=args.w_type, w_text=args.w_text, w_neg=args.w_neg,
                          near_copy_threshold=args.near_copy_threshold, k=args.k, offset=args.offset,
                          mmr_lambda=args.mmr_lambda)
+    query = resolve_query(index, has_image=bool(args.image), category=args.category, text=args.text,
+                          negative=args.negative, params=params)
     image = _open_query_image(args.image, settings) if args.image else None
-    result = gist_search(index, embedder, image=image, category=args.category, text=args.text,
-                         negative=args.negative, params=params)
+    result = run_query(index, embedder, query, image=image)
     rows = [{"rank": args.offset + i + 1, "id": h.product.id, "score": round(float(h.score), 4),
              "category": h.product.category, "title": h.product.title, "price": h.product.price,
              "currency": h.product.currency, "image": h.product.image, "product_url": h.product.product_url}
             for i, h in enumerate(result.hits)]
     if args.json:
-        console.print_json(json.dumps({"query": result.resolved, "dropped_near_copies": result.dropped_near_copies,
-                                       "results": rows}, default=str))
+        console.print_json(json.dumps({"query": result.query.model_dump(mode="json"),
+                                       "dropped_near_copies": result.dropped_near_copies, "results": rows}, default=str))
         return 0
     table = Table(title=f"{len(rows)} results" + (f" in {args.category}" if args.category else ""))
     for col in ("rank", "score", "id", "category", "title", "price"):

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         description = getattr(getattr(embedder, "manifest", None), "description", None)
         console.print(f"model {embedder.fingerprint} ({'tiny test model' if tiny else model_dir})"
                       + (f": {description}" if description else "") + "; "
-                      f"index {loaded.version} with {loaded.count} products", markup=False)
+                      f"index {loaded.version} with {len(loaded)} products", markup=False)
         if generated:
             console.print(f"admin token (MOODBOARD_ADMIN_TOKEN): {env['MOODBOARD_ADMIN_TOKEN']}", markup=False)
         console.print(f"moodboard is running at {url}  (API docs at {url}docs; Ctrl-C stops it)", markup=False)
@@ -157,6 +157,7 @@ def default_model(cache: Path, *, exporter: Any = None) -> Path:
     the tiny random model (also cached), with a note on the console."""
     from moodboard.console import print_note
     from moodboard.errors import ConfigError, HubUnreachable
+    from moodboard.integrity import MANIFEST_FILE
 
     models = cache / "models"
     try:
@@ -165,7 +166,7 @@ def default_model(cache: Path, *, exporter: Any = None) -> Path:
         raise ConfigError("exporting a model needs the export extra (pip install -e '.[export]'), "
                           "or pass --model DIR") from exc
     real = models / _slug(export.DEFAULT_MODEL)
-    if (real / "manifest.json").is_file():
+    if (real / MANIFEST_FILE).is_file():
         return real
     print_note(f"exporting {export.DEFAULT_MODEL} to {real} (once)")
     try:
@@ -173,7 +174,7 @@ def default_model(cache: Path, *, exporter: Any = None) -> Path:
     except HubUnreachable as exc:
         print_note(f"{exc.message}")
     tiny = models / "tiny-random-clip"
-    if not (tiny / "manifest.json").is_file():
+    if not (tiny / MANIFEST_FILE).is_file():
         print_note(f"falling back to the tiny random CLIP, exported to {tiny}: results will NOT be meaningful")
         export.export_tiny(tiny)
     else:
@@ -232,19 +233,19 @@ def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path) -> Pat
 
 def publish_index(runtime: Any, index_dir: Path, fingerprint: str) -> None:
     """Publish a local bundle to the (local) bucket unless CURRENT already is that version."""
-    from moodboard.artifacts import verify_bundle
     from moodboard.errors import FingerprintMismatch
+    from moodboard.index import verify
 
-    manifest = verify_bundle(index_dir)
-    if manifest["model_fingerprint"] != fingerprint:
+    manifest = verify(index_dir)
+    if manifest.model_fingerprint != fingerprint:
         raise FingerprintMismatch(
-            f"the index at {index_dir} was built with model {manifest['model_fingerprint']}, "
+            f"the index at {index_dir} was built with model {manifest.model_fingerprint}, "
             f"but the model being served is {fingerprint}; pass the model it was built with (--model)")
     store = runtime.artifact_store()
     current = store.current()
-    if current is None or current.version != manifest["version"]:
+    if current is None or current.version != manifest.version:
         store.publish(index_dir, base=current)
-    _seed_index_cache(runtime, index_dir, manifest["version"])
+    _seed_index_cache(runtime, index_dir, manifest.version)
 
 
 def _seed_index_cache(runtime: Any, index_dir: Path, version: str) -> None:
