@@ -22,6 +22,10 @@ class FakeEmbedder:
         self.dim = dim
         self.fingerprint = fingerprint
         self.precision = "fp32"
+        self.tiny = False
+        self.source: str | None = None
+        self.description: str | None = None
+        self.trained = False
         self.text_calls: list[str] = []
         self.image_calls = 0
 

@@ -48,10 +48,21 @@ TokenBatch = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 @runtime_checkable
 class EmbedderProtocol(Protocol):
-    """What search, loading and tests need from an embedder (the real one or tests.fakes.FakeEmbedder)."""
+    """What search, ingest and the API need from an embedder: the real one, or tests.fakes.FakeEmbedder.
+
+    `fingerprint` names the model (an index records it and is searched only with the same model),
+    `precision` the graphs it runs ("fp32" | "int8"), `tiny` whether it is the random test model
+    (its results mean nothing), `source` where its weights came from, `description` what it is in
+    one line and `trained` whether `moodboard train` made it (None and False for a fake).
+    """
 
     fingerprint: str
     dim: int
+    precision: str
+    tiny: bool
+    source: str | None
+    description: str | None
+    trained: bool
 
     def embed_images(self, images: Sequence[Image.Image]) -> Vector:
         """(n, dim) L2-normalised float32 embeddings of RGB images."""
@@ -132,6 +143,10 @@ class Embedder:
         self.fingerprint = manifest.fingerprint
         self.dim = manifest.dim
         self.precision = precision
+        self.tiny = manifest.tiny
+        self.source: str | None = manifest.source.id
+        self.description: str | None = manifest.description
+        self.trained = manifest.training is not None
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor
         self.batch_size = batch_size
@@ -254,12 +269,10 @@ def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:
     """One CPU inference session with full graph optimisation, a fixed thread count and no spinning.
 
     Each session has its own intra-op pool. Spinning would let its idle threads spin for a moment
-    after a run instead of sleeping, so the next run starts without waking them: a vision run alone
-    is 8-28 % faster at batch 1 on 2 cores. It stays off, because spinning threads hold their cores
-    while the rest of the query runs: against the text session's pool (both spinning: an image then
-    a text 86 ms instead of 63 ms, fp32) and numpy's BLAS threads in the exact category search
-    (vision spinning alone: image query through the app 92 ms instead of 70 ms fp32, 40 instead of
-    29 ms int8). docs/performance.md has the figures.
+    after a run instead of sleeping, which makes a vision run alone faster; it stays off because
+    spinning threads hold their cores while the rest of the query runs (the other session's pool,
+    numpy's BLAS threads in the exact category search), and a whole query is slower with it.
+    The measurements: docs/performance.md, "Embedding" and "Query end to end".
     """
     import onnxruntime as ort
 

@@ -165,7 +165,7 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
 
     staging_thumbs = thumbs_staging(out_dir)
     staging_thumbs.mkdir(parents=True, exist_ok=True)
-    index = IndexBuilder(embedder.dim, embedder.fingerprint, model_precision=getattr(embedder, "precision", "fp32"))
+    index = IndexBuilder(embedder.dim, embedder.fingerprint, model_precision=embedder.precision)
     try:
         todo: list[Product] = []
         keys: dict[str, str] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -20,6 +20,9 @@ from moodboard.errors import InvalidQuery
 from moodboard.index import Hit, ProductIndex
 from moodboard.settings import QueryDefaults
 from moodboard.vectors import Vector, l2_normalize
+
+if TYPE_CHECKING:
+    from moodboard.embedder import EmbedderProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +44,6 @@ _DEFAULTS = QueryDefaults.model_fields
 
 def _default(name: str) -> Any:
     return _DEFAULTS[name].default
-
-
-class EmbedderLike(Protocol):
-    """What the query needs of an embedder (moodboard.embedder.Embedder, tests' FakeEmbedder)."""
-
-    fingerprint: str
-    dim: int
-
-    def embed_images(self, images: Any) -> Vector: ...
-    def embed_texts(self, texts: Any) -> Vector: ...
 
 
 class QueryParams(BaseModel):
@@ -142,7 +135,7 @@ def resolve_query(index: ProductIndex, *, has_image: bool, category: str | None 
                      weights=weights, params=params)
 
 
-def gist_search(index: ProductIndex, embedder: EmbedderLike, *, image: Image.Image | None = None,
+def gist_search(index: ProductIndex, embedder: EmbedderProtocol, *, image: Image.Image | None = None,
                 category: str | None = None, text: str | None = None, negative: str | None = None,
                 params: QueryParams | None = None) -> GistResult:
     """Products of `category` that carry the gist of `image` (and `text`), best first: the request
@@ -152,7 +145,7 @@ def gist_search(index: ProductIndex, embedder: EmbedderLike, *, image: Image.Ima
     return run_query(index, embedder, query, image=image)
 
 
-def run_query(index: ProductIndex, embedder: EmbedderLike, query: GistQuery, *,
+def run_query(index: ProductIndex, embedder: EmbedderProtocol, query: GistQuery, *,
               image: Image.Image | None = None) -> GistResult:
     """Run a resolved query: blend the embeddings with its weights (the text parts in one
     embed_texts batch), search within its category, drop products whose vector is more similar than

@@ -175,13 +175,6 @@ def image_url(product: Product, links: Links) -> str:
     return links.product_image(product.id)
 
 
-def is_tiny(embedder: EmbedderProtocol) -> bool:
-    """True when the loaded model is the tiny random test model (results are not meaningful)."""
-    manifest = getattr(embedder, "manifest", None)
-    source = getattr(manifest, "source", None)
-    return bool(getattr(source, "tiny", False))
-
-
 def run_search(request: SearchRequest, *, upload: bytes | None, embedder: EmbedderProtocol, index: ProductIndex,
                history: HistoryStore | None, fetcher: Callable[[str], Fetched], settings: Settings,
                links: Links) -> SearchResponse:
@@ -212,7 +205,7 @@ def run_search(request: SearchRequest, *, upload: bytes | None, embedder: Embedd
     results = [result_item(hit, links) for hit in result.hits]
     search_id = record_search(history, query=query, k=k, offset=request.offset, result_ids=[r.id for r in results],
                               model_fingerprint=embedder.fingerprint, index_version=index.version,
-                              tiny=is_tiny(embedder), settings=settings)
+                              tiny=embedder.tiny, settings=settings)
     elapsed_ms = (time.perf_counter() - started) * 1000
     record_metric("SearchLatency", MILLISECONDS, elapsed_ms)
     record_metric("ResultCount", COUNT, len(results))
@@ -221,7 +214,7 @@ def run_search(request: SearchRequest, *, upload: bytes | None, embedder: Embedd
     return SearchResponse(
         search_id=search_id, query=query, results=results, offset=request.offset, k=k,
         has_more=result.has_more, dropped_near_copies=result.dropped_near_copies,
-        model_fingerprint=embedder.fingerprint, index_version=index.version, tiny_model=is_tiny(embedder),
+        model_fingerprint=embedder.fingerprint, index_version=index.version, tiny_model=embedder.tiny,
     )
 
 
@@ -291,14 +284,10 @@ def thumbnail(index: ProductIndex, product_id: str) -> tuple[str, Any]:
 
 def version_info(embedder: EmbedderProtocol, index: ProductIndex, settings: Settings) -> VersionResponse:
     """Code, model and index versions and fingerprints."""
-    manifest = getattr(embedder, "manifest", None)
-    source = getattr(manifest, "source", None)
     return VersionResponse(
         code_version=settings.code_version or __version__,
-        model=ModelInfo(fingerprint=embedder.fingerprint, source=getattr(source, "id", None),
-                        precision=str(getattr(embedder, "precision", "fp32")), tiny=is_tiny(embedder),
-                        description=getattr(manifest, "description", None),
-                        trained=getattr(manifest, "training", None) is not None),
+        model=ModelInfo(fingerprint=embedder.fingerprint, source=embedder.source, precision=embedder.precision,
+                        tiny=embedder.tiny, description=embedder.description, trained=embedder.trained),
         index=IndexInfo(version=index.version, model_fingerprint=index.manifest.model_fingerprint, count=len(index),
                         created=index.manifest.created),
     )

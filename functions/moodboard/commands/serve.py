@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
         runtime = Runtime(settings)
         embedder = runtime.embedder()
-        tiny = bool(getattr(getattr(embedder, "manifest", None), "tiny", False))
+        tiny = embedder.tiny
         if tiny:
             print_note("serving the TINY RANDOM test model: results are not meaningful "
                        "(pass --model with a real model bundle for real results)")
@@ -121,9 +121,8 @@ def run(args: argparse.Namespace) -> int:
         app = build_local_app(settings, runtime=runtime, tiny=tiny)
         url = f"http://{args.host}:{args.port}/"
         console.print(f"AWS services: {local.describe()}", markup=False)
-        description = getattr(getattr(embedder, "manifest", None), "description", None)
         console.print(f"model {embedder.fingerprint} ({'tiny test model' if tiny else model_dir})"
-                      + (f": {description}" if description else "") + "; "
+                      + (f": {embedder.description}" if embedder.description else "") + "; "
                       f"index {loaded.version} with {len(loaded)} products", markup=False)
         if generated:
             console.print(f"admin token (MOODBOARD_ADMIN_TOKEN): {env['MOODBOARD_ADMIN_TOKEN']}", markup=False)
