@@ -2,7 +2,7 @@
 
 A load of an index bundle at `<parent>/<name>` stages beside it: `.<name>.thumbs-<ns>` (thumbnails,
 moodboard.ingest), `.<name>.tmp-<token>` (the bundle being written) and `.<name>.old-<token>` (the
-previous bundle moved aside while the new one is renamed in; both ProductIndex.save). A load killed
+previous bundle moved aside while the new one is renamed in; both moodboard.staging.staged_dir). A load killed
 with SIGKILL leaves them behind. The next load of the same output takes the output's lock
 (`.<name>.lock`, an flock, which the kernel drops when its holder dies, so a dead load never holds
 it), then removes them; a bundle caught moved aside with nothing in its place is put back. A second

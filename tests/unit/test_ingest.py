@@ -159,7 +159,7 @@ def test_the_next_load_removes_what_a_killed_load_left_and_still_reuses_the_bund
 def test_a_bundle_a_killed_load_had_moved_aside_is_put_back(catalog: Path, tmp_path: Path, settings: Settings) -> None:
     out = tmp_path / "index"
     load_catalog(catalog, FakeEmbedder(), out, settings=settings)
-    out.rename(tmp_path / ".index.old-1234abcd")  # killed between ProductIndex.save's two renames
+    out.rename(tmp_path / ".index.old-1234abcd")  # killed between staged_dir's two renames
 
     report = load_catalog(catalog, FakeEmbedder(), out, settings=settings)
 
