@@ -249,9 +249,15 @@ def dataset_catalog(ctx: Context, limit: int | None) -> Path | None:
         return None
     if limit is None:
         return CLOTHING_DATASET
-    out = ctx.cache / f"clothing-{limit}.csv"
+    # Catalog image paths must stay inside the catalog's folder, so the CSV sits beside a link to
+    # the dataset's images and names them relatively.
+    folder = ctx.cache / f"clothing-{limit}"
+    out = folder / "catalog.csv"
     if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        images = folder / "images"
+        if not images.is_symlink():
+            images.symlink_to(CLOTHING_DATASET / "images", target_is_directory=True)
         with (CLOTHING_DATASET / "images.csv").open(newline="") as fh:
             rows = list(csv.DictReader(fh))[:limit]
         with out.open("w", newline="") as fh:
@@ -259,5 +265,5 @@ def dataset_catalog(ctx: Context, limit: int | None) -> Path | None:
             writer.writerow(["id", "title", "category", "image"])
             for r in rows:
                 writer.writerow([r["image"], f"{r['label']} {r['image'][:8]}", r["label"],
-                                 str(CLOTHING_DATASET / "images" / f"{r['image']}.jpg")])
+                                 f"images/{r['image']}.jpg"])
     return out
