@@ -1,8 +1,13 @@
-// One result card: image (alt = title), title linking out, price, score on hover/focus,
-// "More like this", and thumbs up/down rating buttons (real <button>s with aria-pressed).
+// One result card: the picture in a fixed square box (alt = title), the title (clamped to two lines)
+// linking to the product's detail view or the shop, the price, the score on hover/focus, thumbs up/
+// down rating buttons (real <button>s with aria-pressed; pressing a pressed one clears the rating),
+// "More like this" and "Less like this". The card is one Tab stop; the arrow keys move inside it.
 
 import { apiUrl, request } from "./api.js";
 import { formatPrice, h, svg } from "./dom.js";
+import { explainRatingError, setErrorBox } from "./errors.js";
+import { myRating, rememberRating } from "./my-ratings.js";
+import { refreshTabStop, rovingCard } from "./roving.js";
 
 const THUMB_PATH =
   "M2 10h4v11H2zM8 21h9.2a2 2 0 0 0 2-1.6l1.6-8A2 2 0 0 0 18.8 9H14l.8-4.2A2 2 0 0 0 12.9 2.4L8 9z";
@@ -32,25 +37,46 @@ export function formatScore(score) {
   return Number.isFinite(value) ? value.toFixed(2) : "";
 }
 
+/** The shop link of a product: only ever an http(s) URL; null when it has none. */
+export function shopLink(product, text, extra = {}) {
+  const shopUrl = webUrl(product.product_url);
+  if (!shopUrl) return null;
+  return h("a", { href: shopUrl, target: "_blank", rel: "noopener", ...extra }, text,
+    h("span", { class: "visually-hidden" }, " (opens the shop in a new tab)"));
+}
+
+/** The product's picture for a card or the detail view. */
+export async function productImage(product, { width = 240, height = 240, loading = "lazy" } = {}) {
+  const source = product.image_url ? await apiUrl(product.image_url) : "";
+  return source
+    ? h("img", { src: source, alt: product.title || "Product", loading, width, height, decoding: "async" })
+    : h("div", { class: "no-image", role: "img", "aria-label": product.title || "Product" }, "No image");
+}
+
+let cardCount = 0;
+
 /**
  * Build the card for one result.
  * options.searchId: the search that returned it (rating needs it; without one no rating buttons).
- * options.onSimilar(result): "More like this".
- * options.onStatus(message): report rating outcomes to the page's live region.
+ * options.page: where "my ratings" are filed (the page's search, as a query string).
+ * options.detailHref: the product's detail view; the title links there (else to the shop).
+ * options.onDetail(result, event): follow the title link inside the page.
+ * options.onSimilar(result): "More like this".  options.onLess(result): "Less like this" (optional).
+ * options.onStatus(message): report outcomes to the page's live region.
  */
-export async function renderCard(result, { searchId, onSimilar, onStatus }) {
-  const titleId = `title-${cssSafe(result.id)}-${Math.random().toString(36).slice(2, 8)}`;
+export async function renderCard(result, { searchId, page = "", detailHref, onDetail, onSimilar, onLess, onStatus }) {
+  cardCount += 1;
+  const titleId = `card-title-${cardCount}`;
+  const name = result.title || result.id;
   const score = formatScore(result.score);
   const scoreText = score ? `Match score ${score}` : "";
-  const imageSource = result.image_url ? await apiUrl(result.image_url) : "";
-  const image = imageSource
-    ? h("img", { src: imageSource, alt: result.title || "Product", loading: "lazy", width: 240, height: 240 })
-    : h("div", { class: "no-image", role: "img", "aria-label": result.title || "Product" }, "No image");
-  const shopUrl = webUrl(result.product_url);
-  const link = shopUrl
-    ? h("a", { href: shopUrl, target: "_blank", rel: "noopener", title: scoreText || false }, result.title || result.id,
-        h("span", { class: "visually-hidden" }, " (opens the shop in a new tab)"))
-    : h("span", {}, result.title || result.id);
+  const image = await productImage(result);
+  const link = detailHref
+    ? h("a", { href: detailHref, class: "detail-link", title: scoreText || false,
+        onClick: (event) => onDetail && onDetail(result, event) }, name)
+    : shopLink(result, name, { title: scoreText || false }) || h("span", {}, name);
+  const error = h("div", { class: "card-error", role: "alert", hidden: true });
+  const rating = searchId ? ratingGroup(result, { searchId, page, error, onStatus }) : null;
 
   const card = h(
     "li",
@@ -63,15 +89,20 @@ export async function renderCard(result, { searchId, onSimilar, onStatus }) {
       h("h3", { id: titleId, class: "card-title" }, link),
       h("p", { class: "card-meta" }, h("span", { class: "price" }, formatPrice(result.price, result.currency))),
       h("div", { class: "card-actions" },
-        searchId ? ratingGroup(result, searchId, onStatus) : null,
-        h("button", { type: "button", class: "button-small similar", onClick: () => onSimilar(result) },
-          "More like this", h("span", { class: "visually-hidden" }, `: ${result.title || result.id}`))),
+        rating,
+        h("div", { class: "card-buttons" },
+          onSimilar ? h("button", { type: "button", class: "button-small similar", onClick: () => onSimilar(result) },
+            "More like this", h("span", { class: "visually-hidden" }, `: ${name}`)) : null,
+          onLess ? h("button", { type: "button", class: "button-small less", onClick: () => onLess(result) },
+            "Less like this", h("span", { class: "visually-hidden" }, `: ${name}`)) : null)),
+      error,
     ),
   );
+  rovingCard(card);
   return card;
 }
 
-function ratingGroup(result, searchId, onStatus) {
+function ratingGroup(result, { searchId, page, error, onStatus }) {
   const name = result.title || result.id;
   const up = h("button", { type: "button", class: "rate rate-up", "aria-pressed": "false", "data-rating": "1",
     "aria-label": `Good match: ${name}` }, thumbIcon(false));
@@ -80,27 +111,53 @@ function ratingGroup(result, searchId, onStatus) {
   const group = h("div", { class: "rating", role: "group", "aria-label": `Rate ${name}` },
     h("span", { class: "rate-label", "aria-hidden": "true" }, "Good match?"), up, down);
 
+  function show(rating) {
+    up.setAttribute("aria-pressed", String(rating === 1));
+    down.setAttribute("aria-pressed", String(rating === -1));
+    if (rating) group.dataset.rated = String(rating);
+    else delete group.dataset.rated;
+  }
+  const mine = myRating(page, result.id);
+  if (mine) show(mine.rating);
+
+  async function send(rating) {
+    const stored = myRating(page, result.id);
+    if (rating === 0) {
+      if (!stored) return;
+      try {
+        await request(`evaluations/${encodeURIComponent(stored.searchId)}/${encodeURIComponent(result.id)}`, { method: "DELETE" });
+      } catch (failure) {
+        if (failure.status !== 404) throw failure; // already gone: cleared all the same
+      }
+      rememberRating(page, result.id, 0);
+      return;
+    }
+    await request("evaluations", { method: "POST", json: { search_id: searchId, product_id: result.id, rating } });
+    rememberRating(page, result.id, rating, searchId);
+  }
+
   async function rate(button, rating) {
-    if (button.getAttribute("aria-pressed") === "true") return;
+    const card = group.closest(".card");
     up.disabled = down.disabled = true;
     try {
-      await request("evaluations", { method: "POST", json: { search_id: searchId, product_id: result.id, rating } });
-      up.setAttribute("aria-pressed", String(rating === 1));
-      down.setAttribute("aria-pressed", String(rating === -1));
-      group.dataset.rated = String(rating);
-      onStatus(`Saved: ${rating === 1 ? "good" : "poor"} match for ${name}.`);
-    } catch (error) {
-      onStatus(`Your rating for ${name} was not saved: ${error.message}`);
+      await send(rating);
+      show(rating);
+      setErrorBox(error, null);
+      onStatus(rating === 0 ? `Cleared your rating of ${name}.` : `Saved: ${rating === 1 ? "good" : "poor"} match for ${name}.`);
+    } catch (failure) {
+      const retry = h("button", { type: "button", class: "button-small retry", onClick: () => rate(button, rating) },
+        "Retry", h("span", { class: "visually-hidden" }, ` rating ${name}`));
+      setErrorBox(error, explainRatingError(failure), retry);
+      error.scrollIntoView({ block: "nearest", behavior: "instant" });
     } finally {
       up.disabled = down.disabled = false;
-      button.focus();
+      if (card) refreshTabStop(card);
+      if (!error.hidden && error.querySelector(".retry")) error.querySelector(".retry").focus();
+      else button.focus();
     }
   }
-  up.addEventListener("click", () => rate(up, 1));
-  down.addEventListener("click", () => rate(down, -1));
+  const toggle = (button, rating) => () => rate(button, button.getAttribute("aria-pressed") === "true" ? 0 : rating);
+  up.addEventListener("click", toggle(up, 1));
+  down.addEventListener("click", toggle(down, -1));
   return group;
-}
-
-function cssSafe(value) {
-  return String(value).replace(/[^a-zA-Z0-9_-]/g, "_");
 }

@@ -46,8 +46,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+SLOW_SECONDS = 6.0
+BIG_PICTURE_BYTES = 20 * 1024 * 1024 + 4096
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files without a log line per request."""
+    """Static files without a log line per request; /slow/<file> answers after SLOW_SECONDS;
+    /big.jpg declares BIG_PICTURE_BYTES and sends none of them (the app refuses it on the header)."""
+
+    def do_GET(self) -> None:
+        if self.path == "/big.jpg":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(BIG_PICTURE_BYTES))
+            self.end_headers()
+            self.close_connection = True
+            return
+        if self.path.startswith("/slow/"):
+            time.sleep(SLOW_SECONDS)
+            self.path = self.path[len("/slow"):]
+        super().do_GET()
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -55,14 +73,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Inspiration pictures on 127.0.0.1: mood.jpg, mood.png, a pin-like page and a non-image.
+    """Inspiration pictures on 127.0.0.1: mood.jpg, mood.png, wide.jpg, a pin-like page, a page
+    without a picture (nopin.html), a non-image, a 20 MB "picture" (big.jpg, headers only) and anything
+    under /slow/ after SLOW_SECONDS.
 
     Yields the base URL (no trailing slash).
     """
     root = tmp_path_factory.mktemp("inspiration")
     draw_mood_image("ocean", seed=3).save(root / "mood.jpg", quality=90)
     draw_mood_image("pastel", seed=5).save(root / "mood.png")
+    draw_mood_image("earthy", seed=9).resize((480, 240)).save(root / "wide.jpg", quality=90)
     (root / "notes.txt").write_text("this is not a picture\n")
+    (root / "nopin.html").write_text("<!doctype html><html><head><title>No picture here</title></head>"
+                                     "<body>words only</body></html>")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
     base = f"http://127.0.0.1:{server.server_address[1]}"
     (root / "pin.html").write_text(
@@ -173,5 +196,11 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def phone_page(browser: Browser) -> Iterator[Page]:
-    """A fresh phone-sized page (375x812); uncaught script errors fail the test."""
+    """A fresh phone-sized page (390x844); uncaught script errors fail the test."""
     yield from _open_page(browser, PHONE)
+
+
+@pytest.fixture(params=[PHONE, DESKTOP], ids=["phone", "desktop"])
+def any_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    """The test runs twice: on a phone-sized page (390x844) and on a desktop-sized one (1280x800)."""
+    yield from _open_page(browser, request.param)

@@ -21,7 +21,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ADMIN_TOKEN = "browser-test-admin-token"
-PHONE = {"width": 375, "height": 812}
+PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 UI_TIMEOUT_MS = 30_000
 CATEGORY = "dress"
@@ -43,7 +43,7 @@ def open_search(page: Page, app_url: str, query: str = "") -> None:
 
 def submit_search(page: Page, *, image_url: str | None = None, upload: Path | None = None,
                   category: str = CATEGORY) -> None:
-    """Fill the picture and product type and press "Find products"."""
+    """Fill the picture and product type and press "Find products" (a typed link joins the board)."""
     if image_url is not None:
         page.get_by_label("Image or Pinterest pin URL").fill(image_url)
     if upload is not None:
@@ -56,6 +56,20 @@ def wait_for_results(page: Page) -> None:
     """Wait until a search has finished and shows at least one result."""
     expect(page.locator("#results .card").first).to_be_visible()
     expect(page.locator("#results")).to_have_attribute("aria-busy", "false")
+
+
+def board_sources(page: Page) -> list[str]:
+    """The src of each picture on the moodboard, in order."""
+    return page.eval_on_selector_all("#board .pic-image", "images => images.map(img => img.getAttribute('src'))")
+
+
+def in_viewport(page: Page, selector: str) -> bool:
+    """Whether the whole of the first element matching selector is inside the viewport (to a pixel)."""
+    return page.eval_on_selector(selector, """element => {
+        const box = element.getBoundingClientRect();
+        return box.height > 0 && box.top >= -1 && box.left >= -1 && box.bottom <= window.innerHeight + 1
+            && box.right <= window.innerWidth + 1;
+    }""")
 
 
 def result_ids(page: Page) -> list[str]:
@@ -71,6 +85,7 @@ def result_cards(page: Page) -> list[dict[str, Any]]:
         alt: card.querySelector('img') ? card.querySelector('img').alt : null,
         imageLoaded: card.querySelector('img') ? card.querySelector('img').complete && card.querySelector('img').naturalWidth > 0 : false,
         title: card.querySelector('h3 a').childNodes[0].textContent,
+        detailHref: card.querySelector('h3 a').getAttribute('href'),
         href: card.querySelector('h3 a').href,
         rel: card.querySelector('h3 a').rel,
         target: card.querySelector('h3 a').target,

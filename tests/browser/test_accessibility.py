@@ -39,16 +39,30 @@ def test_search_page_states_have_no_axe_violations(browser: Browser, app_url: st
         open_search(page, app_url)
         assert_no_violations(page, "empty search page")
 
+        submit_search(page, image_url=f"{image_server}/slow/mood.jpg")
+        expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+        assert_no_violations(page, "a slow search with its Cancel button")
+        page.get_by_role("button", name="Cancel").click()
+
+        page.get_by_role("button", name="Remove your picture").click()
         submit_search(page, image_url=f"{image_server}/mood.jpg")
         wait_for_results(page)
         page.locator("#results .card").first.get_by_role("button", name="Good match").click()
         expect(page.locator("#results .card .rate-up").first).to_have_attribute("aria-pressed", "true")
-        assert_no_violations(page, "search page with results")
+        assert_no_violations(page, "search page with results, the form folded into its summary")
 
+        page.route("**/evaluations", lambda route: route.fulfill(status=503, body="{}"))
+        page.locator("#results .card").nth(1).get_by_role("button", name="Poor match").click()
+        expect(page.locator("#results .card").nth(1).locator(".card-error")).to_be_visible()
+        assert_no_violations(page, "a rating that failed on its card")
+
+        page.get_by_role("button", name="Edit search").click()
+        page.get_by_role("button", name="Remove your picture").click()
         page.get_by_label("Image or Pinterest pin URL").fill(f"{image_server}/notes.txt")
         page.get_by_role("button", name="Find products").click()
         expect(page.get_by_role("alert")).to_be_visible()
-        assert_no_violations(page, "search page with an error")
+        page.locator("#picture-error summary").click()  # technical details unfolded
+        assert_no_violations(page, "search page with a picture error")
     finally:
         context.close()
 
