@@ -82,9 +82,9 @@ def version(embedder: EmbedderDep, index: IndexDep, settings: SettingsDep) -> Ve
 
 
 @router.get("/categories", tags=["search"])
-def categories(index: IndexDep) -> CategoriesResponse:
-    """Product types with their product counts."""
-    return search_service.list_categories(index)
+def categories(index: IndexDep, settings: SettingsDep) -> CategoriesResponse:
+    """Product types with their product counts (less those the catalog option hides)."""
+    return search_service.list_categories(index, hidden=settings.hidden_categories)
 
 
 @router.post("/search", tags=["search"], openapi_extra=_SEARCH_OPENAPI)

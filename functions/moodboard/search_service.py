@@ -13,7 +13,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -245,9 +245,10 @@ def record_search(history: HistoryStore | None, *, query: ResolvedQuery, k: int,
 
 # --- the read routes ------------------------------------------------------------------------------
 
-def list_categories(index: ProductIndex) -> CategoriesResponse:
-    """Product types with their counts, largest first."""
-    counts = index.categories()
+def list_categories(index: ProductIndex, *, hidden: Sequence[str] = ()) -> CategoriesResponse:
+    """Product types with their counts, largest first, less the `hidden` ones (any case)."""
+    left_out = {name.strip().casefold() for name in hidden}
+    counts = {name: count for name, count in index.categories().items() if name.casefold() not in left_out}
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0].casefold()))
     return CategoriesResponse(categories=[Category(name=name, count=count) for name, count in ordered])
 

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     # The clothing dataset for `moodboard serve`'s demo (default: ../shared/data/clothing-dataset from the repo).
     demo_dataset: Path | None = None
     cors_origins: list[str] = Field(default_factory=list)
+    # A catalog option: product types of the served catalog that GET /categories does not offer
+    # (matched case-insensitively), e.g. a dataset's labelling leftovers. A search naming one still
+    # runs. JSON list in MOODBOARD_HIDDEN_CATEGORIES; `moodboard serve` hides the clothing
+    # dataset's "Not sure", "Skip" and "Other" unless the variable is set.
+    hidden_categories: list[str] = Field(default_factory=list)
 
     query: QueryDefaults = Field(default_factory=QueryDefaults)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import socket
 import subprocess
@@ -47,6 +48,8 @@ def free_port() -> int:
 
 
 SLOW_SECONDS = 6.0
+# A catalog option of the app under test: a product type of the generated catalog not offered.
+HIDDEN_CATEGORIES = ["sofa"]
 BIG_PICTURE_BYTES = 20 * 1024 * 1024 + 4096
 
 
@@ -118,6 +121,7 @@ def app_url(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.Temp
     env.update({
         "MOODBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
         "MOODBOARD_FETCH_ALLOW_LOOPBACK": "true",
+        "MOODBOARD_HIDDEN_CATEGORIES": json.dumps(HIDDEN_CATEGORIES),
         "MOODBOARD_CACHE_DIR": str(work / "cache"),
         "XDG_CACHE_HOME": str(work / "xdg-cache"),
         "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),

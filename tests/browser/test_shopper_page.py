@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, Route, expect
 
-from tests.browser.conftest import SLOW_SECONDS
+from tests.browser.conftest import HIDDEN_CATEGORIES, SLOW_SECONDS
 from tests.browser.support import (
     CATEGORY,
     DESKTOP,
@@ -326,6 +326,18 @@ def _small_targets(page: Page) -> list[str]:
         .map(element => [element, element.getBoundingClientRect()])
         .filter(([, box]) => box.width < 44 || box.height < 44)
         .map(([element, box]) => `${element.tagName}#${element.id}.${element.className} ${box.width}x${box.height}`)""")
+
+
+def test_a_product_type_hidden_by_the_catalog_option_is_not_offered(any_page: Page, app_url: str,
+                                                                    api: httpx.Client) -> None:
+    page = any_page
+    open_search(page, app_url)
+
+    offered = page.eval_on_selector_all("#category option", "options => options.map(option => option.value)")
+    assert HIDDEN_CATEGORIES[0] not in offered
+    assert {CATEGORY, "lamp", "shoes", "bag", "hat"} <= set(offered)
+    response = api.post("/search", json={"text": "soft", "category": HIDDEN_CATEGORIES[0], "k": 2})
+    assert response.status_code == 200  # hidden from the list, still searchable by name
 
 
 def test_api_docs_render_with_the_network_cut_to_loopback(any_page: Page, app_url: str) -> None:

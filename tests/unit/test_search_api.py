@@ -186,6 +186,17 @@ def test_categories_lists_types_with_counts(stack: Stack) -> None:
                                    {"name": "shoes", "count": 5}]}
 
 
+def test_categories_leaves_out_the_hidden_ones_in_any_case(stack: Stack) -> None:
+    stack.use(hidden_categories=["LAMP", "not sure"])
+
+    status, body, _ = stack.call(http_event("GET", "/categories"))
+    search_status, _ = stack.search({"text": "bright", "category": "lamp"})
+
+    assert status == 200
+    assert [category["name"] for category in body["categories"]] == ["dress", "shoes"]
+    assert search_status == 200  # hidden from the list, still searchable by name
+
+
 def test_version_reports_model_and_index(stack: Stack, bundle: Path) -> None:
     status, body, _ = stack.call(http_event("GET", "/version"))
     manifest = json.loads((bundle / "manifest.json").read_text())

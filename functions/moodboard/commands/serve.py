@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -27,6 +28,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "data" / "clothing-dataset"
 LOCAL_REFRESH_SECONDS = "5"
 DEMO_PER_CATEGORY = 20
+# The clothing dataset's labels that are not product types (its labelling tool's leftovers): hidden
+# from the product types a shopper is offered (Settings.hidden_categories) unless configured.
+CLOTHING_DATASET_HIDDEN = ("Not sure", "Skip", "Other")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         env["MOODBOARD_ADMIN_TOKEN"] = token or secrets.token_urlsafe(24)
         if args.allow_loopback_fetch:
             env["MOODBOARD_FETCH_ALLOW_LOOPBACK"] = "true"
+        if "MOODBOARD_HIDDEN_CATEGORIES" not in os.environ and serves_clothing_dataset(args, settings, local.kind):
+            env["MOODBOARD_HIDDEN_CATEGORIES"] = json.dumps(CLOTHING_DATASET_HIDDEN)
         if "MOODBOARD_INDEX_REFRESH_SECONDS" not in os.environ:
             env["MOODBOARD_INDEX_REFRESH_SECONDS"] = LOCAL_REFRESH_SECONDS
         model_dir, precision = choose_model(args, settings, cache)
@@ -194,16 +200,33 @@ def choose_index(args: argparse.Namespace, settings: Any, embedder: Any, cache: 
     return build_index(demo_catalog(settings, cache), settings, embedder, cache)
 
 
+def clothing_dataset(settings: Any) -> Path | None:
+    """The clothing dataset folder (Settings.demo_dataset or ../shared/data/clothing-dataset), if found."""
+    for candidate in (settings.demo_dataset, DEFAULT_DATASET):
+        if candidate is not None and (Path(candidate) / "images.csv").is_file():
+            return Path(candidate)
+    return None
+
+
+def serves_clothing_dataset(args: argparse.Namespace, settings: Any, aws_kind: str) -> bool:
+    """Whether the catalog served will be a clothing-dataset folder (--catalog, or the demo's)."""
+    if args.index is not None:
+        return False
+    if args.catalog is not None:
+        return (Path(args.catalog) / "images.csv").is_file()
+    return aws_kind != "aws" and clothing_dataset(settings) is not None
+
+
 def demo_catalog(settings: Any, cache: Path) -> Path:
     """The clothing dataset when found (Settings.demo_dataset or ../shared/data/clothing-dataset),
     else a generated demo catalog in the cache."""
     from moodboard.console import print_note
     from moodboard.demo_catalog import generate_demo_catalog
 
-    for candidate in (settings.demo_dataset, DEFAULT_DATASET):
-        if candidate is not None and (Path(candidate) / "images.csv").is_file():
-            print_note(f"demo catalog: the clothing dataset at {candidate}")
-            return Path(candidate)
+    found = clothing_dataset(settings)
+    if found is not None:
+        print_note(f"demo catalog: the clothing dataset at {found}")
+        return found
     generated = cache / "demo-catalog"
     if not (generated / "catalog.csv").is_file():
         print_note(f"clothing dataset not found; generating a demo catalog in {generated}")
