@@ -60,6 +60,8 @@ class Pointer:
     model_fingerprint: str
     etag: str
     published: str | None = None
+    previous: str | None = None
+    """The version CURRENT pointed at before this move (kept by the retention rule)."""
 
 
 def _code(exc: ClientError) -> str:
@@ -109,8 +111,10 @@ class ArtifactStore:
             raise StoreError(f"S3 failed to read {CURRENT_KEY} ({type(exc).__name__})") from exc
         try:
             data = json.loads(body)
+            previous = data.get("previous")
             return Pointer(version=check_version(data["version"]), model_fingerprint=str(data["model_fingerprint"]),
-                           etag=response["ETag"], published=data.get("published"))
+                           etag=response["ETag"], published=data.get("published"),
+                           previous=check_version(previous) if previous else None)
         except (ValueError, KeyError, TypeError) as exc:
             raise BundleError(f"{CURRENT_KEY} is not a valid pointer") from exc
 
@@ -122,7 +126,10 @@ class ArtifactStore:
         """
         check_version(version)
         published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = json.dumps({"version": version, "model_fingerprint": model_fingerprint, "published": published})
+        previous = expected.version if expected is not None and expected.version != version else (
+            expected.previous if expected is not None else None)
+        body = json.dumps({"version": version, "model_fingerprint": model_fingerprint, "published": published,
+                           "previous": previous})
         condition = {"IfMatch": expected.etag} if expected is not None else {"IfNoneMatch": "*"}
         try:
             response = self.client.put_object(Bucket=self.bucket, Key=CURRENT_KEY, Body=body.encode(),
@@ -138,7 +145,7 @@ class ArtifactStore:
             raise StoreError(f"S3 failed to move {CURRENT_KEY} ({type(exc).__name__})") from exc
         logger.info("CURRENT -> %s (model %s)", version, model_fingerprint)
         return Pointer(version=version, model_fingerprint=model_fingerprint, etag=response["ETag"],
-                       published=published)
+                       published=published, previous=previous)
 
     # --- publishing ----------------------------------------------------------------------------
 

@@ -193,3 +193,11 @@ class InvalidCursor(MoodboardError):
 
 class RatingsError(MoodboardError):
     """Stored ratings cannot be read (bad export file, refused or failed HTTP listing) or compared."""
+
+
+class UnknownIndexVersion(NotFound):
+    """No published index version has that name."""
+
+
+class IndexModelMismatch(Conflict):
+    """An index version was built with another model than the one being served."""

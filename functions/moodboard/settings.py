@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     index_dir: str | None = None
     artifacts_bucket: str | None = None
     index_refresh_seconds: float = 60.0
+    # Retention of published index versions: the newest index_keep_versions and any younger than
+    # index_keep_days are kept, and never CURRENT nor the version it replaced (moodboard.index_versions).
+    index_keep_versions: int = Field(default=10, ge=2)
+    index_keep_days: float = Field(default=30.0, ge=0)
     cache_dir: Path = Path("/tmp/moodboard")
 
     # DynamoDB tables.
