@@ -63,6 +63,10 @@ class InvalidQuery(MoodboardError):
     status_code = 422
 
 
+class InvalidRegion(InvalidQuery):
+    """A region (crop box) of a picture has no area, reaches outside it, or is too small to search."""
+
+
 class UnknownCategory(MoodboardError):
     """The requested product type is not in the catalog."""
 

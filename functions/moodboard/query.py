@@ -1,8 +1,13 @@
-"""The gist query (DESIGN.md): blend the picture, the product type and optional text into one
-vector, search within the product type, drop near-copies of the picture, optionally diversify.
+"""The gist query (DESIGN.md): blend the pictures, the product type and optional text into one
+vector, search within the product type, drop near-copies of any picture, optionally diversify.
 
-    q = normalize(w_image * e(image) + w_type * e_text("a photo of a <type>")
-                  + w_text * e_text(text) - w_neg * e_text(negative))
+    q = normalize(w_image * sum_i s_i e(image_i) + w_type * e_text("a photo of a <type>")
+                  + w_text * e_text(text) - w_neg * e_text(negative) - sum_j (w_neg / m) v(less_j))
+
+A moodboard of several pictures blends them with their shares s_i = weight_i / sum of the weights,
+so one picture is the formula of DESIGN.md unchanged and w_image keeps its meaning: the weight of
+the pictures together. "Less like this" examples are catalog products whose stored vectors v are
+subtracted, the m of them sharing the negative weight; they never come back as results.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -18,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moodboard.errors import InvalidQuery
 from moodboard.index import Hit, ProductIndex
+from moodboard.regions import Region
 from moodboard.settings import QueryDefaults
 from moodboard.vectors import Vector, l2_normalize
 
@@ -36,6 +43,10 @@ MAX_OFFSET = 1000
 OVERFETCH = 2
 OVERFETCH_EXTRA = 16
 MIN_QUERY_NORM = 1e-6
+# A moodboard holds at most this many pictures; a refined search at most this many examples of
+# "less like this".
+MAX_IMAGES = 6
+MAX_LESS_LIKE = 10
 
 QueryKind = Literal["image", "text", "image+text"]
 
@@ -69,6 +80,27 @@ class QueryParams(BaseModel):
         return cls(**base)
 
 
+class ImagePart(BaseModel):
+    """One picture of a query: its weight as given, its share of w_image (weight / sum of the
+    weights), and the region of it that was searched (None: the whole picture)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weight: float = Field(default=1.0, gt=0, le=MAX_WEIGHT)
+    share: float = Field(default=1.0, ge=0, le=1)
+    box: Region | None = None
+
+
+class LessLike(BaseModel):
+    """A catalog product given as an example of what not to find: its vector is subtracted with
+    `weight` (its part of w_neg)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: str
+    weight: float
+
+
 class GistQuery(BaseModel):
     """A search request resolved once against the index: what the gist search runs and what it
     reports (style rule 17: nothing after this parses the request again)."""
@@ -82,6 +114,8 @@ class GistQuery(BaseModel):
     negative: str | None
     weights: dict[str, float]  # the weights used: 0 for the parts the query lacks
     params: QueryParams
+    images: tuple[ImagePart, ...] = ()  # the pictures, in order, with their shares of w_image
+    less_like: tuple[LessLike, ...] = ()  # products subtracted ("less like this")
 
     @property
     def has_image(self) -> bool:
@@ -108,62 +142,90 @@ def type_prompt(category: str) -> str:
     return PROMPT_TEMPLATE.format(category=words)
 
 
-def resolve_query(index: ProductIndex, *, has_image: bool, category: str | None = None, text: str | None = None,
-                  negative: str | None = None, params: QueryParams | None = None,
+def resolve_query(index: ProductIndex, *, has_image: bool = False, images: Sequence[ImagePart] | None = None,
+                  category: str | None = None, text: str | None = None, negative: str | None = None,
+                  less_like: Sequence[str] = (), params: QueryParams | None = None,
                   categories_url: str | None = None) -> GistQuery:
     """Resolve a request against the index, before any image is fetched or embedded: the category
-    to the index's spelling (ProductIndex.resolve_category), its prompt, the weights of the parts
-    given. InvalidQuery without an image, a text or a category (the one check of an empty query);
-    UnknownCategory for a category the index does not hold."""
+    to the index's spelling (ProductIndex.resolve_category), its prompt, the pictures' shares of
+    w_image (`images`, or one whole picture for `has_image`), the "less like this" products, the
+    weights of the parts given. InvalidQuery without an image, a text or a category (the one check
+    of an empty query) or with too many pictures or examples; UnknownCategory for a category the
+    index does not hold; NotFound for a "less like this" product it does not hold."""
     params = params or QueryParams()
+    parts = list(images) if images is not None else [ImagePart()] if has_image else []
     text = (text or "").strip() or None
     negative = (negative or "").strip() or None
     category = (category or "").strip() or None
-    if not has_image and text is None and category is None:
+    examples = list(dict.fromkeys(pid.strip() for pid in less_like if pid and pid.strip()))
+    if not parts and text is None and category is None:
         raise InvalidQuery("nothing to search for: give an image, a text or a category")
+    if len(parts) > MAX_IMAGES:
+        raise InvalidQuery(f"a moodboard holds at most {MAX_IMAGES} pictures, not {len(parts)}",
+                           details={"max_images": MAX_IMAGES})
+    if len(examples) > MAX_LESS_LIKE:
+        raise InvalidQuery(f"give at most {MAX_LESS_LIKE} products as \"less like this\", not {len(examples)}",
+                           details={"max_less_like": MAX_LESS_LIKE})
+    for product_id in examples:
+        index.get(product_id)
     if category is not None:
         category = index.resolve_category(category, categories_url=categories_url)
     prompt = type_prompt(category) if category is not None else None
+    total = sum(part.weight for part in parts)
+    parts = [part.model_copy(update={"share": part.weight / total}) for part in parts]
     weights = {
-        "w_image": params.w_image if has_image else 0.0,
+        "w_image": params.w_image if parts else 0.0,
         "w_type": params.w_type if prompt is not None else 0.0,
         "w_text": params.w_text if text is not None else 0.0,
-        "w_neg": params.w_neg if negative is not None else 0.0,
+        "w_neg": params.w_neg if negative is not None or examples else 0.0,
     }
-    kind = "image+text" if has_image and text is not None else "image" if has_image else "text"
+    less = tuple(LessLike(product_id=pid, weight=weights["w_neg"] / len(examples)) for pid in examples)
+    kind = "image+text" if parts and text is not None else "image" if parts else "text"
     return GistQuery(kind=kind, category=category, prompt=prompt, text=text, negative=negative,
-                     weights=weights, params=params)
+                     weights=weights, params=params, images=tuple(parts), less_like=less)
 
 
 def gist_search(index: ProductIndex, embedder: EmbedderProtocol, *, image: Image.Image | None = None,
+                images: Sequence[Image.Image] | None = None, image_weights: Sequence[float] | None = None,
                 category: str | None = None, text: str | None = None, negative: str | None = None,
-                params: QueryParams | None = None) -> GistResult:
-    """Products of `category` that carry the gist of `image` (and `text`), best first: the request
-    resolved (resolve_query), then run (run_query)."""
-    query = resolve_query(index, has_image=image is not None, category=category, text=text, negative=negative,
-                          params=params)
-    return run_query(index, embedder, query, image=image)
+                less_like: Sequence[str] = (), params: QueryParams | None = None) -> GistResult:
+    """Products of `category` that carry the gist of `image` (or of the moodboard `images`, blended
+    by `image_weights`, equal by default) and `text`, best first: the request resolved
+    (resolve_query), then run (run_query)."""
+    pictures = list(images) if images is not None else [image] if image is not None else []
+    weights = list(image_weights) if image_weights is not None else [1.0] * len(pictures)
+    if len(weights) != len(pictures):
+        raise ValueError(f"{len(weights)} weights for {len(pictures)} pictures")
+    query = resolve_query(index, images=[ImagePart(weight=weight) for weight in weights], category=category,
+                          text=text, negative=negative, less_like=less_like, params=params)
+    return run_query(index, embedder, query, images=pictures)
 
 
 def run_query(index: ProductIndex, embedder: EmbedderProtocol, query: GistQuery, *,
-              image: Image.Image | None = None) -> GistResult:
-    """Run a resolved query: blend the embeddings with its weights (the text parts in one
-    embed_texts batch), search within its category, drop products whose vector is more similar than
-    near_copy_threshold to the image itself, apply MMR when mmr_lambda is set, and return params.k
-    hits after params.offset. InvalidQuery when every weight of the parts given is 0."""
-    if (image is not None) != query.has_image:
-        raise ValueError(f"a {query.kind} query {'needs' if query.has_image else 'takes no'} image")
+              image: Image.Image | None = None, images: Sequence[Image.Image] | None = None) -> GistResult:
+    """Run a resolved query: blend the embeddings with its weights (the pictures in one embed_images
+    batch, the text parts in one embed_texts batch), subtract the "less like this" products, search
+    within its category without them, drop products whose vector is more similar than
+    near_copy_threshold to any of the pictures, apply MMR when mmr_lambda is set, and return
+    params.k hits after params.offset. InvalidQuery when every weight of the parts given is 0."""
+    pictures = list(images) if images is not None else [image] if image is not None else []
+    if len(pictures) != len(query.images):
+        raise ValueError(f"a {query.kind} query {'needs' if query.has_image else 'takes no'} image"
+                         f" ({len(query.images)} resolved, {len(pictures)} given)")
     params, weights = query.params, query.weights
     texts = {name: value for name, value in (("w_type", query.prompt), ("w_text", query.text),
                                              ("w_neg", query.negative)) if value is not None and weights[name] > 0}
-    image_vec = l2_normalize(embedder.embed_images([image]))[0] if image is not None else None
+    image_vecs = l2_normalize(embedder.embed_images(pictures)) if pictures else None
     text_vecs = dict(zip(texts, l2_normalize(embedder.embed_texts(list(texts.values()))))) if texts else {}
 
     vector = np.zeros(embedder.dim, np.float32)
-    if image_vec is not None:
-        vector += weights["w_image"] * image_vec
+    if image_vecs is not None:
+        shares = np.asarray([part.share for part in query.images], np.float32)
+        vector += weights["w_image"] * (shares @ image_vecs)
     for name, vec in text_vecs.items():
         vector += (-1.0 if name == "w_neg" else 1.0) * weights[name] * vec
+    for example in query.less_like:
+        vector -= example.weight * index.vector(example.product_id)
     if float(np.linalg.norm(vector)) < MIN_QUERY_NORM:
         raise InvalidQuery("the query is empty: every weight of the parts given is 0",
                            details={"weights": weights})
@@ -171,7 +233,9 @@ def run_query(index: ProductIndex, embedder: EmbedderProtocol, query: GistQuery,
 
     need = params.offset + params.k
     pool_size = need + 1 if params.mmr_lambda is None else max(need + 1, OVERFETCH * need)
-    kept, dropped = _candidates(index, vector, image_vec, query.category, pool_size, params.near_copy_threshold)
+    left_out = {index.label_of(example.product_id) for example in query.less_like}
+    kept, dropped = _candidates(index, vector, image_vecs, query.category, pool_size, params.near_copy_threshold,
+                                left_out)
     if params.mmr_lambda is not None:
         kept = _mmr(index, vector, kept, need + 1, params.mmr_lambda)
     page = kept[params.offset:need]
@@ -180,17 +244,22 @@ def run_query(index: ProductIndex, embedder: EmbedderProtocol, query: GistQuery,
                       query_vector=vector)
 
 
-def _candidates(index: ProductIndex, query: Vector, image_vec: Vector | None, category: str | None,
-                want: int, threshold: float) -> tuple[list[Hit], int]:
-    """The first `want` search hits that are not near-copies of the image, and how many near-copies
-    ranked above the last of them. Fetches more when near-copies crowd the top."""
-    fetch = want * OVERFETCH + OVERFETCH_EXTRA if image_vec is not None else want
+def _candidates(index: ProductIndex, query: Vector, image_vecs: Vector | None, category: str | None,
+                want: int, threshold: float, left_out: set[int] = frozenset()) -> tuple[list[Hit], int]:
+    """The first `want` search hits that are not near-copies of any of the pictures (rows of
+    image_vecs) nor `left_out` labels, and how many near-copies ranked above the last of them.
+    Fetches more when near-copies crowd the top."""
+    fetch = want * OVERFETCH + OVERFETCH_EXTRA if image_vecs is not None else want
+    exclude = (lambda label: label in left_out) if left_out else None
     while True:
-        hits = index.search(query, fetch, category=category)
+        hits = index.search(query, fetch, category=category, exclude=exclude)
         exhausted = len(hits) < fetch
-        if image_vec is None:
+        if image_vecs is None:
             return hits[:want], 0
-        similarity = index.vectors_at([hit.label for hit in hits]) @ image_vec if hits else np.zeros(0)
+        if hits:
+            similarity = (index.vectors_at([hit.label for hit in hits]) @ image_vecs.T).max(axis=1)
+        else:
+            similarity = np.zeros(0)
         kept: list[Hit] = []
         dropped = 0
         for hit, sim in zip(hits, similarity):

@@ -11,7 +11,19 @@ import pytest
 from moodboard.catalog import Product
 from moodboard.errors import InvalidQuery, NotFound, UnknownCategory
 from moodboard.index import ProductIndex
-from moodboard.query import GistQuery, QueryParams, gist_search, resolve_query, run_query, similar_to, type_prompt
+from moodboard.query import (
+    MAX_IMAGES,
+    GistQuery,
+    ImagePart,
+    LessLike,
+    QueryParams,
+    gist_search,
+    resolve_query,
+    run_query,
+    similar_to,
+    type_prompt,
+)
+from moodboard.regions import Region
 from moodboard.settings import QueryDefaults
 from moodboard.vectors import Vector, l2_normalize
 from PIL import Image, ImageDraw
@@ -209,6 +221,7 @@ def test_resolved_reports_what_was_used(index, embedder) -> None:
     assert result.query == GistQuery(
         kind="image", category="Dress", prompt="a photo of a dress", text=None, negative=None,
         weights={"w_image": 1.5, "w_type": 0.4, "w_text": 0.0, "w_neg": 0.0}, params=params,
+        images=(ImagePart(weight=1.0, share=1.0),),
     )
 
 
@@ -295,6 +308,105 @@ def test_mmr_diversifies_the_top(embedder, tmp_path: Path) -> None:
     relevant = gist_search(idx, embedder, text="gist", category="Vase",
                            params=QueryParams(w_type=0.0, w_text=1.0, k=3, mmr_lambda=1.0))
     assert [h.product.id for h in relevant.hits] == [h.product.id for h in plain.hits]
+
+
+# --- a moodboard of several pictures, and "less like this" ----------------------------------------
+
+def test_a_moodboard_blends_its_pictures_by_their_shares_of_w_image(index, embedder) -> None:
+    red, blue, green = picture(RED), picture(BLUE), picture(GREEN)
+    params = QueryParams(w_type=0.0, w_image=1.2, near_copy_threshold=1.0, k=5)
+    embedder.image_calls = 0
+
+    result = gist_search(index, embedder, images=[red, blue, green], image_weights=[2.0, 1.0, 1.0],
+                         category="Dress", params=params)
+
+    assert embedder.image_calls == 3  # each picture embedded once
+    vectors = embedder.embed_images([red, blue, green])
+    expected = l2_normalize(1.2 * (0.5 * vectors[0] + 0.25 * vectors[1] + 0.25 * vectors[2]))
+    assert np.allclose(result.query_vector, expected, atol=1e-6)
+    assert [(part.weight, part.share) for part in result.query.images] == [(2.0, 0.5), (1.0, 0.25), (1.0, 0.25)]
+    assert result.query.weights["w_image"] == 1.2 and result.query.kind == "image"
+    assert [hit.score for hit in result.hits] == pytest.approx(
+        [float(index.vector(hit.product.id) @ expected) for hit in result.hits], abs=1e-5)
+
+
+def test_a_heavier_picture_pulls_the_results_toward_it(index, embedder) -> None:
+    red, blue = picture(RED, BLUE), picture(GREEN)
+    params = QueryParams(w_type=0.0, near_copy_threshold=1.0, k=1)
+
+    toward_red = gist_search(index, embedder, images=[red, blue], image_weights=[4.0, 0.5], category="Dress",
+                             params=params)
+    toward_blue = gist_search(index, embedder, images=[red, blue], image_weights=[0.5, 4.0], category="Dress",
+                              params=params)
+
+    assert toward_red.hits[0].product.id == "dress-copy"  # the red/blue picture's own copy
+    assert toward_blue.hits[0].product.id != "dress-copy"
+
+
+def test_one_picture_on_a_moodboard_is_the_single_picture_query(index, embedder) -> None:
+    single = gist_search(index, embedder, image=picture(RED, BLUE), category="Dress", params=QueryParams(k=8))
+    board = gist_search(index, embedder, images=[picture(RED, BLUE)], image_weights=[3.0], category="Dress",
+                        params=QueryParams(k=8))
+    assert [hit.product.id for hit in board.hits] == [hit.product.id for hit in single.hits]
+    assert np.allclose(board.query_vector, single.query_vector)
+
+
+def test_near_copies_of_every_picture_are_dropped(index, embedder) -> None:
+    """dress-copy copies the second picture, not the first: it goes all the same."""
+    first, second = picture(GREEN), picture(RED, BLUE)
+    params = QueryParams(w_type=0.0, near_copy_threshold=0.95, k=20)
+
+    only_first = gist_search(index, embedder, images=[first], category="Dress", params=params)
+    both = gist_search(index, embedder, images=[first, second], image_weights=[5.0, 0.25], category="Dress",
+                       params=params)
+
+    assert "dress-copy" in [hit.product.id for hit in only_first.hits]
+    ids = [hit.product.id for hit in both.hits]
+    assert "dress-copy" not in ids and "dress-recolour" not in ids
+    assert "dress-near" in ids
+    assert both.dropped_near_copies >= 2
+
+
+def test_a_moodboard_holds_at_most_six_pictures(index) -> None:
+    with pytest.raises(InvalidQuery, match=f"at most {MAX_IMAGES} pictures, not 7"):
+        resolve_query(index, images=[ImagePart()] * 7, category="Dress")
+
+
+def test_the_resolved_query_states_each_pictures_region(index) -> None:
+    box = Region(x=0.1, y=0.2, width=0.5, height=0.4)
+    query = resolve_query(index, images=[ImagePart(weight=1.0, box=box), ImagePart(weight=3.0)], category="Dress")
+    assert query.images == (ImagePart(weight=1.0, share=0.25, box=box), ImagePart(weight=3.0, share=0.75))
+
+
+def test_less_like_this_subtracts_the_products_vector_and_leaves_it_out(index, embedder) -> None:
+    query = picture(RED, BLUE)
+    params = QueryParams(w_type=0.0, w_neg=0.8, near_copy_threshold=1.0, k=15)
+    plain = gist_search(index, embedder, image=query, category="Dress", params=params)
+    refined = gist_search(index, embedder, image=query, category="Dress", less_like=["dress-near"], params=params)
+
+    image_vec = embedder.embed_images([query])[0]
+    expected = l2_normalize(image_vec - 0.8 * index.vector("dress-near"))
+    assert np.allclose(refined.query_vector, expected, atol=1e-6)
+    assert refined.query.less_like == (LessLike(product_id="dress-near", weight=0.8),)
+    assert refined.query.weights["w_neg"] == 0.8 and refined.query.negative is None
+    assert "dress-near" in [hit.product.id for hit in plain.hits]
+    assert "dress-near" not in [hit.product.id for hit in refined.hits]
+    plain_rank = [hit.product.id for hit in plain.hits].index("dress-recolour")
+    assert [hit.product.id for hit in refined.hits].index("dress-recolour") >= plain_rank  # its neighbour sinks
+
+
+def test_less_like_examples_share_the_negative_weight(index, embedder) -> None:
+    query = resolve_query(index, has_image=True, category="Dress", negative="wool",
+                          less_like=["dress-1", "dress-2", "dress-1"], params=QueryParams(w_neg=0.6))
+    assert query.less_like == (LessLike(product_id="dress-1", weight=0.3), LessLike(product_id="dress-2", weight=0.3))
+    assert query.weights["w_neg"] == 0.6
+
+
+def test_less_like_an_unknown_product_is_not_found_before_any_embedding(index, embedder) -> None:
+    embedder.image_calls = 0
+    with pytest.raises(NotFound):
+        gist_search(index, embedder, image=picture(RED), category="Dress", less_like=["no-such-product"])
+    assert embedder.image_calls == 0
 
 
 def test_type_prompt() -> None:
