@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # index_keep_days are kept, and never CURRENT nor the version it replaced (moodboard.index_versions).
     index_keep_versions: int = Field(default=10, ge=2)
     index_keep_days: float = Field(default=30.0, ge=0)
+    # A load removing more than this share of the served products, or any whole category, needs an
+    # explicit confirmation (moodboard.catalog_diff).
+    load_confirm_removed_share: float = Field(default=0.10, ge=0, le=1)
     cache_dir: Path = Path("/tmp/moodboard")
 
     # DynamoDB tables.

@@ -1,0 +1,127 @@
+"""What a catalog load would change against the served index: the dry run.
+
+`diff_catalog(new, current)` compares a read catalog (moodboard.catalog.CatalogRead) with the
+products of the index it would replace: products added, removed and changed (which fields),
+categories gained and lost (and each category's count before and after), the rows the catalog
+rejects with their reasons, and whether the load needs an explicit confirmation: it does when it
+would remove more than `max_removed_share` of the current products or any whole category (the
+catalog that replaced 5,398 products with 14 and broke every shared link is the case it stops).
+
+Nothing here writes anything: a dry run never publishes. Images are compared by what the text
+says: URLs as written, local files by their name (a dry run reads the catalog from wherever it was
+unpacked, so folders differ between runs; a changed file under the same name is not seen here,
+and the real load re-embeds it anyway since its content key changes).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import PurePath
+
+from pydantic import BaseModel, Field
+
+from moodboard.catalog import CatalogRead, Product
+
+DEFAULT_MAX_REMOVED_SHARE = 0.10
+LISTED = 50
+COMPARED = ("title", "category", "image", "product_url", "price", "currency", "attributes")
+
+
+class ChangedProduct(BaseModel):
+    """A product in both, and the fields that differ."""
+
+    id: str
+    fields: list[str]
+
+
+class CategoryCount(BaseModel):
+    """Products of one category before and after the load."""
+
+    category: str
+    before: int
+    after: int
+
+
+class CatalogDiff(BaseModel):
+    """The dry run's answer (first LISTED ids of each kind; the counts are complete)."""
+
+    current_version: str | None = None
+    before: int
+    after: int
+    added: int
+    removed: int
+    changed: int
+    unchanged: int
+    added_ids: list[str] = Field(default_factory=list)
+    removed_ids: list[str] = Field(default_factory=list)
+    changed_products: list[ChangedProduct] = Field(default_factory=list)
+    categories_gained: list[str] = Field(default_factory=list)
+    categories_lost: list[str] = Field(default_factory=list)
+    categories: list[CategoryCount] = Field(default_factory=list)
+    rejects: list[dict[str, object]] = Field(default_factory=list)
+    rejects_total: int = 0
+    duplicates: list[str] = Field(default_factory=list)
+    removed_share: float
+    max_removed_share: float
+    needs_confirmation: bool
+    reasons: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the console."""
+        line = (f"{self.before} -> {self.after} products: {self.added} added, {self.removed} removed, "
+                f"{self.changed} changed, {self.unchanged} unchanged; {self.rejects_total} rows rejected")
+        if self.categories_gained:
+            line += f"; categories gained: {', '.join(self.categories_gained)}"
+        if self.categories_lost:
+            line += f"; categories LOST: {', '.join(self.categories_lost)}"
+        return line
+
+
+def _image_name(image: str) -> str:
+    return image if image.startswith(("http://", "https://")) else PurePath(image).name
+
+
+def changed_fields(old: Product, new: Product) -> list[str]:
+    """The compared fields whose values differ between two versions of a product."""
+    fields = []
+    for name in COMPARED:
+        a, b = getattr(old, name), getattr(new, name)
+        if name == "image":
+            a, b = _image_name(a), _image_name(b)
+        if a != b:
+            fields.append(name)
+    return fields
+
+
+def diff_catalog(new: CatalogRead, current: Iterable[Product] | None, *, current_version: str | None = None,
+                 max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> CatalogDiff:
+    """Compare a read catalog with the products of the index it would replace (None: nothing yet)."""
+    old = {p.id: p for p in (current or [])}
+    fresh = {p.id: p for p in new.products}
+    added = [pid for pid in fresh if pid not in old]
+    removed = [pid for pid in old if pid not in fresh]
+    changes = [ChangedProduct(id=pid, fields=f) for pid in fresh if pid in old
+               for f in [changed_fields(old[pid], fresh[pid])] if f]
+    before = Counter(p.category for p in old.values())
+    after = Counter(p.category for p in fresh.values())
+    gained = sorted(set(after) - set(before))
+    lost = sorted(set(before) - set(after))
+    share = len(removed) / len(old) if old else 0.0
+    reasons = []
+    if share > max_removed_share:
+        reasons.append(f"removes {len(removed)} of {len(old)} products ({share:.0%}, more than {max_removed_share:.0%})")
+    if lost:
+        reasons.append(f"removes every product of {len(lost)} categor{'y' if len(lost) == 1 else 'ies'}: "
+                       f"{', '.join(lost[:10])}")
+    rejects = [{"line": r.line, "reason": r.reason} for r in new.rejects]
+    return CatalogDiff(
+        current_version=current_version, before=len(old), after=len(fresh), added=len(added), removed=len(removed),
+        changed=len(changes), unchanged=len(fresh) - len(added) - len(changes), added_ids=added[:LISTED],
+        removed_ids=removed[:LISTED], changed_products=changes[:LISTED], categories_gained=gained,
+        categories_lost=lost,
+        categories=[CategoryCount(category=c, before=before.get(c, 0), after=after.get(c, 0))
+                    for c in sorted(set(before) | set(after))],
+        rejects=rejects[:500], rejects_total=len(rejects), duplicates=list(new.duplicates)[:LISTED],
+        removed_share=round(share, 4), max_removed_share=max_removed_share, needs_confirmation=bool(reasons),
+        reasons=reasons)
