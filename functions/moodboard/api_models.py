@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moodboard.query import MAX_K, MAX_OFFSET, MAX_WEIGHT, QueryKind
+from moodboard.query import MAX_IMAGES, MAX_K, MAX_LESS_LIKE, MAX_OFFSET, MAX_WEIGHT, QueryKind
+from moodboard.regions import Region
 
 MAX_TEXT = 500
 MAX_URL = 2048
@@ -19,15 +20,36 @@ MAX_URL = 2048
 ImageSource = Literal["url", "upload", "base64"]
 
 
+class ImageIn(BaseModel):
+    """One picture of a moodboard: a URL or base64 bytes, its weight, and the region to search."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    url: str | None = Field(default=None, max_length=MAX_URL,
+                            description="http(s) image URL, or a page (a Pinterest pin) whose og:image is used")
+    base64: str | None = Field(default=None, description="image bytes, base64 (a data: URL prefix is accepted)")
+    weight: float = Field(default=1.0, gt=0, le=MAX_WEIGHT, description="its share of w_image: weight / sum")
+    box: Region | None = Field(default=None, description="search only this region: fractions x, y, width, height")
+
+
 class SearchRequest(BaseModel):
-    """A gist search: an inspiration image (URL, base64, or a multipart upload), the product type
-    and optional text. Weights and limits left out take the server's defaults."""
+    """A gist search: an inspiration image (URL, base64, or a multipart upload) or a moodboard of up
+    to 6 (`images`), the product type and optional text. Weights and limits left out take the
+    server's defaults."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     image_url: str | None = Field(default=None, max_length=MAX_URL,
                                   description="http(s) image URL, or a page (a Pinterest pin) whose og:image is used")
     image_base64: str | None = Field(default=None, description="image bytes, base64 (a data: URL prefix is accepted)")
+    box: Region | None = Field(default=None, description="a region of that one image to search: fractions "
+                                                         "x, y, width, height of its size (or \"x,y,width,height\")")
+    images: list[ImageIn] | None = Field(default=None, min_length=1, max_length=MAX_IMAGES,
+                                         description="a moodboard: 1-6 pictures blended by their weights "
+                                                     "(instead of image_url / image_base64 / an upload)")
+    less_like: list[str] | None = Field(default=None, max_length=MAX_LESS_LIKE,
+                                        description="ids of products to find less of: their vectors are "
+                                                    "subtracted with w_neg, and they are left out")
     category: str | None = Field(default=None, max_length=200, description="product type, e.g. Dress (see /categories)")
     text: str | None = Field(default=None, max_length=MAX_TEXT, description="free text to steer the match")
     negative: str | None = Field(default=None, max_length=MAX_TEXT, description="less of this")
@@ -60,8 +82,27 @@ class ResultItem(ProductFields):
     score: float
 
 
+class ResolvedImage(BaseModel):
+    """One picture as the search used it: where it came from, its weight and share of w_image, and
+    the region searched."""
+
+    source: ImageSource
+    resolved_image_url: str | None
+    weight: float
+    share: float
+    box: Region | None = None
+
+
+class ResolvedLessLike(BaseModel):
+    """A product subtracted from the query ("less like this") and its weight."""
+
+    product_id: str
+    weight: float
+
+
 class ResolvedQuery(BaseModel):
-    """What the search actually used, so a result list can be reproduced and rated."""
+    """What the search actually used, so a result list can be reproduced and rated.
+    `image_source` and `resolved_image_url` are those of the first picture."""
 
     kind: QueryKind
     category: str | None
@@ -73,6 +114,8 @@ class ResolvedQuery(BaseModel):
     mmr_lambda: float | None = None
     image_source: ImageSource | None
     resolved_image_url: str | None
+    images: list[ResolvedImage] = Field(default_factory=list)
+    less_like: list[ResolvedLessLike] = Field(default_factory=list)
 
 
 class SearchResponse(BaseModel):
@@ -108,7 +151,12 @@ class ProductOut(ProductFields):
 
 
 class SimilarResponse(BaseModel):
+    """"More like this": the anchor product, the search (recorded, so its results can be rated) and
+    the products nearest to it."""
+
     product_id: str
+    product: ProductOut
+    search_id: str
     category: str | None
     results: list[ResultItem]
 

@@ -48,7 +48,8 @@ _FORM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "image": {"type": "string", "format": "binary", "description": "the inspiration image"},
-        **{name: {"type": "string"} for name in SearchRequest.model_fields if name not in ("image_url", "image_base64")},
+        **{name: {"type": "string"} for name in SearchRequest.model_fields
+           if name not in ("image_url", "image_base64", "images", "less_like")},
     },
 }
 _SEARCH_OPENAPI: dict[str, Any] = {
@@ -105,11 +106,13 @@ def product(product_id: str, index: IndexDep, request: Request) -> ProductOut:
 
 
 @router.get("/products/{product_id}/similar", tags=["products"])
-def similar(product_id: str, index: IndexDep, request: Request,
-            k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_SIMILAR_K,
+def similar(product_id: str, index: IndexDep, history: HistoryDep, embedder: EmbedderDep, settings: SettingsDep,
+            request: Request, k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_SIMILAR_K,
             category: Annotated[str | None, Query(max_length=200)] = None) -> SimilarResponse:
-    """More like this: nearest products, in the product's own category unless `category` is given."""
-    return search_service.similar_products(index, product_id, k=k, category=category, links=links_for(request))
+    """More like this: the product and its nearest products, in its own category unless `category` is
+    given; recorded as a search (search_id) so the results can be rated."""
+    return search_service.similar_products(index, product_id, k=k, category=category, links=links_for(request),
+                                           history=history, settings=settings, tiny=embedder.tiny)
 
 
 @router.get("/products/{product_id}/image", tags=["products"], response_class=Response,

@@ -22,9 +22,12 @@ from moodboard import __version__
 from moodboard.api_models import (
     CategoriesResponse,
     Category,
+    ImageIn,
     IndexInfo,
     ModelInfo,
     ProductOut,
+    ResolvedImage,
+    ResolvedLessLike,
     ResolvedQuery,
     ResultItem,
     SearchRequest,
@@ -42,6 +45,7 @@ from moodboard.fetch import (
 )
 from moodboard.images import decode_image
 from moodboard.observability import COUNT, MILLISECONDS, record_metric
+from moodboard.regions import Region, check_region, crop_to_region
 from moodboard.settings import Settings
 
 if TYPE_CHECKING:
@@ -102,6 +106,18 @@ class QueryImage:
     resolved_url: str | None = None
 
 
+@dataclass(frozen=True)
+class PictureSpec:
+    """One picture a request asks for, before anything is fetched: a URL, base64 text or uploaded
+    bytes, its weight, the region to search, and its name in messages ("picture 2")."""
+
+    source: str  # "url" | "base64" | "upload"
+    value: str | bytes
+    weight: float = 1.0
+    box: Region | None = None
+    name: str = "the picture"
+
+
 def decode_base64_image(encoded: str, settings: Settings) -> bytes:
     """Base64 (optionally a data: URL) -> bytes, refusing data over the image limit before decoding."""
     payload = encoded.strip()
@@ -126,30 +142,82 @@ def _too_large(size: int, settings: Settings) -> ImageTooLarge:
                          details={"bytes": size, "max_bytes": settings.max_image_bytes})
 
 
-def load_query_image(request: SearchRequest, upload: bytes | None, *, settings: Settings,
-                     fetcher: Callable[[str], Fetched]) -> QueryImage:
-    """Decode the one image a request carries (URL, base64 or upload); empty when it has none."""
+def picture_specs(request: SearchRequest, upload: bytes | None) -> list[PictureSpec]:
+    """The pictures a request asks for, in order, their regions checked: the moodboard `images`, or
+    the one image_url / image_base64 / upload (with `box`). InvalidQuery for two single images, for
+    `images` mixed with a single image, or a picture with neither or both of url and base64;
+    InvalidRegion for a region outside its picture, without area or larger than it. Nothing is
+    fetched or decoded here."""
+    singles = [name for name, value in (("image_url", request.image_url), ("image_base64", request.image_base64),
+                                        ("image", upload)) if value is not None and value != ""]
+    if request.images is not None:
+        if singles or request.box is not None:
+            mixed = [*singles, *(["box"] if request.box is not None else [])]
+            raise InvalidQuery(f"send the pictures either as `images` or as one image ({', '.join(mixed)}), not both; "
+                               "each picture of `images` takes its own box", details={"fields": ["images", *mixed]})
+        return [_picture_spec(picture, f"picture {number}" if len(request.images) > 1 else "the picture")
+                for number, picture in enumerate(request.images, start=1)]
+    if len(singles) > 1:
+        raise InvalidQuery(f"send one image, not {' and '.join(singles)}", details={"fields": singles})
+    if not singles:
+        if request.box is not None:
+            raise InvalidQuery("`box` is a region of the image, and there is no image", details={"fields": ["box"]})
+        return []
+    box = check_region(request.box) if request.box is not None else None
+    if upload is not None:
+        return [PictureSpec("upload", upload, box=box)]
+    if request.image_base64:
+        return [PictureSpec("base64", request.image_base64, box=box)]
+    return [PictureSpec("url", request.image_url or "", box=box)]
+
+
+def _picture_spec(picture: ImageIn, name: str) -> PictureSpec:
+    given = [field for field in ("url", "base64") if getattr(picture, field)]
+    if len(given) != 1:
+        raise InvalidQuery(f"{name} needs a url or base64 bytes, {'not both' if given else 'and has neither'}",
+                           details={"fields": ["url", "base64"]})
+    box = check_region(picture.box, picture=name) if picture.box is not None else None
+    return PictureSpec(given[0], getattr(picture, given[0]), picture.weight, box, name)
+
+
+def load_picture(spec: PictureSpec, *, settings: Settings, fetcher: Callable[[str], Fetched]) -> QueryImage:
+    """Fetch (a URL) or decode (base64, an upload) one picture within the limits, and cut out its
+    region before the model's preprocessing sees it."""
 
     def decode(data: bytes) -> Image.Image:
-        return decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        image = decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        return crop_to_region(image, spec.box, picture=spec.name)
 
-    if upload is not None:
-        if len(upload) > settings.max_image_bytes:
-            raise _too_large(len(upload), settings)
-        return QueryImage(decode(upload), "upload")
-    if request.image_base64:
-        return QueryImage(decode(decode_base64_image(request.image_base64, settings)), "base64")
-    if request.image_url:
-        started = time.perf_counter()
-        try:
-            fetched = fetcher(request.image_url)
-        except FetchError as exc:
-            record_metric("FetchFailures", COUNT, 1)
-            logger.info("image URL fetch failed: %s %s", type(exc).__name__, exc.message)
-            raise
-        record_metric("FetchLatency", MILLISECONDS, (time.perf_counter() - started) * 1000)
-        return QueryImage(decode(fetched.content), "url", fetched.final_url)
-    return QueryImage()
+    if spec.source == "upload":
+        assert isinstance(spec.value, bytes)
+        if len(spec.value) > settings.max_image_bytes:
+            raise _too_large(len(spec.value), settings)
+        return QueryImage(decode(spec.value), "upload")
+    assert isinstance(spec.value, str)
+    if spec.source == "base64":
+        return QueryImage(decode(decode_base64_image(spec.value, settings)), "base64")
+    started = time.perf_counter()
+    try:
+        fetched = fetcher(spec.value)
+    except FetchError as exc:
+        record_metric("FetchFailures", COUNT, 1)
+        logger.info("image URL fetch failed: %s %s", type(exc).__name__, exc.message)
+        raise
+    record_metric("FetchLatency", MILLISECONDS, (time.perf_counter() - started) * 1000)
+    return QueryImage(decode(fetched.content), "url", fetched.final_url)
+
+
+def load_pictures(specs: Sequence[PictureSpec], *, settings: Settings,
+                  fetcher: Callable[[str], Fetched]) -> list[QueryImage]:
+    """Every picture of a request, in order. The URLs of a moodboard are fetched at the same time
+    (each within its own time limit), so six slow sites cost one wait, not six."""
+    if sum(spec.source == "url" for spec in specs) <= 1:
+        return [load_picture(spec, settings=settings, fetcher=fetcher) for spec in specs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="picture") as pool:
+        futures = [pool.submit(load_picture, spec, settings=settings, fetcher=fetcher) for spec in specs]
+        return [future.result() for future in futures]
 
 
 def query_params(request: SearchRequest, settings: Settings, *, k: int) -> QueryParams:
@@ -178,29 +246,34 @@ def image_url(product: Product, links: Links) -> str:
 def run_search(request: SearchRequest, *, upload: bytes | None, embedder: EmbedderProtocol, index: ProductIndex,
                history: HistoryStore | None, fetcher: Callable[[str], Fetched], settings: Settings,
                links: Links) -> SearchResponse:
-    """Run one gist search and record it in the search history.
+    """Run one gist search (one picture or a moodboard of several) and record it in the search history.
 
-    Raises InvalidQuery (422) for no query or two images, UnknownCategory (404) before anything is
+    Raises InvalidQuery (422) for no query or pictures given two ways, InvalidRegion (422) for a bad
+    region, UnknownCategory (404) and NotFound (a "less like this" product) before anything is
     fetched, and the image and fetch errors of moodboard.images / moodboard.fetch.
     """
-    from moodboard.query import resolve_query, run_query
+    from moodboard.query import ImagePart, resolve_query, run_query
 
     started = time.perf_counter()
-    sources = [name for name, value in (("image_url", request.image_url), ("image_base64", request.image_base64),
-                                        ("image", upload)) if value is not None and value != ""]
-    if len(sources) > 1:
-        raise InvalidQuery(f"send one image, not {' and '.join(sources)}", details={"fields": sources})
+    specs = picture_specs(request, upload)
     k = request.k or settings.query.k
-    resolved = resolve_query(index, has_image=bool(sources), category=request.category, text=request.text,
-                             negative=request.negative, params=query_params(request, settings, k=k),
+    resolved = resolve_query(index, images=[ImagePart(weight=spec.weight, box=spec.box) for spec in specs],
+                             category=request.category, text=request.text, negative=request.negative,
+                             less_like=request.less_like or (), params=query_params(request, settings, k=k),
                              categories_url=links.categories)
-    query_image = load_query_image(request, upload, settings=settings, fetcher=fetcher)
-    result = run_query(index, embedder, resolved, image=query_image.image)
+    pictures = load_pictures(specs, settings=settings, fetcher=fetcher)
+    result = run_query(index, embedder, resolved, images=[picture.image for picture in pictures])
+    images = [ResolvedImage(source=picture.source, resolved_image_url=picture.resolved_url, weight=part.weight,
+                            share=round(part.share, 6), box=part.box)
+              for picture, part in zip(pictures, resolved.images)]
     query = ResolvedQuery(
         kind=resolved.kind, category=resolved.category, prompt=resolved.prompt, text=resolved.text,
         negative=resolved.negative, weights=resolved.weights,
         near_copy_threshold=resolved.params.near_copy_threshold, mmr_lambda=resolved.params.mmr_lambda,
-        image_source=query_image.source, resolved_image_url=query_image.resolved_url,
+        image_source=images[0].source if images else None,
+        resolved_image_url=images[0].resolved_image_url if images else None, images=images,
+        less_like=[ResolvedLessLike(product_id=example.product_id, weight=example.weight)
+                   for example in resolved.less_like],
     )
     results = [result_item(hit, links) for hit in result.hits]
     search_id = record_search(history, query=query, k=k, offset=request.offset, result_ids=[r.id for r in results],
@@ -226,13 +299,21 @@ def record_search(history: HistoryStore | None, *, query: ResolvedQuery, k: int,
 
     params = {"weights": query.weights, "k": k, "offset": offset, "near_copy_threshold": query.near_copy_threshold,
               "mmr_lambda": query.mmr_lambda, "text": query.text, "negative": query.negative,
-              "prompt": query.prompt, "image_source": query.image_source}
+              "prompt": query.prompt, "image_source": query.image_source,
+              "images": [image.model_dump(exclude_none=True) for image in query.images] if len(query.images) > 1
+              or any(image.box for image in query.images) else None,
+              "less_like": [example.model_dump() for example in query.less_like] or None}
     record = make_history_record(
         kind=query.kind, category=query.category, params={k_: v for k_, v in params.items() if v is not None},
         result_ids=result_ids, model_fingerprint=model_fingerprint, index_version=index_version,
         ttl_days=settings.history_ttl_days, tiny_model=tiny,
         **({"image_url": query.resolved_image_url} if query.resolved_image_url else {}),
     )
+    return store_history(history, record)
+
+
+def store_history(history: HistoryStore | None, record: Any) -> str:
+    """Put a history record and return its search_id; a failed write is logged, never raised."""
     if history is None:
         return record.search_id
     try:
@@ -261,13 +342,21 @@ def product_out(index: ProductIndex, product_id: str, links: Links) -> ProductOu
                       currency=product.currency, attributes=dict(product.attributes))
 
 
-def similar_products(index: ProductIndex, product_id: str, *, k: int, category: str | None,
-                     links: Links) -> SimilarResponse:
-    """'More like this': the products nearest to one product, in its own category unless told otherwise."""
+def similar_products(index: ProductIndex, product_id: str, *, k: int, category: str | None, links: Links,
+                     history: HistoryStore | None, settings: Settings, tiny: bool = False) -> SimilarResponse:
+    """'More like this': the anchor product and the products nearest to it, in its own category
+    unless told otherwise, recorded in the search history (kind "similar") so they can be rated."""
+    from moodboard.history import make_history_record
     from moodboard.query import similar_to
 
     scope, hits = similar_to(index, product_id, k=k, category=category, categories_url=links.categories)
-    return SimilarResponse(product_id=product_id, category=scope, results=[result_item(hit, links) for hit in hits])
+    results = [result_item(hit, links) for hit in hits]
+    record = make_history_record(
+        kind="similar", category=scope, params={"product_id": product_id, "k": k, "offset": 0},
+        result_ids=[result.id for result in results], model_fingerprint=index.manifest.model_fingerprint,
+        index_version=index.version, ttl_days=settings.history_ttl_days, tiny_model=tiny)
+    return SimilarResponse(product_id=product_id, product=product_out(index, product_id, links),
+                           search_id=store_history(history, record), category=scope, results=results)
 
 
 def thumbnail(index: ProductIndex, product_id: str) -> tuple[str, Any]:

@@ -227,6 +227,116 @@ def test_search_base64_image_returns_results_and_writes_history(stack: Stack) ->
     assert record.ttl > time.time() + 300 * 86400
 
 
+def _halves(left: tuple[int, int, int], right: tuple[int, int, int]) -> bytes:
+    image = Image.new("RGB", (96, 64), left)
+    image.paste(right, (48, 0, 96, 64))
+    return jpeg(image)
+
+
+def test_search_a_moodboard_of_three_pictures_blends_them_by_weight(stack: Stack) -> None:
+    pictures = [jpeg(draw_mood_image(palette, seed=seed, size=64)) for palette, seed in
+                (("ocean", 1), ("earthy", 2), ("neon", 3))]
+    status, body = stack.search({"images": [{"base64": b64(pictures[0]), "weight": 2},
+                                            {"base64": b64(pictures[1])},
+                                            {"base64": b64(pictures[2]), "weight": 1}],
+                                 "category": "dress", "k": 4})
+
+    assert status == 200, body
+    images = body["query"]["images"]
+    assert [(image["source"], image["weight"], image["share"]) for image in images] == [
+        ("base64", 2.0, 0.5), ("base64", 1.0, 0.25), ("base64", 1.0, 0.25)]
+    assert body["query"]["kind"] == "image" and body["query"]["image_source"] == "base64"
+    assert stack.embedder.image_calls == 3
+    record = HistoryStore(stack.dynamodb, stack.settings.history_table).get(body["search_id"])
+    assert [image["share"] for image in record.params["images"]] == [0.5, 0.25, 0.25]
+
+
+def test_search_a_region_searches_only_that_part_of_the_picture(stack: Stack) -> None:
+    blue = jpeg(Image.new("RGB", (48, 64), (20, 40, 200)))
+    _, whole_blue = stack.search({"image_base64": b64(blue), "category": "lamp", "k": 5, "w_type": 0})
+    status, right_half = stack.search({"images": [{"base64": b64(_halves((220, 30, 30), (20, 40, 200))),
+                                                    "box": {"x": 0.5, "y": 0, "width": 0.5, "height": 1}}],
+                                       "category": "lamp", "k": 5, "w_type": 0})
+    _, whole = stack.search({"image_base64": b64(_halves((220, 30, 30), (20, 40, 200))), "category": "lamp",
+                             "k": 5, "w_type": 0})
+
+    assert status == 200, right_half
+    assert right_half["query"]["images"][0]["box"] == {"x": 0.5, "y": 0.0, "width": 0.5, "height": 1.0}
+    assert [r["id"] for r in right_half["results"]] == [r["id"] for r in whole_blue["results"]]
+    assert [r["score"] for r in right_half["results"]] == pytest.approx([r["score"] for r in whole_blue["results"]],
+                                                                        abs=0.02)
+    assert [r["score"] for r in whole["results"]] != pytest.approx([r["score"] for r in whole_blue["results"]],
+                                                                   abs=0.02)
+
+
+def test_search_a_region_given_as_text_with_one_image(stack: Stack) -> None:
+    status, body = stack.search({"image_base64": b64(MOOD), "box": "0.25,0.25,0.5,0.5", "category": "dress"})
+    assert status == 200, body
+    assert body["query"]["images"][0]["box"] == {"x": 0.25, "y": 0.25, "width": 0.5, "height": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [
+        ({"x": 1.5, "y": 0.2, "width": 0.2, "height": 0.2}, "the region of picture 2 starts outside it"),
+        ({"x": 0.2, "y": 0.2, "width": 0, "height": 0.2}, "the region of picture 2 has no area"),
+        ({"x": 0, "y": 0, "width": 1e9, "height": 1e9}, "the region of picture 2 is larger than the picture"),
+    ],
+    ids=["outside", "zero-area", "huge"],
+)
+def test_search_a_bad_region_is_422_before_anything_is_fetched(stack: Stack, no_sockets: list[str],
+                                                               box: dict, message: str) -> None:
+    status, body = stack.search({"images": [{"url": "http://metadata.example/a.jpg"},
+                                            {"url": "http://metadata.example/b.jpg", "box": box}],
+                                 "category": "dress"})
+
+    assert status == 422
+    assert body["error"] == "InvalidRegion" and body["detail"].startswith(message)
+    assert stack.resolver.calls == [] and no_sockets == []
+
+
+def test_search_a_region_of_a_few_pixels_is_422(stack: Stack) -> None:
+    status, body = stack.search({"image_base64": b64(MOOD), "category": "dress",
+                                 "box": {"x": 0.5, "y": 0.5, "width": 0.01, "height": 0.01}})
+    assert status == 422 and body["error"] == "InvalidRegion"
+    assert "draw a larger box" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"images": [{"base64": "AAAA"}], "image_url": "https://shop.example/a.jpg"}, "send the pictures either"),
+        ({"images": [{"url": "https://shop.example/a.jpg", "base64": "AAAA"}]}, "the picture needs a url or base64"),
+        ({"images": [{"weight": 2}, {"base64": "AAAA"}]}, "picture 1 needs a url or base64 bytes, and has neither"),
+        ({"text": "red", "box": {"x": 0, "y": 0, "width": 1, "height": 1}}, "`box` is a region of the image"),
+    ],
+    ids=["images-and-image_url", "url-and-base64", "neither", "box-without-image"],
+)
+def test_search_pictures_given_wrongly_are_422(stack: Stack, payload: dict, message: str) -> None:
+    status, body = stack.search({"category": "dress", **payload})
+    assert status == 422 and body["error"] == "InvalidQuery"
+    assert body["detail"].startswith(message)
+
+
+def test_search_a_moodboard_of_seven_is_422(stack: Stack) -> None:
+    status, body = stack.search({"images": [{"base64": b64(MOOD)}] * 7, "category": "dress"})
+    assert status == 422 and "images" in body["detail"]
+
+
+def test_search_less_like_a_product_leaves_it_out_and_says_so(stack: Stack) -> None:
+    _, plain = stack.search({"image_base64": b64(MOOD), "category": "dress", "k": 5, "near_copy_threshold": 1})
+    first = plain["results"][0]["id"]
+    status, refined = stack.search({"image_base64": b64(MOOD), "category": "dress", "k": 5, "near_copy_threshold": 1,
+                                    "less_like": [first], "w_neg": 0.5})
+
+    assert status == 200, refined
+    assert first not in [r["id"] for r in refined["results"]]
+    assert refined["query"]["less_like"] == [{"product_id": first, "weight": 0.5}]
+    assert refined["query"]["weights"]["w_neg"] == 0.5
+    unknown_status, unknown = stack.search({"text": "x", "category": "dress", "less_like": ["no-such-product"]})
+    assert unknown_status == 404 and unknown["error"] == "NotFound"
+
+
 def test_search_pages_with_offset(stack: Stack) -> None:
     _, first = stack.search({"text": "calm blue", "category": "lamp", "k": 2})
     _, second = stack.search({"text": "calm blue", "category": "lamp", "k": 2, "offset": 2})
@@ -257,6 +367,10 @@ def test_products_similar_and_image_routes(stack: Stack) -> None:
     assert len(similar["results"]) == 3
     assert "lamp-0001" not in [r["id"] for r in similar["results"]]
     assert {r["category"] for r in similar["results"]} == {"lamp"}
+    assert similar["product"] == product  # the anchor, shown with its results
+    record = HistoryStore(stack.dynamodb, stack.settings.history_table).get(similar["search_id"])
+    assert (record.kind, record.category, record.params["product_id"]) == ("similar", "lamp", "lamp-0001")
+    assert record.result_ids == [r["id"] for r in similar["results"]]  # so they can be rated
 
     status, _, response = stack.call(http_event("GET", "/products/lamp-0001/image"))
     assert status == 200 and response["headers"]["content-type"] == "image/jpeg"
