@@ -161,6 +161,15 @@ def load_breakdown(model: Path, index: Path, precision: str) -> dict[str, float]
     served = [manifest.files.vision[precision], manifest.files.text[precision], manifest.files.tokenizer,
               manifest.files.preprocess]
 
+    def vectors(folder: Path) -> None:
+        from moodboard.index.stored_vectors import read_stored_vectors
+
+        if (folder / "vectors.npy").exists():
+            np.load(folder / "vectors.npy")
+        else:
+            np.ascontiguousarray(read_stored_vectors(folder / "index.bin", dim=index_manifest["dim"],
+                                                     elements=index_manifest["elements"]).matrix)
+
     def graph() -> None:
         hnsw = hnswlib.Index(space="cosine", dim=index_manifest["dim"])
         hnsw.load_index(str(index / "index.bin"), max_elements=max(index_manifest["elements"], 1))
@@ -174,7 +183,8 @@ def load_breakdown(model: Path, index: Path, precision: str) -> dict[str, float]
                                                                   pad_id=manifest.text.pad_id)),
         "index: sha256 of the bundle files (first start only), one thread":
             timed(lambda: sha256_all(index, sorted(index_manifest["sha256"]))),
-        "index: vectors.npy": timed(lambda: np.load(index / "vectors.npy")),
+        # Bundles of format /3 keep their vectors in index.bin only (moodboard.index.stored_vectors).
+        "index: vectors (mapped from index.bin, or a /2 bundle's vectors.npy)": timed(lambda: vectors(index)),
         "index: hnswlib graph": timed(graph),
         "index: ProductIndex.load without sha256 (graph, vectors, records)":
             timed(lambda: ProductIndex.load(index, verify=False)),

@@ -26,7 +26,7 @@ CHILD_STARTED = time.perf_counter()
 MARKER = "LOADER-RESULT "
 TARGET_IMAGES_PER_S = 15.0
 TARGET_PEAK_BYTES = 2 * 1024**3
-INDEX_FILES = ("index.bin", "vectors.npy", "products.jsonl")
+INDEX_FILES = ("index.bin", "vectors.npy", "products.jsonl")  # vectors.npy: bundles of format /2 only
 
 
 class PeakSampler:

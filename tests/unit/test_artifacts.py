@@ -71,7 +71,7 @@ def test_publish_uploads_version_then_moves_current(store: ArtifactStore, s3: An
     assert current_version(s3) == pointer.version
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="indexes/")["Contents"]}
     assert {f"indexes/{pointer.version}/{name}" for name in
-            ("manifest.json", "index.bin", "products.jsonl", "vectors.npy")} <= keys
+            ("manifest.json", "index.bin", "products.jsonl")} <= keys
     assert store.current() == Pointer(pointer.version, FINGERPRINT, pointer.etag, pointer.published)
 
 
@@ -125,9 +125,9 @@ def test_publish_failing_part_way_leaves_current_unchanged(store: ArtifactStore,
 def test_publish_refuses_a_bundle_whose_files_do_not_match_the_manifest(store: ArtifactStore, s3: Any,
                                                                          tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "b1")
-    (bundle / "vectors.npy").write_bytes(b"not the vectors")
+    (bundle / "products.jsonl").write_bytes(b"not the products")
 
-    with pytest.raises(BundleError, match="vectors.npy does not match its sha256"):
+    with pytest.raises(BundleError, match="products.jsonl does not match its sha256"):
         store.publish(bundle)
 
     assert current_version(s3) is None

@@ -176,7 +176,7 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         index.get("p200")
     data = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
-    assert data["format"] == "moodboard-index/2"
+    assert data["format"] == "moodboard-index/3"
     assert data["model_fingerprint"] == FINGERPRINT and data["model_precision"] == "fp32"
     assert data["count"] == 200 and data["elements"] == 200 and data["dim"] == 16
     assert data["space"] == "cosine" and data["catalog_sha256"] == "c" * 64
@@ -184,8 +184,8 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
                              "ef_category": index_manifest.EF_CATEGORY, "ef_category_outside": index_manifest.EF_CATEGORY_OUTSIDE,
                              "outside_gap": index_manifest.OUTSIDE_GAP, "switch": index_manifest.SWITCH}
     assert data["graphs"] == []  # no category above the switch
-    assert set(data["sha256"]) == {"index.bin", "products.jsonl", "vectors.npy"}
-    assert np.load(tmp_path / "bundle" / "vectors.npy").shape == (200, 16)
+    assert set(data["sha256"]) == {"index.bin", "products.jsonl"}  # the vectors live in index.bin only
+    assert not (tmp_path / "bundle" / "vectors.npy").exists()
     assert verify(tmp_path / "bundle") == manifest
 
 
@@ -237,6 +237,65 @@ def test_load_corrupt_file_is_a_bundle_error(tmp_path: Path) -> None:
 
 def test_load_missing_file_is_a_bundle_error(tmp_path: Path) -> None:
     small_bundle(tmp_path / "bundle", 20)
+    (tmp_path / "bundle" / "index.bin").unlink()
+    with pytest.raises(BundleError, match="missing index.bin"):
+        ProductIndex.load(tmp_path / "bundle", verify=False)
+
+
+def _rewrite_manifest(bundle: Path, **changes: object) -> None:
+    """Change manifest fields and re-hash the files, as a builder of that bundle would have."""
+    from moodboard.integrity import sha256_file
+
+    data = json.loads((bundle / "manifest.json").read_text())
+    data.update(changes)
+    data["sha256"] = {f.relative_to(bundle).as_posix(): sha256_file(f) for f in sorted(bundle.rglob("*"))
+                      if f.is_file() and f.name != "manifest.json" and not f.name.startswith(".")}
+    (bundle / "manifest.json").write_text(json.dumps(data))
+
+
+def test_vectors_are_read_by_label_when_hnswlib_stored_them_in_another_order(tmp_path: Path) -> None:
+    import hnswlib
+
+    vectors = structured_vectors(300, 16, seed=3, clusters=8, rank=4)
+    build_index(tmp_path / "bundle", [product(i, "Dress") for i in range(300)], vectors, fingerprint=FINGERPRINT)
+    # The same graph with its records in reverse order (as a multi-threaded build may swap them).
+    reverse = np.arange(299, -1, -1)
+    graph = hnswlib.Index(space="cosine", dim=16)
+    graph.init_index(max_elements=300, M=16, ef_construction=200)
+    graph.add_items(vectors[reverse], reverse, num_threads=1)
+    graph.save_index(str(tmp_path / "bundle" / "index.bin"))
+    _rewrite_manifest(tmp_path / "bundle")
+
+    reread = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
+
+    assert reread._vectors.rows is not None
+    for i in (0, 1, 150, 299):
+        assert np.allclose(reread.vector(f"p{i}"), vectors[i], atol=1e-6)
+    assert np.allclose(reread.vectors_at([5, 7]), vectors[[5, 7]], atol=1e-6)
+    assert reread.search(vectors[42], 1, category="Dress")[0].product.id == "p42"  # exact path
+    assert reread.search(vectors[42], 1)[0].product.id == "p42"  # graph path
+
+
+def test_index_bin_of_another_shape_is_a_bundle_error_not_wrong_vectors(tmp_path: Path) -> None:
+    small_bundle(tmp_path / "bundle", 20)
+    small_bundle(tmp_path / "other", 21)
+    (tmp_path / "bundle" / "index.bin").write_bytes((tmp_path / "other" / "index.bin").read_bytes())
+    with pytest.raises(BundleError, match="does not hold 20 vectors of 16 float32"):
+        ProductIndex.load(tmp_path / "bundle", verify=False)
+
+
+def test_a_bundle_of_format_2_with_vectors_npy_is_still_read(tmp_path: Path) -> None:
+    vectors = structured_vectors(50, 16, seed=4, clusters=8, rank=4)
+    build_index(tmp_path / "bundle", [product(i, "Lamp") for i in range(50)], vectors, fingerprint=FINGERPRINT)
+    # What the /2 builder wrote: the same files plus the vectors again, in vectors.npy (here shifted,
+    # to show they are the ones read).
+    np.save(tmp_path / "bundle" / "vectors.npy", np.roll(vectors, 1, axis=0))
+    _rewrite_manifest(tmp_path / "bundle", format="moodboard-index/2")
+
+    index = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
+
+    assert index.manifest.format == "moodboard-index/2"
+    assert np.allclose(index.vector("p1"), vectors[0], atol=1e-6)
     (tmp_path / "bundle" / "vectors.npy").unlink()
     with pytest.raises(BundleError, match="missing vectors.npy"):
         ProductIndex.load(tmp_path / "bundle", verify=False)

@@ -158,7 +158,7 @@ def test_short_category_graph_walk_falls_back_to_exact(tmp_path: Path) -> None:
 def test_the_category_graphs_are_bundle_files_listed_in_the_manifest(tmp_path: Path) -> None:
     build(tmp_path / "bundle")
     data = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
-    assert data["format"] == "moodboard-index/2" and data["build"]["switch"] == SWITCH
+    assert data["format"] == "moodboard-index/3" and data["build"]["switch"] == SWITCH
     assert {g["category"] for g in data["graphs"]} == {"boots", "coats"}
     for entry in data["graphs"]:
         assert entry["file"].startswith("graphs/") and entry["file"] in data["sha256"]

@@ -29,7 +29,6 @@ from moodboard.index.manifest import (
     PRODUCTS_FILE,
     SPACE,
     SWITCH,
-    VECTORS_FILE,
     BuildParams,
     GraphEntry,
     IndexManifest,
@@ -62,7 +61,8 @@ def build_graph(vectors: np.ndarray, labels: np.ndarray) -> hnswlib.Index:
 class IndexBuilder:
     """The products of one bundle and their vectors, gathered before it is written once.
 
-    Product i (in the order added) gets label i: row i of vectors.npy, node i of the global graph.
+    Product i (in the order added) gets label i: node i of the global graph, whose file index.bin is
+    the one place the bundle stores the vectors (moodboard.index.stored_vectors reads them there).
     """
 
     def __init__(self, dim: int, model_fingerprint: str, *, model_precision: str = "fp32",
@@ -128,7 +128,6 @@ class IndexBuilder:
             step("global graph")
             graphs = self._write_graphs(folder, vectors)
             step("category graphs")
-            np.save(folder / VECTORS_FILE, vectors)
             write_records(folder / PRODUCTS_FILE, self._products, self._keys)
             if write_extra is not None:
                 write_extra(folder)

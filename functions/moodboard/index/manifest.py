@@ -5,12 +5,15 @@ gives a new bundle). Layout (docs/contracts.md, "Index bundle"):
 
     manifest.json        IndexManifest: format, version, model, counts, build parameters, the
                          category graphs, and the sha256 of every other file
-    index.bin            hnswlib: the global graph, every product (label i = row i of vectors.npy)
+    index.bin            hnswlib: the global graph, every product under its label, and the only
+                         copy of the L2-normalised float32 vectors (read in place: stored_vectors)
     graphs/<name>.bin    hnswlib: one graph per category above the builder's switch, holding only
                          that category's members under their global labels
     products.jsonl       one Product per line plus its "label" and image "content_key"
-    vectors.npy          float32 (elements, dim), L2-normalised
     thumbs/<hash>.jpg    thumbnails of the products whose catalog image is a local file
+
+Bundles of format /2 also held vectors.npy (row i = label i), the same floats a second time; they
+are still read (their vectors from that file), and the builder writes /3.
 
 This module imports nothing heavier than pydantic: artifacts.py verifies bundles with it.
 """
@@ -27,13 +30,16 @@ from pydantic import BaseModel, Field, ValidationError
 from moodboard.errors import BundleError
 from moodboard.integrity import MANIFEST_FILE, verify_files
 
-FORMAT = "moodboard-index/2"
+FORMAT = "moodboard-index/3"
+# /2 stored the vectors a second time, in vectors.npy; still read, never written.
+FORMAT_WITH_VECTORS_FILE = "moodboard-index/2"
+READABLE_FORMATS = (FORMAT, FORMAT_WITH_VECTORS_FILE)
 INDEX_FILE = "index.bin"
 PRODUCTS_FILE = "products.jsonl"
 VECTORS_FILE = "vectors.npy"
 GRAPHS_DIR = "graphs"
 THUMBS_DIR = "thumbs"
-CORE_FILES = (INDEX_FILE, PRODUCTS_FILE, VECTORS_FILE)
+CORE_FILES = (INDEX_FILE, PRODUCTS_FILE)
 # A version names a folder on S3 and in /tmp: one safe path segment.
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 GRAPH_FILE_PATTERN = rf"^{GRAPHS_DIR}/[A-Za-z0-9_-]+\.bin$"
@@ -82,8 +88,8 @@ class GraphEntry(BaseModel):
 
 
 class IndexManifest(BaseModel):
-    """manifest.json of an index bundle. `count` counts the products, `elements` the rows of
-    vectors.npy and nodes of index.bin (equal in the bundles the builder writes)."""
+    """manifest.json of an index bundle. `count` counts the products, `elements` the nodes (and
+    vectors) of index.bin (equal in the bundles the builder writes)."""
 
     format: str = FORMAT
     version: str = Field(pattern=VERSION_PATTERN)
@@ -99,6 +105,16 @@ class IndexManifest(BaseModel):
     created: str
     sha256: dict[str, str]
 
+    @property
+    def vectors_file(self) -> str | None:
+        """vectors.npy for a bundle of format /2, None when the vectors live in index.bin only."""
+        return VECTORS_FILE if self.format == FORMAT_WITH_VECTORS_FILE else None
+
+    @property
+    def core_files(self) -> tuple[str, ...]:
+        """The files every bundle of this format needs, whatever its manifest lists."""
+        return CORE_FILES + ((VECTORS_FILE,) if self.vectors_file else ())
+
 
 def read_manifest(path: Path) -> IndexManifest:
     """The manifest of the index bundle at `path`; BundleError when missing, unreadable or foreign."""
@@ -112,9 +128,9 @@ def read_manifest(path: Path) -> IndexManifest:
     except ValueError as exc:
         raise BundleError(f"index manifest {file} is not JSON: {exc}") from exc
     found = data.get("format") if isinstance(data, dict) else None
-    if found != FORMAT:
+    if found not in READABLE_FORMATS:
         raise BundleError(f"{file} is not a moodboard-index manifest this reader knows "
-                          f"(format {found!r}; it reads {FORMAT})")
+                          f"(format {found!r}; it reads {' and '.join(READABLE_FORMATS)})")
     try:
         return IndexManifest.model_validate(data)
     except ValidationError as exc:
@@ -129,7 +145,7 @@ def verify(path: Path, *, digests: bool = True, manifest: IndexManifest | None =
     (hashed once, then sealed: moodboard.integrity). BundleError naming what is wrong."""
     path = Path(path)
     manifest = manifest or read_manifest(path)
-    needed = {*CORE_FILES, *(entry.file for entry in manifest.graphs), *manifest.sha256}
+    needed = {*manifest.core_files, *(entry.file for entry in manifest.graphs), *manifest.sha256}
     missing = sorted(name for name in needed if not (path / name).is_file())
     if missing:
         raise BundleError(f"index bundle {path} is missing {', '.join(missing)}")

@@ -37,12 +37,12 @@ from moodboard.index.manifest import (
     OUTSIDE_GAP,
     PRODUCTS_FILE,
     SPACE,
-    VECTORS_FILE,
     GraphEntry,
     IndexManifest,
     read_manifest,
 )
 from moodboard.index.records import gc_paused, read_records
+from moodboard.index.stored_vectors import StoredVectors, read_stored_vectors
 from moodboard.vectors import Vector, l2_normalize
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ProductIndex:
     walks take a lock (hnswlib's beam is a setting of the graph), everything else only reads.
     """
 
-    def __init__(self, path: Path, manifest: IndexManifest, *, hnsw: hnswlib.Index, vectors: np.ndarray,
+    def __init__(self, path: Path, manifest: IndexManifest, *, hnsw: hnswlib.Index, vectors: StoredVectors,
                  products: list[Product | None], keys: list[str | None], label_of: dict[str, int],
                  members: dict[str, np.ndarray]) -> None:
         self.path = path
@@ -110,9 +110,10 @@ class ProductIndex:
 
     @classmethod
     def _read(cls, path: Path, manifest: IndexManifest) -> ProductIndex:
-        """The index from a bundle's files: the vectors mapped from their file (no copy, pages read
-        when first touched), the records validated in one pass (moodboard.index.records), with the
-        cyclic garbage collector paused while the per-product objects are made."""
+        """The index from a bundle's files: the vectors mapped from index.bin (a /2 bundle's from
+        vectors.npy; no copy, pages read when first touched), the records validated in one pass
+        (moodboard.index.records), with the cyclic garbage collector paused while the per-product
+        objects are made."""
         steps: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -122,10 +123,7 @@ class ProductIndex:
             steps[name], clock = now - clock, now
 
         with gc_paused():
-            vectors = np.load(path / VECTORS_FILE, mmap_mode="r", allow_pickle=False).view(np.ndarray)
-            if vectors.dtype != np.float32 or vectors.shape != (manifest.elements, manifest.dim):
-                raise BundleError(f"index bundle {path}: vectors.npy is {vectors.dtype} {vectors.shape}, "
-                                  f"expected float32 {(manifest.elements, manifest.dim)}")
+            vectors = _vectors(path, manifest)
             step("vectors")
             hnsw = hnswlib.Index(space=SPACE, dim=manifest.dim)
             hnsw.load_index(str(path / INDEX_FILE), max_elements=max(manifest.elements, 1))
@@ -321,6 +319,18 @@ class ProductIndex:
             except RuntimeError:
                 empty = np.zeros((1, 0))
                 return empty, empty
+
+
+def _vectors(path: Path, manifest: IndexManifest) -> StoredVectors:
+    """The bundle's vectors: read in place from index.bin, or from vectors.npy in a /2 bundle."""
+    shape = (manifest.elements, manifest.dim)
+    if manifest.vectors_file is None:
+        return read_stored_vectors(path / INDEX_FILE, dim=manifest.dim, elements=manifest.elements)
+    vectors = np.load(path / manifest.vectors_file, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+    if vectors.dtype != np.float32 or vectors.shape != shape:
+        raise BundleError(f"index bundle {path}: {manifest.vectors_file} is {vectors.dtype} {vectors.shape}, "
+                          f"expected float32 {shape}")
+    return StoredVectors(matrix=vectors, rows=None)
 
 
 def _bookkeeping(path: Path, manifest: IndexManifest, products: list[Product], labels: np.ndarray,
