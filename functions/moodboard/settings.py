@@ -72,6 +72,10 @@ class Settings(BaseSettings):
 
     # Loader Lambda invoked asynchronously by POST /admin/load; unset locally (serve runs loads in a thread).
     loader_function_name: str | None = None
+    # Sharded loads (moodboard.shards): products per shard, and the Step Functions state machine that
+    # runs a load's shards on AWS; unset (locally) the loader runs plan, shards and reduce in process.
+    load_shard_size: int = Field(default=1000, ge=1, le=20_000)
+    load_state_machine_arn: str | None = None
 
     # Limits on what users send and what we fetch for them.
     max_body_bytes: int = 12 * MB
