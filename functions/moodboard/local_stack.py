@@ -52,7 +52,10 @@ class LocalAWS:
     def describe(self) -> str:
         """One line for the console."""
         if self.kind == "moto":
-            return f"embedded moto server at {self.endpoint_url} (data lives until the server stops)"
+            state = getattr(self.server, "state", None)
+            kept = (f"data kept in {state.folder.parent}" if state is not None
+                    else "data lives until the server stops")
+            return f"embedded moto server at {self.endpoint_url} ({kept})"
         if self.kind == "endpoint":
             return f"AWS endpoint {self.endpoint_url}"
         return "real AWS (credentials from the environment)"
@@ -73,14 +76,15 @@ def real_credentials_configured(environ: dict[str, str] | None = None) -> bool:
     return shared.is_file()
 
 
-def start_local_aws(settings: Settings, mode: AwsMode = "auto") -> LocalAWS:
-    """Choose (and, for moto, start) the AWS services of a local run."""
+def start_local_aws(settings: Settings, mode: AwsMode = "auto", *, state_dir: Path | None = None) -> LocalAWS:
+    """Choose (and, for moto, start) the AWS services of a local run; with `state_dir` moto's data is
+    restored from there and saved back (moodboard.local_data)."""
     if settings.aws_endpoint_url and mode != "moto":
         return LocalAWS("endpoint", settings.aws_endpoint_url)
     if mode == "real" or (mode == "auto" and real_credentials_configured()):
         return LocalAWS("aws", None)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
-    server = LocalMotoServer(MOTO_HOST)
+    server = LocalMotoServer(MOTO_HOST, state_dir=state_dir)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
@@ -99,10 +103,13 @@ def _atomic_in_aws(environ: dict[str, Any]) -> bool:
 class _OneAtATime:
     """WSGI middleware: requests `atomic(environ)` picks run one at a time, to the end of their response."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], atomic: Callable[[dict[str, Any]], bool]) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], atomic: Callable[[dict[str, Any]], bool], *,
+                 lock: threading.Lock | None = None,
+                 after: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._app = app
         self._atomic = atomic
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
+        self._after = after
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self._atomic(environ):
@@ -115,6 +122,8 @@ class _OneAtATime:
                 close = getattr(response, "close", None)
                 if close is not None:
                     close()
+                if self._after is not None:
+                    self._after(environ)
 
 
 class LocalMotoServer:
@@ -122,9 +131,11 @@ class LocalMotoServer:
     and conditional S3 writes (see the module docstring). Built from the same parts as moto's
     ThreadedMotoServer, whose WSGI app cannot be wrapped from outside."""
 
-    def __init__(self, host: str = MOTO_HOST, port: int = 0) -> None:
+    def __init__(self, host: str = MOTO_HOST, port: int = 0, *, state_dir: Path | None = None) -> None:
         self._host = host
         self._port = port
+        self._state_dir = state_dir
+        self.state: Any | None = None
         self._server: Any | None = None
         self._thread: threading.Thread | None = None
 
@@ -133,7 +144,24 @@ class LocalMotoServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = _OneAtATime(DomainDispatcherApplication(create_backend_app), _atomic_in_aws)
+        if self._state_dir is None:
+            app = _OneAtATime(DomainDispatcherApplication(create_backend_app), _atomic_in_aws)
+        else:
+            # Kept data: every change runs one at a time too, so a save never pickles half a request.
+            from moodboard.local_data import MotoState, changes_state, service_of
+
+            lock = threading.Lock()
+            self.state = state = MotoState(self._state_dir, lock)
+            restored = state.restore()
+            logger.info("restored %s from %s", ", ".join(restored) or "nothing", self._state_dir)
+
+            def after(environ: dict[str, Any]) -> None:
+                if changes_state(environ):
+                    state.mark_dirty(service_of(environ) or "s3")
+
+            app = _OneAtATime(DomainDispatcherApplication(create_backend_app),
+                              lambda e: _atomic_in_aws(e) or changes_state(e), lock=lock, after=after)
+            state.start()
         self._server = make_server(self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
         self._thread.start()
@@ -153,6 +181,9 @@ class LocalMotoServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self.state is not None:
+            self.state.stop()
+            self.state = None
 
 
 def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
