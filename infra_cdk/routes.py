@@ -1,10 +1,10 @@
 """The HTTP API's routes, read from the FastAPI routers the Lambdas serve (STYLE rule 20).
 
 Each function serves one router: `search` the routes of `moodboard.search_routes.router`,
-`evaluations` those of `evaluations.app.router`. A route needs API Gateway's Cognito JWT authorizer
-exactly when it depends on `moodboard.auth.require_admin` (the `AdminDep` the app checks admins
-with), so a route added to either router is deployed, behind the authorizer when it is an admin
-route, with no list to update here. The apps' own `/docs`, `/redoc` and `/openapi.json` are not on
+`evaluations` those of `moodboard.evaluation_routes.router`. A route needs API Gateway's Cognito
+JWT authorizer exactly when it depends on `moodboard.auth.require_admin` (the `AdminDep` the app
+checks admins with), so a route added to either router is deployed, behind the authorizer when it
+is an admin route, with no list to update here. The apps' own `/docs`, `/redoc` and `/openapi.json` are not on
 the routers and are not deployed.
 
 Reading the routers imports the two route modules, not the Lambda entry modules (those read the
@@ -103,7 +103,7 @@ def check_unique(routes: Sequence[AppRoute]) -> tuple[AppRoute, ...]:
 
 def app_routes() -> tuple[AppRoute, ...]:
     """Every route of both Lambda apps, search's first."""
-    from evaluations.app import router as evaluations_router
+    from moodboard.evaluation_routes import router as evaluations_router
     from moodboard.search_routes import router as search_router
 
     return check_unique([*routes_of(search_router, "search"), *routes_of(evaluations_router, "evaluations")])

@@ -18,6 +18,7 @@ import pytest
 from moto import mock_aws
 
 from evaluations import app as evaluations_app
+from moodboard.evaluation_routes import get_load_runner
 from moodboard.errors import StoreError
 from moodboard.history import HistoryStore, make_history_record
 from moodboard.jobs import JobStore
@@ -129,7 +130,7 @@ def api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
         set_runtime(Runtime(settings, dynamodb=dynamodb))
         overrides = evaluations_app.app.dependency_overrides
         overrides[get_settings] = lambda: settings
-        overrides[evaluations_app.get_load_runner] = lambda: runner
+        overrides[get_load_runner] = lambda: runner
         try:
             yield Api(dynamodb, settings, runner)
         finally:
@@ -401,7 +402,7 @@ def test_admin_load_runner_failure_marks_job_failed(api: Api) -> None:
 
 
 def test_admin_load_without_loader_configured_returns_500(api: Api) -> None:
-    evaluations_app.app.dependency_overrides.pop(evaluations_app.get_load_runner)
+    evaluations_app.app.dependency_overrides.pop(get_load_runner)
 
     status, _, body = api.call("POST", "/admin/load", body={"catalog_key": "catalogs/a.csv"}, token=TOKEN)
 

@@ -6,6 +6,7 @@ for other tests already.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -78,3 +79,16 @@ def test_evaluations_app_imports_neither_onnxruntime_nor_numpy(tmp_path: Path) -
     loaded = _top_level(_run_python(code, cwd=tmp_path)["loaded"])
     assert "evaluations" in loaded
     assert not loaded & {"onnxruntime", "numpy", *HEAVY}, sorted(loaded & {"onnxruntime", "numpy", *HEAVY})
+
+
+def test_the_library_never_imports_a_lambda_entry_module() -> None:
+    """Entry modules only wire (STYLE rule 19): routes live in the library, so nothing in moodboard/
+    (`moodboard serve` included) imports search.app, loader.handler or evaluations.app."""
+    entries = {"search", "loader", "evaluations"}
+    found = []
+    for path in sorted((FUNCTIONS / "moodboard").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.relative_to(FUNCTIONS)}: {name}" for name in names if name.split(".")[0] in entries]
+    assert found == []

@@ -288,11 +288,11 @@ def _seed_index_cache(runtime: Any, index_dir: Path, version: str) -> None:
 def build_local_app(settings: Any, *, runtime: Any, tiny: bool) -> Any:
     """One FastAPI app: the search routes, the evaluation routes (loads run in a thread here), a
     generated /config.json, and the frontend folder mounted last at /."""
-    from evaluations.app import mount
     from fastapi.responses import JSONResponse
     from fastapi.staticfiles import StaticFiles
 
     from moodboard.console import print_note
+    from moodboard.evaluation_routes import mount
     from moodboard.jobs import JobStore, ThreadLoadRunner
     from moodboard.loading import CatalogLoader
     from moodboard.search_routes import create_search_app

@@ -1,9 +1,11 @@
-"""The evaluations Lambda: ratings, admin reads, search URLs and loads (docs/contracts.md, "HTTP API").
+"""The evaluations API's routes (docs/contracts.md, "HTTP API"): ratings, admin reads, search URLs and
+loads, with their repository providers and the app factory that wires them.
 
-Light on purpose: no onnxruntime, numpy, hnswlib or Pillow, so a cold start stays cheap.
-`router` holds every route; `moodboard serve` adds it to the search app with `mount`.
-Settings, the DynamoDB client and the history store come from moodboard.deps (shared with the
-search app); the other repositories and the load runner are the providers below. Tests and `serve` swap any of them with
+Light on purpose: no onnxruntime, numpy, hnswlib or Pillow, so the evaluations Lambda's cold start
+stays cheap. The Lambda module (functions/evaluations/app.py) builds the app and wraps it in Mangum;
+`moodboard serve` adds `router` to the search app with `mount`. Settings, the DynamoDB client and
+the history store come from moodboard.deps (shared with the search routes); the other repositories
+and the load runner are the providers below. Tests and `serve` swap any of them with
 `app.dependency_overrides`.
 """
 
@@ -13,7 +15,6 @@ import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
-from mangum import Mangum
 from pydantic import BaseModel
 
 from moodboard import __version__, aws
@@ -23,7 +24,6 @@ from moodboard.errors import ConfigError, MoodboardError
 from moodboard.history import HistoryRecord
 from moodboard.http_errors import BodyLimitMiddleware, install
 from moodboard.jobs import JobRecord, JobStore, LambdaLoadRunner, LoadRequest, LoadRunner
-from moodboard.observability import API_GATEWAY_HTTP, instrument
 from moodboard.ratings import ANONYMOUS, EvaluationRecord, EvaluationRequest, EvaluationStore
 from moodboard.ratings_summary import Summary, summarize
 from moodboard.search_urls import SearchUrl, SearchUrlRequest, SearchUrlStore
@@ -199,13 +199,14 @@ def mount(app: FastAPI, *, load_runner: LoadRunner | None = None) -> None:
         app.dependency_overrides[get_load_runner] = lambda: load_runner
 
 
-app = FastAPI(
-    title="moodboard evaluations",
-    version=__version__,
-    description="Ratings of search results, admin reads, curated search URLs and catalog loads.",
-)
-install(app)
-app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
-app.include_router(router)
-
-handler = instrument(Mangum(app, lifespan="off"), function="evaluations", correlation_path=API_GATEWAY_HTTP)
+def create_evaluations_app() -> FastAPI:
+    """The evaluations API as a FastAPI app: routes, the error mapping and the body limit."""
+    app = FastAPI(
+        title="moodboard evaluations",
+        version=__version__,
+        description="Ratings of search results, admin reads, curated search URLs and catalog loads.",
+    )
+    install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.include_router(router)
+    return app
