@@ -4,7 +4,7 @@ by model, index version, category and weights, and an A/B comparison of two vers
 Ratings come from an export of the evaluations table (CSV, JSON Lines, or DynamoDB's own JSON with
 typed attributes) or from the local stack's `GET /evaluations` (admin token, paginated). Each item
 carries its search's context (model_fingerprint, index_version, category, weights, 0-based rank),
-as `moodboard.ratings.EvaluationStore` writes it, so nothing needs joining.
+as `moodboard.evaluations.EvaluationStore` writes it, so nothing needs joining.
 
 Definitions (each rating is +1 good match / -1 bad match; gain 1 for +1, 0 for -1):
 - precision@k: share of +1 among ratings of results ranked above k, every (search, product, rater)
@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from moodboard.errors import RatingsError
-from moodboard.ratings_summary import weights_key
+from moodboard.evaluation_summary import weights_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from benchmarks.quality import metrics
@@ -99,7 +99,7 @@ def parse_item(raw: Mapping[str, Any]) -> Rating:
     holding the weights (as on history records) and the `product_rater` sort key."""
     item = dict(raw.get("Item", raw)) if isinstance(raw.get("Item"), Mapping) else dict(raw)
     if item and all(_is_typed(v) for v in item.values()):
-        from moodboard.tables import deserialize
+        from moodboard.dynamo import deserialize
 
         item = deserialize(item)
     item = {k: _decode_cell(v) for k, v in item.items()}
@@ -256,11 +256,11 @@ def _decode_cell(value: Any) -> Any:
         except json.JSONDecodeError:
             return value
     if isinstance(value, Mapping) and value and all(_is_typed(v) for v in value.values()):
-        from moodboard.tables import deserialize
+        from moodboard.dynamo import deserialize
 
         return deserialize(value)
     if _is_typed(value):
-        from moodboard.tables import deserialize
+        from moodboard.dynamo import deserialize
 
         return deserialize({"v": value})["v"]
     return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from moodboard.jobs import JobStore
+from moodboard.load_jobs import JobStore
 from moodboard.loading import CatalogLoader, jobs_from_event, run_jobs
 from moodboard.observability import LOADER_EVENT, instrument
 from moodboard.runtime import get_runtime

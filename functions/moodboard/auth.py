@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from moodboard.errors import Unauthorized
 from moodboard.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="Local admin token (MOODBOARD_ADMIN_TOKEN); a Cognito JWT in AWS")
 
@@ -70,7 +70,7 @@ def require_admin(
     if credentials is None:
         raise Unauthorized("admin routes need an Authorization: Bearer token")
     if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
-        log.info("admin token rejected for %s %s", request.method, request.url.path)
+        logger.info("admin token rejected for %s %s", request.method, request.url.path)
         raise Unauthorized("the admin token is not valid")
     return Admin(subject="admin", method="token")
 

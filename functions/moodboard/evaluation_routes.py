@@ -20,15 +20,15 @@ from pydantic import BaseModel
 from moodboard import __version__, aws
 from moodboard.auth import AdminDep, gateway_subject
 from moodboard.deps import DynamoDep, HistoryDep, SettingsDep
+from moodboard.dynamo import Page
 from moodboard.errors import ConfigError, MoodboardError
+from moodboard.evaluation_summary import Summary, summarize
+from moodboard.evaluations import ANONYMOUS, EvaluationRecord, EvaluationRequest, EvaluationStore
 from moodboard.history import HistoryRecord
 from moodboard.http_errors import BodyLimitMiddleware, install
-from moodboard.jobs import JobRecord, JobStore, LambdaLoadRunner, LoadRequest, LoadRunner
-from moodboard.ratings import ANONYMOUS, EvaluationRecord, EvaluationRequest, EvaluationStore
-from moodboard.ratings_summary import Summary, summarize
+from moodboard.load_jobs import JobRecord, JobStore, LambdaLoadRunner, LoadRequest, LoadRunner
 from moodboard.search_urls import SearchUrl, SearchUrlRequest, SearchUrlStore
 from moodboard.settings import Settings
-from moodboard.tables import Page
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -14,8 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moodboard.errors import NotFound
-from moodboard.tables import (
+from moodboard.dynamo import (
     HISTORY_FEED,
     HISTORY_RECENT_INDEX,
     Page,
@@ -26,6 +25,7 @@ from moodboard.tables import (
     serialize,
     utc_now,
 )
+from moodboard.errors import NotFound
 
 DAY_SECONDS = 86_400
 MAX_PAGE = 200

@@ -34,7 +34,7 @@ from moodboard.index.manifest import MANIFEST_FILE, THUMBS_DIR, thumb_name, thum
 from moodboard.load_staging import clean_staging, output_lock, thumbs_staging
 from moodboard.settings import Settings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 THUMB_SIZE = 256
 ProgressCallback = Callable[[int, int], None]
@@ -106,7 +106,7 @@ def _previous_index(previous: Path | None, fingerprint: str) -> ProductIndex | N
     try:
         return ProductIndex.load(Path(previous), expected_fingerprint=fingerprint)
     except BundleError as exc:
-        log.warning("not reusing the previous index at %s: %s", previous, exc.message)
+        logger.warning("not reusing the previous index at %s: %s", previous, exc.message)
         return None
 
 
@@ -204,7 +204,7 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
     report.categories = index.categories()
     report.index_dir = str(out_dir)
     report.seconds = time.perf_counter() - started
-    log.info("load finished: %s", report.summary())
+    logger.info("load finished: %s", report.summary())
     return report
 
 

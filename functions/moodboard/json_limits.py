@@ -3,7 +3,7 @@
 `json.loads` recurses once per nested array or object and gives up with a RecursionError (an HTTP
 500) somewhere near a thousand levels; every body and cursor this API accepts nests one or two. So
 the request edge refuses deeper JSON with a clear error first (moodboard.http_errors for bodies,
-moodboard.tables for cursors). The scan is linear and runs in C: strings are cut out with one
+moodboard.dynamo for cursors). The scan is linear and runs in C: strings are cut out with one
 regex, the brackets kept with bytes.translate, and the running depth summed by itertools.accumulate;
 a body with fewer opening brackets than the limit is not scanned at all.
 """

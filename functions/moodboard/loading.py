@@ -46,7 +46,7 @@ from moodboard.settings import Settings
 if TYPE_CHECKING:
     from moodboard.embedder import EmbedderProtocol
     from moodboard.ingest import LoadReport
-    from moodboard.jobs import JobStore
+    from moodboard.load_jobs import JobStore
 
 logger = logging.getLogger(__name__)
 

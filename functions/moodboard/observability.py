@@ -3,8 +3,8 @@
 Library code keeps logging through `logging.getLogger(__name__)`: those loggers are children of the
 "moodboard" logger, which the Powertools Logger owns once a handler is instrumented, so in a Lambda
 their records come out as JSON with the request's correlation id. The Logger and Tracer are built
-when an instrumented handler first runs, so the CLI and `moodboard serve`, which import the Lambda
-modules without invoking their handlers, keep plain logs.
+when an instrumented handler first runs, so the CLI and `moodboard serve`, which never invoke a
+handler, keep plain logs.
 
 Metrics go to the CloudWatch namespace "moodboard" with the function as a dimension. The namespace
 is always explicit, so tests and local runs never fail for want of POWERTOOLS_METRICS_NAMESPACE;

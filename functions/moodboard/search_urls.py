@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from moodboard.dynamo import aws_errors, deserialize, serialize, utc_now
 from moodboard.errors import NotFound
-from moodboard.tables import aws_errors, deserialize, serialize, utc_now
 
 MAX_NOTE = 1000
 

@@ -12,9 +12,9 @@ import pytest
 from moodboard import aws
 from moodboard.artifacts import ArtifactStore, Pointer
 from moodboard.errors import PublishConflict
+from moodboard.evaluations import EvaluationStore
 from moodboard.history import HistoryStore, make_history_record
 from moodboard.local_stack import MOTO_CREDENTIALS, LocalAWS, ensure_resources, start_local_aws
-from moodboard.ratings import EvaluationStore
 from moodboard.settings import Settings
 
 WRITERS = 16

@@ -15,9 +15,9 @@ import boto3
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from moodboard.dynamo import serialize
 from moodboard.errors import RatingsError
 from moodboard.settings import Settings
-from moodboard.tables import serialize
 from moto import mock_aws
 
 from benchmarks.quality import ratings as rq
@@ -243,9 +243,9 @@ def test_fetch_ratings_rejects_non_http_url() -> None:
 def local_stack(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Any, Settings]]:
     """The evaluations app against moto, as `moodboard serve` runs it (no socket: TestClient)."""
     from evaluations import app as evaluations_app
+    from moodboard.dynamo import create_tables
     from moodboard.runtime import Runtime, set_runtime
     from moodboard.settings import get_settings
-    from moodboard.tables import create_tables
 
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     with mock_aws():

@@ -12,13 +12,13 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from moodboard.dynamo import TABLES, create_tables
 from moodboard.errors import Conflict, InvalidCursor, NotFound, StoreError
+from moodboard.evaluations import EvaluationStore, rater_key
 from moodboard.history import HistoryStore, make_history_record
-from moodboard.jobs import MAX_REJECTS, JobStore, LambdaLoadRunner, ThreadLoadRunner
-from moodboard.ratings import EvaluationStore, rater_key
+from moodboard.load_jobs import MAX_REJECTS, JobStore, LambdaLoadRunner, ThreadLoadRunner
 from moodboard.search_urls import SearchUrlRequest, SearchUrlStore
 from moodboard.settings import Settings
-from moodboard.tables import TABLES, create_tables
 
 WEIGHTS = {"w_image": 1.0, "w_type": 0.6, "w_text": 0.5, "w_neg": 0.3}
 
@@ -277,7 +277,7 @@ def test_history_refuses_numbers_dynamodb_cannot_hold(history: HistoryStore, val
 def test_to_dynamo_keeps_every_float_dynamodb_can_hold_exactly() -> None:
     from decimal import Decimal
 
-    from moodboard.tables import from_dynamo, to_dynamo
+    from moodboard.dynamo import from_dynamo, to_dynamo
 
     for value in (1e-130, -1e-130, 9.99e125, 0.1, 1 / 3, -0.0, 123456.789):
         assert float(from_dynamo(to_dynamo(value))) == value

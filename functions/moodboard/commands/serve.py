@@ -293,7 +293,7 @@ def build_local_app(settings: Any, *, runtime: Any, tiny: bool) -> Any:
 
     from moodboard.console import print_note
     from moodboard.evaluation_routes import mount
-    from moodboard.jobs import JobStore, ThreadLoadRunner
+    from moodboard.load_jobs import JobStore, ThreadLoadRunner
     from moodboard.loading import CatalogLoader
     from moodboard.search_routes import create_search_app
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from moodboard.ratings import EvaluationRecord
+from moodboard.evaluations import EvaluationRecord
 
 DEFAULT_KS = (5, 10)
 

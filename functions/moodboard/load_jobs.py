@@ -17,10 +17,10 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from moodboard.dynamo import aws_errors, deserialize, serialize, utc_now
 from moodboard.errors import MoodboardError, NotFound
-from moodboard.tables import aws_errors, deserialize, serialize, utc_now
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 MAX_REJECTS = 500
@@ -150,7 +150,7 @@ class LambdaLoadRunner:
         payload = json.dumps({"job_id": job_id, "catalog_key": catalog_key}).encode()
         with aws_errors("start the loader", service="Lambda"):
             self._client.invoke(FunctionName=self._function, InvocationType="Event", Payload=payload)
-        log.info("loader invoked for job %s", job_id)
+        logger.info("loader invoked for job %s", job_id)
 
 
 class ThreadLoadRunner:
@@ -171,9 +171,9 @@ class ThreadLoadRunner:
         try:
             self._target(job_id, catalog_key)
         except Exception as exc:
-            log.exception("load job %s failed", job_id)
+            logger.exception("load job %s failed", job_id)
             if self._jobs is not None:
                 try:
                     self._jobs.update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
                 except MoodboardError:
-                    log.exception("could not mark load job %s failed", job_id)
+                    logger.exception("could not mark load job %s failed", job_id)

@@ -32,7 +32,7 @@ from moodboard.errors import InvalidCursor, StoreError
 from moodboard.json_limits import too_deep
 from moodboard.settings import Settings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -98,7 +98,7 @@ def create_tables(dynamodb: Any, settings: Settings) -> list[str]:
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
             )
         created.append(name)
-        log.info("created DynamoDB table %s", name)
+        logger.info("created DynamoDB table %s", name)
     return created
 
 

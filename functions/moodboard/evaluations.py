@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from moodboard.dynamo import Page, aws_errors, decode_cursor, deserialize, encode_cursor, serialize, utc_now
 from moodboard.errors import Conflict, NotFound
 from moodboard.history import HistoryRecord
-from moodboard.tables import Page, aws_errors, decode_cursor, deserialize, encode_cursor, serialize, utc_now
 
 ANONYMOUS = "anonymous"
 MAX_COMMENT = 1000
