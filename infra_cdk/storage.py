@@ -1,6 +1,6 @@
 """Artifacts bucket (index and model bundles, catalog uploads), an access-log bucket, and the tables.
 
-The table key schemas repeat functions/moodboard/dynamo.py on purpose: changing a key replaces a
+The table key schemas repeat functions/moodboard/tables.py on purpose: changing a key replaces a
 table (and its data), so it must be a deliberate edit in both places; a test checks they agree.
 """
 

@@ -1,7 +1,6 @@
-"""DynamoDB tables: their key schemas, table creation, and the item codec the repositories share.
+"""What the DynamoDB repositories share: the item codec, cursors and pages, timestamps, and the one
+mapping of DynamoDB's errors to domain errors. The tables themselves are in moodboard.tables.
 
-The key schemas here are the contract with the CDK stack (docs/contracts.md, "DynamoDB"):
-`create_tables` builds the same tables in moto for tests and for `moodboard serve`.
 Repositories talk to the low-level boto3 client, so items go through boto3's TypeSerializer;
 DynamoDB has no float type, so floats become Decimal on the way in and numbers come back as
 int or float on the way out. DynamoDB numbers stop at magnitudes of 1E-130 and 1E+126 (38 digits):
@@ -15,11 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -30,18 +27,8 @@ from pydantic import BaseModel
 
 from moodboard.errors import InvalidCursor, StoreError
 from moodboard.json_limits import too_deep
-from moodboard.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-HISTORY_RECENT_INDEX = "recent"
-HISTORY_FEED = "search"
-"""Constant partition of the history table's `recent` index: one feed, newest first.
-
-A single GSI partition holds every search; at a team tool's volume (far below 1,000 writes/s)
-that is simpler than day buckets and still lets `recent` be one Query."""
 
 CURSOR_DEPTH = 2
 """A cursor is {"<key attribute>": {"S": "<value>"}, ...}: two levels of objects."""
@@ -50,77 +37,6 @@ DYNAMO_MAX_NUMBER = Decimal("9.9999999999999999999999999999999999999E+125")
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One table's name attribute in Settings and its key schema (string keys only)."""
-
-    settings_field: str
-    partition_key: str
-    sort_key: str | None = None
-    ttl_attribute: str | None = None
-    # name -> (partition key, sort key); every GSI projects all attributes.
-    indexes: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
-TABLES: tuple[TableSpec, ...] = (
-    TableSpec(
-        "history_table",
-        "search_id",
-        ttl_attribute="ttl",
-        indexes={HISTORY_RECENT_INDEX: ("feed", "created_at")},
-    ),
-    TableSpec("evaluations_table", "search_id", sort_key="product_rater"),
-    TableSpec("search_urls_table", "id"),
-    TableSpec("jobs_table", "job_id"),
-)
-
-
-def create_tables(dynamodb: Any, settings: Settings) -> list[str]:
-    """Create every moodboard table that does not exist yet; returns the names created.
-
-    `dynamodb` is a boto3 DynamoDB client or service resource (moto in tests, the embedded moto
-    server under `moodboard serve`). Tables are on-demand; the history table gets its TTL.
-    """
-    client = getattr(getattr(dynamodb, "meta", None), "client", dynamodb)
-    existing = set(client.list_tables().get("TableNames", []))
-    created = []
-    for spec in TABLES:
-        name = getattr(settings, spec.settings_field)
-        if name in existing:
-            continue
-        client.create_table(**_create_table_args(name, spec))
-        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        if spec.ttl_attribute:
-            client.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
-            )
-        created.append(name)
-        logger.info("created DynamoDB table %s", name)
-    return created
-
-
-def _create_table_args(name: str, spec: TableSpec) -> dict[str, Any]:
-    keys = [(spec.partition_key, "HASH")] + ([(spec.sort_key, "RANGE")] if spec.sort_key else [])
-    attributes = {key for key, _ in keys} | {a for pair in spec.indexes.values() for a in pair}
-    args: dict[str, Any] = {
-        "TableName": name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": [{"AttributeName": key, "KeyType": kind} for key, kind in keys],
-        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
-    }
-    if spec.indexes:
-        args["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": index,
-                "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}, {"AttributeName": sk, "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index, (pk, sk) in spec.indexes.items()
-        ]
-    return args
 
 
 def utc_now(epoch: float | None = None) -> str:

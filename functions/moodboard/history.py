@@ -14,18 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moodboard.dynamo import (
-    HISTORY_FEED,
-    HISTORY_RECENT_INDEX,
-    Page,
-    aws_errors,
-    decode_cursor,
-    deserialize,
-    encode_cursor,
-    serialize,
-    utc_now,
-)
+from moodboard.dynamo import Page, aws_errors, decode_cursor, deserialize, encode_cursor, serialize, utc_now
 from moodboard.errors import NotFound
+from moodboard.tables import HISTORY_FEED, HISTORY_RECENT_INDEX
 
 DAY_SECONDS = 86_400
 MAX_PAGE = 200

@@ -205,7 +205,7 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
 
 def ensure_resources(settings: Settings, s3: Any, dynamodb: Any) -> None:
     """Create the artifacts bucket and the DynamoDB tables a local run needs."""
-    from moodboard.dynamo import create_tables
+    from moodboard.tables import create_tables
 
     assert settings.artifacts_bucket
     ensure_bucket(s3, settings.artifacts_bucket, settings.aws_region)

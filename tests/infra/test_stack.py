@@ -96,7 +96,7 @@ def test_every_table_has_point_in_time_recovery_and_is_on_demand(any_synth: Synt
 
 
 def test_table_keys_match_the_runtime_table_specs(default_synth: Synth) -> None:
-    from moodboard.dynamo import TABLES
+    from moodboard.tables import TABLES
 
     ids = table_ids(default_synth)
     by_field = {"history_table": ids["history"], "evaluations_table": ids["evaluations"],

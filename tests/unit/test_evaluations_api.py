@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 from evaluations import app as evaluations_app
-from moodboard.dynamo import create_tables, deserialize
+from moodboard.dynamo import deserialize
 from moodboard.errors import StoreError
 from moodboard.evaluation_routes import get_load_runner
 from moodboard.evaluation_summary import summarize, weights_key
@@ -27,6 +27,7 @@ from moodboard.history import HistoryStore, make_history_record
 from moodboard.load_jobs import JobStore
 from moodboard.runtime import Runtime, set_runtime
 from moodboard.settings import Settings, get_settings
+from moodboard.tables import create_tables
 
 ROOT = Path(__file__).parents[2]
 EVENTS = ROOT / "tests" / "events"

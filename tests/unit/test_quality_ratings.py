@@ -243,9 +243,9 @@ def test_fetch_ratings_rejects_non_http_url() -> None:
 def local_stack(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Any, Settings]]:
     """The evaluations app against moto, as `moodboard serve` runs it (no socket: TestClient)."""
     from evaluations import app as evaluations_app
-    from moodboard.dynamo import create_tables
     from moodboard.runtime import Runtime, set_runtime
     from moodboard.settings import get_settings
+    from moodboard.tables import create_tables
 
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     with mock_aws():

@@ -12,13 +12,13 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from moodboard.dynamo import TABLES, create_tables
 from moodboard.errors import Conflict, InvalidCursor, NotFound, StoreError
 from moodboard.evaluations import EvaluationStore, rater_key
 from moodboard.history import HistoryStore, make_history_record
 from moodboard.load_jobs import MAX_REJECTS, JobStore, LambdaLoadRunner, ThreadLoadRunner
 from moodboard.search_urls import SearchUrlRequest, SearchUrlStore
 from moodboard.settings import Settings
+from moodboard.tables import TABLES, create_tables
 
 WEIGHTS = {"w_image": 1.0, "w_type": 0.6, "w_text": 0.5, "w_neg": 0.3}
 
