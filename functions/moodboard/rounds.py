@@ -25,11 +25,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from moodboard.agreement import agreement
+from moodboard.dynamo import aws_errors, deserialize, serialize, utc_now
 from moodboard.errors import Conflict, NotFound
 from moodboard.history import HistoryRecord
 from moodboard.index_versions import model_label
 from moodboard.measures import DEFAULT_KS, Judged, configuration_metrics, paired_comparison, per_search
-from moodboard.tables import aws_errors, deserialize, serialize, utc_now
 
 MAX_ITEMS = 200
 MAX_RUNS = 20

@@ -22,8 +22,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from moodboard.dynamo import utc_now
 from moodboard.errors import Conflict, NotFound
-from moodboard.tables import utc_now
 
 logger = logging.getLogger(__name__)
 
