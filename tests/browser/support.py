@@ -77,18 +77,16 @@ def result_ids(page: Page) -> list[str]:
     return page.eval_on_selector_all("#results .card", "cards => cards.map(card => card.dataset.productId)")
 
 
-def result_cards(page: Page) -> list[dict[str, Any]]:
-    """What each shown card exposes: id, search id, image alt, title, link rel/target, price."""
-    return page.eval_on_selector_all("#results .card", """cards => cards.map(card => ({
+def result_cards(page: Page, selector: str = "#results") -> list[dict[str, Any]]:
+    """What each shown card exposes: id, search id, image alt, title, its link (to the product's
+    view), price."""
+    return page.eval_on_selector_all(f"{selector} .card", """cards => cards.map(card => ({
         id: card.dataset.productId,
         searchId: card.dataset.searchId,
         alt: card.querySelector('img') ? card.querySelector('img').alt : null,
         imageLoaded: card.querySelector('img') ? card.querySelector('img').complete && card.querySelector('img').naturalWidth > 0 : false,
-        title: card.querySelector('h3 a').childNodes[0].textContent,
-        detailHref: card.querySelector('h3 a').getAttribute('href'),
+        title: card.querySelector('h3 a').textContent,
         href: card.querySelector('h3 a').href,
-        rel: card.querySelector('h3 a').rel,
-        target: card.querySelector('h3 a').target,
         price: card.querySelector('.price').textContent,
     }))""")
 

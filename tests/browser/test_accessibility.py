@@ -68,6 +68,42 @@ def test_search_page_states_have_no_axe_violations(browser: Browser, app_url: st
 
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_moodboard_region_less_like_and_product_view_have_no_axe_violations(
+        browser: Browser, app_url: str, image_server: str, viewport: dict[str, int]) -> None:
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        open_search(page, app_url)
+        for name in ("mood.jpg", "mood.png", "wide.jpg"):
+            page.get_by_label("Image or Pinterest pin URL").fill(f"{image_server}/{name}")
+            page.get_by_role("button", name="Add", exact=True).click()
+        page.get_by_role("button", name="Select a region of your picture 2").click()
+        page.keyboard.press("ArrowRight")
+        expect(page.locator("#board .region-outline").nth(1)).to_be_visible()
+        assert_no_violations(page, "a moodboard of three weighted pictures, drawing a region")
+
+        page.get_by_role("button", name="Done").click()
+        page.get_by_role("combobox", name="Product type").select_option("dress")
+        page.get_by_role("button", name="Find products").click()
+        wait_for_results(page)
+        page.locator("#results .card").first.get_by_role("button", name="Less like this").click()
+        expect(page.locator("#status")).to_contain_text("less like 1 product")
+        assert_no_violations(page, "moodboard results, less like one product, the form folded")
+
+        page.get_by_role("button", name="Edit search").click()
+        expect(page.locator("#less-list .chip")).to_be_visible()
+        assert_no_violations(page, "the form open again with its less-like chip")
+
+        page.locator("#results .card").first.locator("h3 a").click()
+        expect(page.locator("#similar .card").first).to_be_visible()
+        page.locator("#similar .card").first.get_by_role("button", name="Good match").click()
+        expect(page.locator("#similar .card .rate-up").first).to_have_attribute("aria-pressed", "true")
+        assert_no_violations(page, "a product's view with a rated More like this")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_team_pages_have_no_axe_violations(browser: Browser, app_url: str, viewport: dict[str, int]) -> None:
     context = browser.new_context(viewport=viewport)
     page = context.new_page()

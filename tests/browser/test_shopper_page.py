@@ -297,14 +297,16 @@ def test_each_card_is_one_tab_stop_with_arrow_keys_inside(any_page: Page, app_ur
     expect(cards.first.get_by_role("button", name="Good match")).to_be_focused()
     page.keyboard.press("ArrowRight")
     expect(cards.first.get_by_role("button", name="Poor match")).to_be_focused()
-    page.keyboard.press("End")
+    page.keyboard.press("ArrowRight")
     expect(cards.first.get_by_role("button", name="More like this")).to_be_focused()
+    page.keyboard.press("End")
+    expect(cards.first.get_by_role("button", name="Less like this")).to_be_focused()
     page.keyboard.press("ArrowRight")  # wraps around
     expect(cards.first.locator("h3 a")).to_be_focused()
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Tab")
-    expect(cards.first.get_by_role("button", name="More like this")).to_be_focused()  # the card remembers
+    expect(cards.first.get_by_role("button", name="Less like this")).to_be_focused()  # the card remembers
 
 
 def test_touch_targets_are_at_least_44_px(phone_page: Page, app_url: str, image_server: str) -> None:
