@@ -87,7 +87,8 @@ def crop_to_region(image: Image.Image, region: Region | None, *, picture: str = 
     left, top, right, bottom = region_pixels(region, *image.size)
     if right - left < MIN_REGION_PIXELS or bottom - top < MIN_REGION_PIXELS:
         raise InvalidRegion(
-            f"the region of {picture} is only {right - left}x{bottom - top} pixels of its {image.width}x{image.height}; "
+            f"the region of {picture} is only {right - left}x{bottom - top} pixels of its "
+            f"{image.width}x{image.height}; "
             f"draw a larger box (at least {MIN_REGION_PIXELS} pixels a side)",
             details={"box": region.model_dump(), "pixels": [right - left, bottom - top]})
     return image.crop((left, top, right, bottom))

@@ -81,8 +81,8 @@ def draw_region(page: Page, start: tuple[float, float], end: tuple[float, float]
     box = surface.bounding_box()
     page.mouse.move(box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"])
     page.mouse.down()
-    page.mouse.move(box["x"] + (start[0] + end[0]) / 2 * box["width"], box["y"] + (start[1] + end[1]) / 2 * box["height"],
-                    steps=4)
+    middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
+    page.mouse.move(box["x"] + middle[0] * box["width"], box["y"] + middle[1] * box["height"], steps=4)
     page.mouse.move(box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"], steps=4)
     page.mouse.up()
 

@@ -87,7 +87,8 @@ def _failing_once(status: int):
         calls["n"] += 1
         if calls["n"] == 1:
             route.fulfill(status=status, content_type="application/json",
-                          body='{"detail": "DynamoDB failed to store the evaluation (Throttled)", "error": "StoreError"}')
+                          body='{"detail": "DynamoDB failed to store the evaluation (Throttled)", '
+                               '"error": "StoreError"}')
         else:
             route.continue_()
     return handle
@@ -181,7 +182,8 @@ def test_every_card_picture_has_the_same_rendered_size_and_prices_align(any_page
     open_search(page, app_url, "?k=8")
     submit_search(page, image_url=f"{image_server}/mood.jpg")
     wait_for_results(page)
-    page.wait_for_function("[...document.querySelectorAll('#results img')].every(img => img.complete && img.naturalWidth)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results img')].every(img => img.complete && img.naturalWidth)")
 
     shapes = page.eval_on_selector_all("#results .card", """cards => cards.map(card => {
         const img = card.querySelector('.card-media img').getBoundingClientRect();
@@ -284,8 +286,8 @@ def test_each_card_is_one_tab_stop_with_arrow_keys_inside(any_page: Page, app_ur
     submit_search(page, image_url=f"{image_server}/mood.jpg")
     wait_for_results(page)
     cards = page.locator("#results .card")
-    stops = page.eval_on_selector_all(
-        "#results .card", "cards => cards.map(card => card.querySelectorAll('a[tabindex=\"0\"], button[tabindex=\"0\"]').length)")
+    stops = page.eval_on_selector_all("#results .card", """cards => cards.map(
+        card => card.querySelectorAll('a[tabindex="0"], button[tabindex="0"]').length)""")
     assert stops and all(count == 1 for count in stops)
 
     cards.first.locator("h3 a").focus()
