@@ -62,9 +62,10 @@ def verify_files(root: Path, expected: Mapping[str, str], *, label: str) -> int:
     root = Path(root)
     sealed = _read_seal(root)
     stats: dict[str, os.stat_result] = {}
+    inside = _Inside(root)
     for name in expected:
         file = root / name
-        if not _inside(root, file) or not file.is_file():
+        if not inside(file) or not file.is_file():
             raise BundleError(f"{label}: {name} is missing")
         stats[name] = file.stat()
     to_hash = [name for name, digest in expected.items() if not _trusted(sealed.get(name), digest, stats[name])]
@@ -114,12 +115,26 @@ def _write_seal(root: Path, entries: Mapping[str, Mapping[str, object]]) -> None
         tmp.unlink(missing_ok=True)
 
 
-def _inside(root: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
+class _Inside:
+    """Whether a path under `root` resolves inside it. Same answer as resolving every path, but each
+    folder is resolved once and a file only when it is a link: a bundle's thousands of thumbnails
+    share one folder (resolving each took 2 s of a 5,400-product index's load)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+        self._folders: dict[Path, bool] = {}
+
+    def _within(self, path: Path) -> bool:
+        return path == self._root or self._root in path.parents
+
+    def __call__(self, path: Path) -> bool:
+        folder = path.parent
+        ok = self._folders.get(folder)
+        if ok is None:
+            ok = self._folders[folder] = self._within(folder.resolve())
+        if not ok or path.name in ("", ".", ".."):
+            return False
+        return self._within(path.resolve()) if path.is_symlink() else True
 
 
 def seal_bundle(root: Path) -> int:

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
 
     # Local web stack.
     frontend_dir: Path | None = None
+    # `moodboard serve`'s data folder (moodboard.local_data) and its named team members' token file
+    # (moodboard.team): set by serve; a team token is accepted only where this is set.
+    data_dir: Path | None = None
+    team_file: Path | None = None
     # The clothing dataset for `moodboard serve`'s demo (default: ../shared/data/clothing-dataset from the repo).
     demo_dataset: Path | None = None
     cors_origins: list[str] = Field(default_factory=list)

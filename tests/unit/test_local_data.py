@@ -91,3 +91,25 @@ def test_admin_token_is_made_once_and_kept(tmp_path: Path) -> None:
     again, made_again = LocalData(tmp_path / "d").admin_token()
     assert made and not made_again and token == again and len(token) >= 24
     assert stat.S_IMODE((tmp_path / "d" / "admin-token").stat().st_mode) == 0o600
+
+
+def test_bundle_check_still_refuses_files_reached_through_links(tmp_path: Path) -> None:
+    # integrity resolves each folder once now (the kept index loads in under 5 s); links still count.
+    import hashlib
+
+    from moodboard.errors import BundleError
+    from moodboard.integrity import verify_files
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.jpg").write_bytes(b"x")
+    bundle = tmp_path / "bundle"
+    (bundle / "thumbs").mkdir(parents=True)
+    (bundle / "thumbs" / "ok.jpg").write_bytes(b"x")
+    (bundle / "linked").symlink_to(outside)
+    (bundle / "thumbs" / "file-link.jpg").symlink_to(outside / "a.jpg")
+    digest = hashlib.sha256(b"x").hexdigest()
+    assert verify_files(bundle, {"thumbs/ok.jpg": digest}, label="b") == 1
+    for name in ("linked/a.jpg", "thumbs/file-link.jpg", "thumbs/../../outside/a.jpg"):
+        with pytest.raises(BundleError, match="is missing"):
+            verify_files(bundle, {name: digest}, label="b")

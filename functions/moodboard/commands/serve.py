@@ -31,6 +31,8 @@ DEMO_PER_CATEGORY = 20
 # The clothing dataset's labels that are not product types (its labelling tool's leftovers): hidden
 # from the product types a shopper is offered (Settings.hidden_categories) unless configured.
 CLOTHING_DATASET_HIDDEN = ("Not sure", "Skip", "Other")
+# Where serve keeps its data between starts (moodboard.local_data), unless --data-dir or MOODBOARD_DATA_DIR.
+DEFAULT_DATA_DIR = REPO_ROOT / ".moodboard-data"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where S3 and DynamoDB come from (default: moto unless an endpoint or credentials are set)")
     p.add_argument("--allow-loopback-fetch", action="store_true",
                    help="test/demo only: let image URLs on 127.0.0.1 be fetched (Settings.fetch_allow_loopback)")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--data-dir", type=Path, default=None,
+                      help=f"where ratings, rounds, history, URLs, jobs, index versions and the admin and team "
+                           f"tokens are kept between starts (default MOODBOARD_DATA_DIR, else {DEFAULT_DATA_DIR})")
+    data.add_argument("--ephemeral", action="store_true", help="keep nothing: every start begins empty")
     p.set_defaults(func=run)
 
 
@@ -62,6 +69,7 @@ def cache_home() -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from moodboard.console import console, print_note
+    from moodboard.local_data import LocalData
     from moodboard.local_stack import (
         LOCAL_BUCKET,
         MOTO_CREDENTIALS,
@@ -74,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if args.index is None and args.catalog is None and settings.index_dir:
         args.index = Path(settings.index_dir)
     cache = cache_home()
-    local = start_local_aws(settings, args.aws)
+    data = None if args.ephemeral else LocalData(args.data_dir or settings.data_dir or DEFAULT_DATA_DIR)
+    local = start_local_aws(settings, args.aws, state_dir=data.state_dir if data else None)
     try:
         env: dict[str, str] = {}
         if local.kind == "moto":
@@ -90,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
             env["MOODBOARD_ARTIFACTS_BUCKET"] = LOCAL_BUCKET
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         generated = token is None
+        if token is None and data is not None:
+            token, generated = data.admin_token()
         env["MOODBOARD_ADMIN_TOKEN"] = token or secrets.token_urlsafe(24)
+        if data is not None:
+            env["MOODBOARD_TEAM_FILE"] = str(data.team().path)
+            if "MOODBOARD_CACHE_DIR" not in os.environ:
+                env["MOODBOARD_CACHE_DIR"] = str(data.cache_dir)
         if args.allow_loopback_fetch:
             env["MOODBOARD_FETCH_ALLOW_LOOPBACK"] = "true"
         if "MOODBOARD_HIDDEN_CATEGORIES" not in os.environ and serves_clothing_dataset(args, settings, local.kind):
@@ -114,7 +129,12 @@ def run(args: argparse.Namespace) -> int:
                        "(pass --model with a real model bundle for real results)")
         if local.kind != "aws":
             ensure_resources(settings, runtime.s3, runtime.dynamodb)
-        index_dir = choose_index(args, settings, embedder, cache, follow_bucket=local.kind == "aws")
+        # Kept data already serving an index of this model: go on serving it (a rollback or a load
+        # published since is the team's choice), without reading the demo catalog again.
+        kept = (data is not None and local.kind != "aws" and args.index is None and args.catalog is None
+                and _kept_current(runtime, embedder.fingerprint))
+        index_dir = None if kept else choose_index(args, settings, embedder, cache,
+                                                   follow_bucket=local.kind == "aws")
         if index_dir is not None:
             if local.kind == "aws":
                 settings = settings.model_copy(update={"index_dir": str(index_dir)})
@@ -132,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
                       f"index {loaded.version} with {len(loaded)} products", markup=False)
         if generated:
             console.print(f"admin token (MOODBOARD_ADMIN_TOKEN): {env['MOODBOARD_ADMIN_TOKEN']}", markup=False)
+        if data is not None:
+            console.print(f"data folder: {data.root} (admin token in {data.root / 'admin-token'}; "
+                          "add team members with `moodboard team add NAME`)", markup=False)
         console.print(f"moodboard is running at {url}  (API docs at {url}docs; Ctrl-C stops it)", markup=False)
 
         import uvicorn
@@ -140,6 +163,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         local.stop()
     return 0
+
+
+def _kept_current(runtime: Any, fingerprint: str) -> bool:
+    """Whether the restored bucket already has a CURRENT index built with this model."""
+    current = runtime.artifact_store().current()
+    return current is not None and current.model_fingerprint == fingerprint
 
 
 def choose_model(args: argparse.Namespace, settings: Any, cache: Path) -> tuple[Path, str]:
