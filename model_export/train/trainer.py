@@ -12,7 +12,8 @@ all but one as negatives. AdamW (no decay on gains, biases and the temperature),
 then cosine decay, a held-out split by product, evaluation after each epoch, early stopping on
 held-out caption-to-product R@10 (MRR breaks ties), the best epoch's weights exported. A checkpoint
 after each epoch lets an interrupted run resume where it stopped (same arguments, same work dir).
-CUDA with bfloat16 autocast when torch sees a GPU, else the CPU in float32.
+CUDA with bfloat16 autocast when torch sees a GPU, else the CPU in float32 (the GPU path is
+written but has not run on a GPU here: no GPU was available when it was built).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("finetune", "lit")
 TINY_BASE = "tiny-random-clip"
+# Seeded random CLIPs (model_export.tiny): the test model, and ViT-B/32's shape for throughput checks.
+RANDOM_BASES = {TINY_BASE: "tiny", "tiny": "tiny", "random-vit-b-32": "base"}
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_EVERY_SECONDS = 30.0  # short epochs are not worth a checkpoint each
 EVAL_BATCH = 64
@@ -151,10 +154,12 @@ def load_base(config: TrainConfig, work: Path) -> Base:
         info = {"id": EFFICIENTNET, "revision": _package_version(EFFICIENTNET_PACKAGE), "fingerprint": None,
                 "weights_sha256": sha256_of(weights), "weights": f"{EFFICIENTNET_PACKAGE} (ImageNet)"}
         return Base("efficientnet", model, tokenizer, EFFICIENTNET_PREPROCESS, info)
-    if config.base in (TINY_BASE, "tiny"):
-        from model_export.tiny import build_tiny_clip
+    if config.base in RANDOM_BASES:
+        from model_export.tiny import build_tiny_clip, tiny_source_id
 
-        path, source_id, revision, tiny = build_tiny_clip(work / "base-checkpoint"), TINY_BASE, "local", True
+        size = RANDOM_BASES[config.base]
+        path = build_tiny_clip(work / "base-checkpoint", size=size)
+        source_id, revision, tiny = tiny_source_id(size), "local", True
     else:
         from model_export.hub import resolve_checkpoint
 
@@ -182,9 +187,10 @@ def _package_version(name: str) -> str:
 
 
 def pick_device() -> tuple[torch.device, torch.dtype | None]:
-    """CUDA with bfloat16 autocast when available, else the CPU in float32."""
+    """CUDA with bfloat16 autocast when available (float32 on a GPU without bfloat16, which would need
+    float16 with loss scaling), else the CPU in float32."""
     if torch.cuda.is_available():
-        return torch.device("cuda"), torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.device("cuda"), torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.device("cpu"), None
 
 
@@ -446,11 +452,15 @@ class Trainer:
             self._emit(kind="phase", message=f"resuming after epoch {state['epoch']}")
         resumed_seconds = state["seconds"]
         mark = last_save = time.perf_counter()
+        self.train_seconds, self.train_images = 0.0, 0
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         step = state["step"]
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
             if state["finished"]:
                 break
             self.model.train()
+            epoch_start = time.perf_counter()
             rng = np.random.default_rng([config.seed, epoch])
             order = rng.permutation(self.train_rows)
             losses = []
@@ -459,7 +469,11 @@ class Trainer:
                 sampled = [str(rng.choice(sorted(self.captions[r].texts))) for r in rows]
                 mask = positives([self.captions[r].texts for r in rows], sampled)
                 images = self.image_features(rows)
-                texts = self.text_features(sampled)
+                # Each distinct caption runs through the text tower once (a batch of type-only captions
+                # holds a few dozen distinct texts); the rows share its embedding and its gradient.
+                distinct = list(dict.fromkeys(sampled))
+                where = torch.tensor([distinct.index(text) for text in sampled], device=self.device)
+                texts = self.text_features(distinct)[where]
                 loss = contrastive_loss(images, texts, logit_scale(self.model), mask)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -470,6 +484,8 @@ class Trainer:
                 losses.append(loss.item())
                 self._emit(kind="step", epoch=epoch, epochs=config.epochs, step=step, steps=self.total_steps,
                            loss=losses[-1])
+            self.train_seconds += time.perf_counter() - epoch_start
+            self.train_images += self.steps_per_epoch * config.batch_size
             figures = self.evaluate(full=False)
             score = (figures[f"caption_r_at_{EVAL_K}"], figures["caption_mrr"])
             record = {"epoch": epoch, "loss": float(np.mean(losses)), **figures}
@@ -502,7 +518,19 @@ class Trainer:
         self.state = state
         return {"before": state["before"], "after": after, "history": state["history"],
                 "best_epoch": state["best"]["epoch"], "stopped_early": bool(state.get("stopped_early")),
-                "seconds_training": round(state["seconds"], 1)}
+                "seconds_training": round(state["seconds"], 1), "throughput": self.throughput()}
+
+    def throughput(self) -> dict[str, Any]:
+        """Training images (or, for lit, captions) per second of this process's steps, and peak GPU memory."""
+        out: dict[str, Any] = {
+            "products_per_second": round(self.train_images / self.train_seconds, 1) if self.train_seconds else None,
+            "device": self.device.type,
+            "threads": torch.get_num_threads(),
+        }
+        if self.device.type == "cuda":
+            out["gpu"] = torch.cuda.get_device_name(self.device)
+            out["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
+        return out
 
     # the record and the bundle ---------------------------------------------------------------------
 
@@ -546,6 +574,7 @@ class Trainer:
                       "best_epoch": result["best_epoch"], "epochs_run": len(result["history"]),
                       "stopped_early": result["stopped_early"], "history": result["history"]},
             seconds_training=result["seconds_training"],
+            throughput=result["throughput"],
             trained=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
 

@@ -38,22 +38,58 @@ def _trainer(catalog: Path, work: Path, **overrides):
     return Trainer(catalog, config, work)
 
 
-def test_finetune_from_tiny_clip_lowers_loss_and_lifts_held_out_caption_recall(palette_catalog: Path,
-                                                                               tmp_path: Path) -> None:
-    trainer = _trainer(palette_catalog, tmp_path / "work", method="finetune")
-    result = trainer.run()
+@pytest.fixture(scope="module")
+def finetuned(palette_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A short finetune from the tiny random CLIP, exported with its untrained base beside it."""
+    from model_export.train.trainer import TrainConfig, train
 
-    losses = [epoch["loss"] for epoch in result["history"]]
-    before = result["before"]["caption_to_product"]
-    after = result["after"]["caption_to_product"]
+    out = tmp_path_factory.mktemp("finetune")
+    config = TrainConfig(method="finetune", base="tiny-random-clip", epochs=8, batch_size=32, patience=8, lr=1e-3)
+    train(palette_catalog, out / "model", config, base_out=out / "base")
+    return out / "base", out / "model"
+
+
+def test_finetune_from_tiny_clip_lowers_loss_and_lifts_held_out_caption_recall(finetuned: tuple[Path, Path],
+                                                                               tiny_bundle: Path) -> None:
+    base, model = finetuned
+    training = json.loads((model / "manifest.json").read_text())["training"]
+    held = training["held_out"]
+    losses = [epoch["loss"] for epoch in held["history"]]
+    before, after = held["before"]["caption_to_product"], held["after"]["caption_to_product"]
     print(f"finetune: loss {losses[0]:.3f} -> {min(losses):.3f}; held-out R@10 {before['r_at_10']:.3f} -> "
           f"{after['r_at_10']:.3f} (chance {after['chance']['r_at_10']:.3f}), R@1 {before['r_at_1']:.3f} -> "
           f"{after['r_at_1']:.3f} (chance {after['chance']['r_at_1']:.3f})")
-    assert len(trainer.held_rows) == 24
+    assert training["catalog"]["held_out"] == 24
     assert min(losses[-3:]) < losses[0] - 0.3
     assert after["r_at_10"] >= 0.8
     assert after["r_at_10"] >= after["chance"]["r_at_10"] + 0.3
     assert after["mrr"] >= 2 * after["chance"]["mrr"]
+    base_manifest = json.loads((base / "manifest.json").read_text())
+    assert training["base"]["fingerprint"] == base_manifest["fingerprint"]
+    assert base_manifest["fingerprint"] == json.loads((tiny_bundle / "manifest.json").read_text())["fingerprint"]
+    assert json.loads((model / "manifest.json").read_text())["fingerprint"] != base_manifest["fingerprint"]
+
+
+def test_eval_against_compares_base_and_trained_on_the_training_split(palette_catalog: Path,
+                                                                      finetuned: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    base, model = finetuned
+    code = main(["eval", str(palette_catalog), "--model", str(base), "--against", str(model), "--out", str(tmp_path),
+                 "--json"])
+    assert code == 0
+    report = json.loads((tmp_path / "comparison.json").read_text())
+    held = json.loads((model / "manifest.json").read_text())["training"]["held_out"]
+
+    assert report["products"] == 24
+    assert report["meta"]["split"]["from_training_record"] is True
+    recall = report["differences"]["caption -> product R@10"]
+    # The served ONNX bundles give the trainer's own held-out figures (same split, same metric code).
+    assert recall["a"] == pytest.approx(held["before"]["caption_to_product"]["r_at_10"], abs=0.05)
+    assert recall["b"] == pytest.approx(held["after"]["caption_to_product"]["r_at_10"], abs=0.05)
+    assert recall["interval"][0] <= recall["difference"] <= recall["interval"][1]
+    assert recall["significant"] and recall["interval"][0] > 0
+    assert 0.0 <= report["within_type_overlap"]["overlap"] <= 1.0
+    assert "Held-out comparison" in (tmp_path / "comparison.html").read_text()
 
 
 def test_lit_with_tiny_clip_tower_learns_captions_and_leaves_image_embeddings_unchanged(

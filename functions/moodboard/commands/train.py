@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("catalog", type=Path, help="catalog (.csv, .jsonl or clothing-dataset folder)")
     p.add_argument("--base", default=DEFAULT_BASE,
                    help=f"hub id or CLIP checkpoint directory (default {DEFAULT_BASE}), 'tiny-random-clip' "
-                        f"(the random test model) or, with --method lit, '{EFFICIENTNET}'")
+                        f"(the random test model), 'random-vit-b-32' (ViT-B/32's shape, random: throughput "
+                        f"checks) or, with --method lit, '{EFFICIENTNET}'")
     p.add_argument("--method", choices=["finetune", "lit"], default="lit", help="default lit")
     p.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help=f"bundle to write (default {DEFAULT_MODEL_DIR})")
     p.add_argument("--base-out", type=Path, default=None,
@@ -155,6 +156,7 @@ def summarize(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         "fingerprint": manifest.fingerprint, "dim": manifest.dim, "method": training.method,
         "base": training.base, "best_epoch": held.get("best_epoch"), "epochs_run": held.get("epochs_run"),
         "seconds_training": getattr(training, "seconds_training", None),
+        "throughput": getattr(training, "throughput", None),
         "before": _headline(held["before"]), "after": _headline(held["after"]),
         "load_command": load_cmd, "base_out": str(args.base_out) if args.base_out else None,
     }
