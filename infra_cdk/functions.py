@@ -57,6 +57,7 @@ class Functions(Construct):
             "MOODBOARD_EVALUATIONS_TABLE": storage.evaluations_table.table_name,
             "MOODBOARD_SEARCH_URLS_TABLE": storage.search_urls_table.table_name,
             "MOODBOARD_JOBS_TABLE": storage.jobs_table.table_name,
+            "MOODBOARD_ROUNDS_TABLE": storage.rounds_table.table_name,
             "POWERTOOLS_METRICS_NAMESPACE": SERVICE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
@@ -146,6 +147,9 @@ class Functions(Construct):
         storage.history_table.grant_read_data(self.evaluations)
         for table in (storage.evaluations_table, storage.search_urls_table, storage.jobs_table):
             table.grant_read_write_data(self.evaluations)
+        # rounds: the team's evaluation rounds (create, read, list, add a run, delete).
+        storage.rounds_table.grant(self.evaluations, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                   "dynamodb:Scan", "dynamodb:DeleteItem")
         self.loader.grant_invoke(self.evaluations)
 
     def _image_function(self, id: str, handler: str, memory_mb: int, timeout_s: int, *, ephemeral_mb: int,

@@ -64,6 +64,7 @@ class Storage(Construct):
         self.evaluations_table = self._table("Evaluations", config, "search_id", sort_key="product_rater")
         self.search_urls_table = self._table("SearchUrls", config, "id")
         self.jobs_table = self._table("Jobs", config, "job_id")
+        self.rounds_table = self._table("Rounds", config, "round_id")
 
     def _table(self, id: str, config: StackConfig, partition_key: str, *, sort_key: str | None = None,
                ttl: str | None = None) -> dynamodb.Table:

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from moodboard.errors import Unauthorized
 from moodboard.settings import Settings, get_settings
+from moodboard.team import LocalTeam
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class Admin:
     """An authenticated admin: the JWT subject, or "admin" for the local token."""
 
     subject: str
-    method: Literal["jwt", "token"]
+    method: Literal["jwt", "token", "member"]
 
 
 def gateway_claims(request: Request) -> dict[str, Any] | None:
@@ -65,14 +66,18 @@ def require_admin(
         subject = claims.get("sub") or claims.get("username") or claims.get("cognito:username")
         return Admin(subject=str(subject or "unknown"), method="jwt")
     expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    if not expected:
+    if not expected and not settings.team_file:
         raise Unauthorized("admin access is disabled: no admin token is configured")
     if credentials is None:
         raise Unauthorized("admin routes need an Authorization: Bearer token")
-    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
-        logger.info("admin token rejected for %s %s", request.method, request.url.path)
-        raise Unauthorized("the admin token is not valid")
-    return Admin(subject="admin", method="token")
+    if expected and secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+        return Admin(subject="admin", method="token")
+    # A named team member's own token (`moodboard team add NAME`): they act, and rate, as themselves.
+    member = LocalTeam(settings.team_file).who(credentials.credentials) if settings.team_file else None
+    if member is not None:
+        return Admin(subject=member, method="member")
+    logger.info("admin token rejected for %s %s", request.method, request.url.path)
+    raise Unauthorized("the admin token is not valid")
 
 
 AdminDep = Annotated[Admin, Depends(require_admin)]

@@ -12,7 +12,7 @@ and the load runner are the providers below. Tests and `serve` swap any of them 
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
 from pydantic import BaseModel
@@ -29,6 +29,7 @@ from moodboard.http_errors import BodyLimitMiddleware, install
 from moodboard.load_jobs import JobRecord, JobStore, LambdaLoadRunner, LoadRequest, LoadRunner
 from moodboard.search_urls import SearchUrl, SearchUrlRequest, SearchUrlStore
 from moodboard.settings import Settings
+from moodboard.team_routes import router as team_router
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -121,12 +122,14 @@ def list_evaluations(
     model_fingerprint: str | None = None,
     index_version: str | None = None,
     category: str | None = None,
+    source: Literal["team", "shopper"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> Page[EvaluationRecord]:
-    """Ratings, optionally of one model, index version or category; pass next_cursor for more."""
+    """Ratings, optionally of one model, index version, category or source (team / shopper); pass next_cursor for more."""
     return evaluations.page(
-        model_fingerprint=model_fingerprint, index_version=index_version, category=category, limit=limit, cursor=cursor
+        model_fingerprint=model_fingerprint, index_version=index_version, category=category, source=source,
+        limit=limit, cursor=cursor
     )
 
 
@@ -137,10 +140,13 @@ def evaluations_summary(
     model_fingerprint: str | None = None,
     index_version: str | None = None,
     category: str | None = None,
+    source: Literal["team", "shopper", "all"] = "team",
 ) -> Summary:
-    """precision@5/@10 and rating counts, overall and by model, index version, category and weights."""
+    """precision@5/@10 and rating counts, overall and by model, index version, category and weights;
+    team judgements unless `source` asks for shopper feedback or all."""
     return summarize(
-        evaluations.scan(model_fingerprint=model_fingerprint, index_version=index_version, category=category)
+        evaluations.scan(model_fingerprint=model_fingerprint, index_version=index_version, category=category,
+                         source=None if source == "all" else source)
     )
 
 
@@ -190,6 +196,11 @@ def start_load(body: LoadRequest, _: AdminDep, jobs: JobsDep, runner: LoadRunner
 def load_status(job_id: str, _: AdminDep, jobs: JobsDep) -> JobRecord:
     """A load job's status, progress, rejects and error."""
     return jobs.get(job_id)
+
+
+# Team judgements, rounds and index versions (moodboard.team_routes) are routes of this API, declared
+# on this router itself (infra_cdk.routes derives the deployed routes from its APIRoutes).
+router.routes.extend(team_router.routes)
 
 
 def mount(app: FastAPI, *, load_runner: LoadRunner | None = None) -> None:

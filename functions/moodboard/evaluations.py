@@ -23,6 +23,8 @@ ANONYMOUS = "anonymous"
 MAX_COMMENT = 1000
 MAX_PAGE = 500
 FILTERS = ("model_fingerprint", "index_version", "category")
+SHOPPER_PREFIX = "shopper:"
+"""Sort keys of shopper feedback carry this before the rater (team names may not start with it)."""
 
 
 class EvaluationRequest(BaseModel):
@@ -55,7 +57,9 @@ class EvaluationRecord(BaseModel):
     rater: str
     rating: int
     score: int | None = None
+    grade: int | None = None
     comment: str | None = None
+    source: str = "shopper"
     created_at: str
     updated_at: str
     revisions: int = 1
@@ -88,6 +92,8 @@ class EvaluationStore:
         rating: int,
         score: int | None = None,
         comment: str | None = None,
+        grade: int | None = None,
+        source: str = "shopper",
     ) -> tuple[EvaluationRecord, bool]:
         """Create or update `rater`'s rating of `product_id` in `search`; returns (record, created).
 
@@ -106,6 +112,8 @@ class EvaluationStore:
             "rater": rater,
             "rating": rating,
             "score": score,
+            "grade": grade,
+            "source": source,
             "comment": comment,
             "updated_at": now,
             "rank": rank,
@@ -129,7 +137,7 @@ class EvaluationStore:
         with aws_errors("store the evaluation"):
             response = self._client.update_item(
                 TableName=self._table,
-                Key=self._key(search.search_id, product_id, rater),
+                Key=self._key(search.search_id, product_id, rater, source),
                 UpdateExpression=expression,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=attribute_values,
@@ -138,11 +146,11 @@ class EvaluationStore:
         record = _record(response["Attributes"])
         return record, record.revisions == 1
 
-    def get(self, search_id: str, product_id: str, rater: str) -> EvaluationRecord:
+    def get(self, search_id: str, product_id: str, rater: str, source: str = "shopper") -> EvaluationRecord:
         """One stored rating; NotFound when there is none."""
         with aws_errors("read the evaluation"):
             response = self._client.get_item(
-                TableName=self._table, Key=self._key(search_id, product_id, rater), ConsistentRead=True
+                TableName=self._table, Key=self._key(search_id, product_id, rater, source), ConsistentRead=True
             )
         if "Item" not in response:
             raise NotFound(
@@ -150,13 +158,13 @@ class EvaluationStore:
             )
         return _record(response["Item"])
 
-    def delete(self, search_id: str, product_id: str, rater: str) -> None:
+    def delete(self, search_id: str, product_id: str, rater: str, source: str = "shopper") -> None:
         """Remove one rating (a shopper clearing theirs); NotFound when there is none."""
         with aws_errors("delete the evaluation"):
             try:
                 self._client.delete_item(
                     TableName=self._table,
-                    Key=self._key(search_id, product_id, rater),
+                    Key=self._key(search_id, product_id, rater, source),
                     ConditionExpression="attribute_exists(search_id)",
                 )
             except self._client.exceptions.ConditionalCheckFailedException:
@@ -170,6 +178,7 @@ class EvaluationStore:
         model_fingerprint: str | None = None,
         index_version: str | None = None,
         category: str | None = None,
+        source: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[EvaluationRecord]:
@@ -177,7 +186,8 @@ class EvaluationStore:
         limit = max(1, min(limit, MAX_PAGE))
         items: list[EvaluationRecord] = []
         start = decode_cursor(cursor, {"search_id", "product_rater"})
-        filters = _filters(model_fingerprint=model_fingerprint, index_version=index_version, category=category)
+        filters = _filters(model_fingerprint=model_fingerprint, index_version=index_version, category=category,
+                           source=source)
         while True:
             response = self._scan(filters, start, page_size=limit)
             for raw in response.get("Items", []):
@@ -194,9 +204,11 @@ class EvaluationStore:
         model_fingerprint: str | None = None,
         index_version: str | None = None,
         category: str | None = None,
+        source: str | None = None,
     ) -> Iterator[EvaluationRecord]:
         """Every rating matching the filters, for summaries."""
-        filters = _filters(model_fingerprint=model_fingerprint, index_version=index_version, category=category)
+        filters = _filters(model_fingerprint=model_fingerprint, index_version=index_version, category=category,
+                           source=source)
         start: dict[str, Any] | None = None
         while True:
             response = self._scan(filters, start, page_size=1000)
@@ -218,7 +230,10 @@ class EvaluationStore:
             return self._client.scan(**args)
 
     @staticmethod
-    def _key(search_id: str, product_id: str, rater: str) -> dict[str, Any]:
+    def _key(search_id: str, product_id: str, rater: str, source: str = "shopper") -> dict[str, Any]:
+        # Team judgements and shopper feedback never share a key: a shopper naming themselves after a
+        # team member writes beside that member's rating, never over it.
+        rater = rater if source == "team" else f"{SHOPPER_PREFIX}{rater}"
         return {"search_id": {"S": search_id}, "product_rater": {"S": rater_key(product_id, rater)}}
 
     @staticmethod

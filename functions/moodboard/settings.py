@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     evaluations_table: str = "moodboard-evaluations"
     search_urls_table: str = "moodboard-search-urls"
     jobs_table: str = "moodboard-jobs"
+    rounds_table: str = "moodboard-rounds"
     history_ttl_days: int = 365
 
     # AWS endpoint override (moto server, localstack); unset means real AWS.

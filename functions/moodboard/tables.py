@@ -45,6 +45,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("evaluations_table", "search_id", sort_key="product_rater"),
     TableSpec("search_urls_table", "id"),
     TableSpec("jobs_table", "job_id"),
+    TableSpec("rounds_table", "round_id"),
 )
 
 

@@ -70,7 +70,8 @@ def role_of(synth: Synth, function_id: str) -> str:
 def table_ids(synth: Synth) -> dict[str, str]:
     s = synth.stack.storage
     return {"history": synth.logical_id(s.history_table), "evaluations": synth.logical_id(s.evaluations_table),
-            "search_urls": synth.logical_id(s.search_urls_table), "jobs": synth.logical_id(s.jobs_table)}
+            "search_urls": synth.logical_id(s.search_urls_table), "jobs": synth.logical_id(s.jobs_table),
+            "rounds": synth.logical_id(s.rounds_table)}
 
 
 def routes(synth: Synth) -> dict[str, dict[str, Any]]:
@@ -87,7 +88,7 @@ def integration_function(synth: Synth, route: dict[str, Any]) -> str:
 
 def test_every_table_has_point_in_time_recovery_and_is_on_demand(any_synth: Synth) -> None:
     tables = any_synth.of_type("AWS::DynamoDB::Table")
-    assert len(tables) == 4
+    assert len(tables) == 5  # history, evaluations, search URLs, jobs, rounds
     for table in tables.values():
         props = table["Properties"]
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -100,7 +101,7 @@ def test_table_keys_match_the_runtime_table_specs(default_synth: Synth) -> None:
 
     ids = table_ids(default_synth)
     by_field = {"history_table": ids["history"], "evaluations_table": ids["evaluations"],
-                "search_urls_table": ids["search_urls"], "jobs_table": ids["jobs"]}
+                "search_urls_table": ids["search_urls"], "jobs_table": ids["jobs"], "rounds_table": ids["rounds"]}
     assert {spec.settings_field for spec in TABLES} == set(by_field)
     for spec in TABLES:
         props = default_synth.resources[by_field[spec.settings_field]]["Properties"]
@@ -433,7 +434,7 @@ def test_evaluations_role_writes_only_its_own_tables(any_synth: Synth) -> None:
     tables = table_ids(any_synth)
     statements = role_statements(any_synth, role_of(any_synth, fns["evaluations"]))
     written = {r for s in statements if set(as_list(s["Action"])) & set(WRITE_ACTIONS) for r in refs(s["Resource"])}
-    assert written == {tables["evaluations"], tables["search_urls"], tables["jobs"]}
+    assert written == {tables["evaluations"], tables["search_urls"], tables["jobs"], tables["rounds"]}
     history_actions = {a for s in statements if tables["history"] in refs(s["Resource"]) for a in as_list(s["Action"])}
     assert "dynamodb:Query" in history_actions
     assert not history_actions & set(WRITE_ACTIONS)

@@ -300,7 +300,7 @@ def _summary_fixture(api: Api) -> None:
 def test_summary_precision_at_k_matches_hand_computed(api: Api) -> None:
     _summary_fixture(api)
 
-    status, _, summary = api.call("GET", "/evaluations/summary", token=TOKEN)
+    status, _, summary = api.call("GET", "/evaluations/summary", query="source=shopper", token=TOKEN)
 
     assert status == 200
     assert summary["total"] == 11
@@ -325,7 +325,7 @@ def test_summary_precision_at_k_matches_hand_computed(api: Api) -> None:
 def test_summary_and_list_filter_by_model(api: Api) -> None:
     _summary_fixture(api)
 
-    _, _, summary = api.call("GET", "/evaluations/summary", query="model_fingerprint=mB", token=TOKEN)
+    _, _, summary = api.call("GET", "/evaluations/summary", query="model_fingerprint=mB&source=all", token=TOKEN)
     _, _, page = api.call("GET", "/evaluations", query="model_fingerprint=mB&limit=2", token=TOKEN)
     next_page = f"model_fingerprint=mB&cursor={page['next_cursor']}"
     _, _, rest = api.call("GET", "/evaluations", query=next_page, token=TOKEN)

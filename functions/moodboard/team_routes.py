@@ -1,0 +1,156 @@
+"""Team routes: who I am, team judgements, evaluation rounds and index versions (docs/contracts.md).
+
+Every route here needs a team credential (AdminDep: the Cognito JWT checked by API Gateway in AWS,
+a named member's token or the admin token locally), so API Gateway puts them behind the authorizer.
+A team rating is always written under the caller's own name, taken from the credential; nothing
+in a body names the rater, so nobody can rate, change or clear a rating as someone else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from moodboard.auth import AdminDep
+from moodboard.deps import DynamoDep, HistoryDep, RuntimeDep, SettingsDep
+from moodboard.evaluations import MAX_COMMENT, EvaluationRecord, EvaluationStore
+from moodboard.index_versions import IndexVersions, VersionList
+from moodboard.rounds import Round, RoundRequest, RoundStore, RunRequest, round_from_request, round_report, validate_run
+from moodboard.search_urls import SearchUrlStore
+
+router = APIRouter()
+
+
+def get_round_store(settings: SettingsDep, dynamodb: DynamoDep) -> RoundStore:
+    return RoundStore(dynamodb, settings.rounds_table)
+
+
+def get_team_evaluations(settings: SettingsDep, dynamodb: DynamoDep) -> EvaluationStore:
+    return EvaluationStore(dynamodb, settings.evaluations_table)
+
+
+def get_index_versions(runtime: RuntimeDep) -> IndexVersions:
+    return IndexVersions(runtime.artifact_store())
+
+
+RoundsDep = Annotated[RoundStore, Depends(get_round_store)]
+TeamEvaluationsDep = Annotated[EvaluationStore, Depends(get_team_evaluations)]
+VersionsDep = Annotated[IndexVersions, Depends(get_index_versions)]
+
+
+class Me(BaseModel):
+    name: str
+    method: str
+
+
+class TeamEvaluationRequest(BaseModel):
+    """A team member's judgement of one result: thumbs, an optional 0-3 grade and comment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    search_id: str = Field(min_length=1, max_length=128)
+    product_id: str = Field(min_length=1, max_length=512)
+    rating: Literal[1, -1]
+    grade: int | None = Field(default=None, ge=0, le=3, description="0 unrelated .. 3 exactly the gist")
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT)
+
+
+class TeamEvaluationResponse(BaseModel):
+    evaluation: EvaluationRecord
+    created: bool
+
+
+class RoundList(BaseModel):
+    items: list[Round]
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expected_version: str | None = Field(default=None, description="CURRENT as the admin saw it (409 if it moved)")
+
+
+class Promoted(BaseModel):
+    version: str
+    previous: str | None
+
+
+@router.get("/team/me", response_model=Me, tags=["team"])
+def team_me(me: AdminDep) -> Me:
+    """Who the credential says the caller is (the name ratings are stored under)."""
+    return Me(name=me.subject, method=me.method)
+
+
+@router.post("/team/evaluations", response_model=TeamEvaluationResponse, tags=["team"])
+def post_team_evaluation(body: TeamEvaluationRequest, me: AdminDep, history: HistoryDep,
+                         evaluations: TeamEvaluationsDep) -> TeamEvaluationResponse:
+    """Rate one result as yourself (+1/-1, optional 0-3 grade and comment); a repeat changes it."""
+    search = history.get(body.search_id)
+    record, created = evaluations.rate(search, product_id=body.product_id, rater=me.subject, rating=body.rating,
+                                       grade=body.grade, comment=body.comment, source="team")
+    return TeamEvaluationResponse(evaluation=record, created=created)
+
+
+@router.delete("/team/evaluations/{search_id}/{product_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["team"])
+def delete_team_evaluation(search_id: str, product_id: str, me: AdminDep,
+                           evaluations: TeamEvaluationsDep) -> Response:
+    """Clear your own rating of one result; 404 when you have none."""
+    evaluations.delete(search_id, product_id, me.subject, source="team")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/rounds", response_model=RoundList, tags=["team"])
+def list_rounds(_: AdminDep, rounds: RoundsDep) -> RoundList:
+    """Evaluation rounds, newest first."""
+    return RoundList(items=rounds.all())
+
+
+@router.post("/rounds", response_model=Round, status_code=status.HTTP_201_CREATED, tags=["team"])
+def create_round(body: RoundRequest, me: AdminDep, rounds: RoundsDep, settings: SettingsDep,
+                 dynamodb: DynamoDep) -> Round:
+    """A new round from pictures and/or curated search URLs, each with its product type."""
+    urls = {entry.id: entry for entry in SearchUrlStore(dynamodb, settings.search_urls_table).all()}
+    return rounds.create(round_from_request(body, created_by=me.subject, urls=urls))
+
+
+@router.get("/rounds/{round_id}", response_model=Round, tags=["team"])
+def get_round(round_id: str, request: Request, _: AdminDep, rounds: RoundsDep) -> Round:
+    """One round with its items and runs; 404 with the list URL when unknown."""
+    return rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
+
+
+@router.post("/rounds/{round_id}/runs", response_model=Round, tags=["team"])
+def add_run(round_id: str, body: RunRequest, request: Request, me: AdminDep, rounds: RoundsDep,
+            history: HistoryDep) -> Round:
+    """Register a run: the search (made through /search) answering each item; one configuration."""
+    current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
+    searches = {sid: history.get(sid) for sid in set(body.searches.values())}
+    run = validate_run(current, body, searches, created_by=me.subject)
+    return rounds.add_run(round_id, run, runs_before=len(current.runs))
+
+
+@router.get("/rounds/{round_id}/report", tags=["team"])
+def get_round_report(round_id: str, request: Request, _: AdminDep, rounds: RoundsDep,
+                     evaluations: TeamEvaluationsDep) -> dict:
+    """Each rater's progress, P@k and nDCG@k with intervals per run, the paired comparison, kappa."""
+    current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
+    searches = {sid for run in current.runs for sid in run.searches.values()}
+    ratings = [r for r in evaluations.scan(source="team") if r.search_id in searches] if searches else []
+    return round_report(current, ratings)
+
+
+@router.get("/admin/indexes", response_model=VersionList, tags=["admin"])
+def list_indexes(_: AdminDep, versions: VersionsDep, settings: SettingsDep) -> VersionList:
+    """Published index versions, newest first: created, catalog key, products, categories, model."""
+    return versions.list(keep=settings.index_keep_versions, keep_days=settings.index_keep_days)
+
+
+@router.post("/admin/indexes/{version}/promote", response_model=Promoted, tags=["admin"])
+def promote_index(version: str, body: PromoteRequest, request: Request, _: AdminDep,
+                  versions: VersionsDep) -> Promoted:
+    """Make a listed version CURRENT (rollback); 409 for another model or when CURRENT moved first."""
+    pointer = versions.promote(version, expected_version=body.expected_version,
+                               list_url=str(request.url_for("list_indexes")))
+    return Promoted(version=pointer.version, previous=pointer.previous)
