@@ -171,3 +171,16 @@ def test_round_report_progress_measures_comparison_and_agreement() -> None:
     agreement = report["agreement"]
     assert agreement["items_shared"] == 3
     assert agreement["cohen"][0]["kappa"] == pytest.approx(0.0)
+
+
+def test_cli_team_add_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from moodboard.cli import main
+
+    data = str(tmp_path / "data")
+    assert main(["team", "add", "alice", "--data-dir", data]) == 0
+    token = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
+    assert LocalTeam(tmp_path / "data" / "team.json").who(token) == "alice"
+    assert main(["team", "add", "alice", "--data-dir", data]) == 2  # exists: one-line error, exit 2
+    assert main(["team", "list", "--data-dir", data]) == 0 and "alice" in capsys.readouterr().out
+    assert main(["team", "remove", "alice", "--data-dir", data]) == 0
+    assert LocalTeam(tmp_path / "data" / "team.json").who(token) is None
