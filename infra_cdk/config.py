@@ -38,8 +38,20 @@ class StackConfig:
     evaluations_timeout_s: int = 10
     search_ephemeral_mb: int = 2048
     loader_ephemeral_mb: int = 4096
-    # 0 leaves the loader unreserved (new accounts with a 10-execution quota cannot reserve any).
+    # The loader starts one Step Functions execution per load (S3 upload or POST /admin/load); 0 leaves
+    # it unreserved (new accounts with a 10-execution quota cannot reserve any).
     loader_reserved_concurrency: int = 1
+    # Sharded loads (infra_cdk/loads.py): products per shard, shards per worker invocation (the Map's
+    # ItemBatcher), workers at once (MaxConcurrency), and the share of shards (in %) a load may lose
+    # and still publish. The worker uses loader_memory_mb, loader_timeout_s and loader_ephemeral_mb.
+    load_shard_size: int = 1000
+    load_shards_per_worker: int = 1
+    load_max_concurrency: int = 10
+    load_tolerated_failure_percent: int = 5
+    load_plan_memory_mb: int = 3008
+    # The reduce step holds every vector and builds the graphs: 1M products need ~8 GB (10 GB = 6 vCPUs).
+    load_reduce_memory_mb: int = 10240
+    load_reduce_ephemeral_mb: int = 10240
     log_retention_days: int = 30
     api_rate_limit: int = 50
     api_burst_limit: int = 100
@@ -96,6 +108,18 @@ class StackConfig:
             raise ConfigError("loader_timeout_s: 1..900")
         if self.loader_reserved_concurrency < 0:
             raise ConfigError("loader_reserved_concurrency: 0 (unreserved) or more")
+        if not 1 <= self.load_shard_size <= 20_000:
+            raise ConfigError("load_shard_size: 1..20000 products (a shard must embed well within loader_timeout_s)")
+        if not 1 <= self.load_shards_per_worker <= 100:
+            raise ConfigError("load_shards_per_worker: 1..100")
+        if not 1 <= self.load_max_concurrency <= 10_000:
+            raise ConfigError("load_max_concurrency: 1..10000 (Distributed Map's limit)")
+        if not 0 <= self.load_tolerated_failure_percent <= 100:
+            raise ConfigError("load_tolerated_failure_percent: 0..100")
+        if not 128 <= self.load_plan_memory_mb <= 10240 or not 128 <= self.load_reduce_memory_mb <= 10240:
+            raise ConfigError("Lambda memory sizes are 128..10240 MB")
+        if not 512 <= self.load_reduce_ephemeral_mb <= 10240:
+            raise ConfigError("load_reduce_ephemeral_mb: 512..10240 (Lambda's /tmp)")
         return self
 
 

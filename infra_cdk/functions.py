@@ -1,4 +1,7 @@
-"""The three Lambdas: search and loader from one container image, evaluations as a small zip.
+"""The Lambdas: search, the loader and the three steps of a sharded load (plan, worker, reduce) from
+one container image, evaluations as a small zip. The load steps run in the state machine of
+infra_cdk/loads.py; the loader (S3 uploads of catalogs, and POST /admin/load through evaluations)
+starts its executions.
 
 Each function gets its own role with no managed policies: it may write its own log group, send
 X-Ray traces, and exactly the data access granted below with `grant_*`.
@@ -28,6 +31,13 @@ DOCKERFILE = "functions/Dockerfile"
 
 SEARCH_HANDLER = "search.app.handler"
 LOADER_HANDLER = "loader.handler.handler"
+LOAD_PLAN_HANDLER = "loader.plan.handler"
+LOAD_WORKER_HANDLER = "loader.worker.handler"
+LOAD_REDUCE_HANDLER = "loader.reduce.handler"
+# The loader only starts executions (infra_cdk/loads.py): little memory, a short timeout.
+LOADER_MEMORY_MB = 512
+LOADER_TIMEOUT_S = 60
+LOADS_PREFIX = "loads/"
 EVALUATIONS_HANDLER = "evaluations.app.handler"
 # The image's Python; onnxruntime >= 1.20 wheels need glibc 2.28, which the 3.12 image (AL2023) has.
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -43,7 +53,8 @@ EVALUATIONS_EXCLUDE = ["search", "loader", "Dockerfile", "requirements-runtime.t
 
 
 class Functions(Construct):
-    """`search`, `loader` and `evaluations` functions, their `image` asset and `layer`."""
+    """`search`, `loader`, `load_plan`, `load_worker`, `load_reduce` and `evaluations` functions, their
+    `image` asset and `layer`."""
 
     def __init__(self, scope: Construct, id: str, *, config: StackConfig, storage: Storage) -> None:
         super().__init__(scope, id)
@@ -87,11 +98,29 @@ class Functions(Construct):
             description="moodboard search API: CLIP (onnxruntime) + hnswlib gist search",
         )
         self.loader = self._image_function(
-            "Loader", LOADER_HANDLER, config.loader_memory_mb, config.loader_timeout_s,
-            ephemeral_mb=config.loader_ephemeral_mb,
-            environment={**common_env, **model_env, "POWERTOOLS_SERVICE_NAME": "loader"},
-            description="moodboard loader: catalog -> embeddings -> index bundle, published to S3",
+            "Loader", LOADER_HANDLER, LOADER_MEMORY_MB, LOADER_TIMEOUT_S, ephemeral_mb=512,
+            environment={**common_env, "POWERTOOLS_SERVICE_NAME": "loader"},
+            description="moodboard loader: starts the load state machine for an uploaded catalog or POST /admin/load",
             reserved_concurrency=config.loader_reserved_concurrency or None,
+        )
+        shard_env = {"MOODBOARD_LOAD_SHARD_SIZE": str(config.load_shard_size)}
+        self.load_plan = self._image_function(
+            "LoadPlan", LOAD_PLAN_HANDLER, config.load_plan_memory_mb, config.loader_timeout_s,
+            ephemeral_mb=config.loader_ephemeral_mb,
+            environment={**common_env, **model_env, **shard_env, "POWERTOOLS_SERVICE_NAME": "load-plan"},
+            description="moodboard load, step 1: read the catalog, keep unchanged products, write the shards",
+        )
+        self.load_worker = self._image_function(
+            "LoadWorker", LOAD_WORKER_HANDLER, config.loader_memory_mb, config.loader_timeout_s,
+            ephemeral_mb=config.loader_ephemeral_mb,
+            environment={**common_env, **model_env, "POWERTOOLS_SERVICE_NAME": "load-worker"},
+            description="moodboard load, step 2 (per shard): fetch and embed a shard's images, write its vectors",
+        )
+        self.load_reduce = self._image_function(
+            "LoadReduce", LOAD_REDUCE_HANDLER, config.load_reduce_memory_mb, config.loader_timeout_s,
+            ephemeral_mb=config.load_reduce_ephemeral_mb,
+            environment={**common_env, "POWERTOOLS_SERVICE_NAME": "load-reduce"},
+            description="moodboard load, step 3: build the index bundle from every shard and publish it",
         )
 
         self.layer = lambda_.LayerVersion(
@@ -128,21 +157,40 @@ class Functions(Construct):
     @property
     def all(self) -> dict[str, lambda_.Function]:
         """The functions by short name (for alarms and tests)."""
-        return {"search": self.search, "loader": self.loader, "evaluations": self.evaluations}
+        return {"search": self.search, "loader": self.loader, "evaluations": self.evaluations,
+                "load-plan": self.load_plan, "load-worker": self.load_worker, "load-reduce": self.load_reduce}
 
     def _grant(self, storage: Storage) -> None:
         bucket = storage.artifacts_bucket
         # search: reads index and model bundles, records each search (PutItem only).
         bucket.grant_read(self.search, "indexes/*")
         storage.history_table.grant(self.search, "dynamodb:PutItem")
-        # loader: reads catalogs, reads the previous index and publishes a new one, tracks its job.
-        bucket.grant_read(self.loader, "catalogs/*")
-        bucket.grant_read(self.loader, "indexes/*")
-        bucket.grant_put(self.loader, "indexes/*")
-        storage.jobs_table.grant_read_write_data(self.loader)
+        # loader: creates the job record and starts the state machine (granted in infra_cdk/loads.py).
+        jobs = storage.jobs_table
+        jobs.grant(self.loader, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        # plan: reads the catalog and the CURRENT index's records, writes the job's shards under loads/.
+        bucket.grant_read(self.load_plan, "catalogs/*")
+        bucket.grant_read(self.load_plan, "indexes/*")
+        bucket.grant_read(self.load_plan, f"{LOADS_PREFIX}*")
+        bucket.grant_put(self.load_plan, f"{LOADS_PREFIX}*")
+        # worker: reads its shard and the shard's images (catalogs/, or an archive's under loads/),
+        # writes the shard's vectors under loads/.
+        bucket.grant_read(self.load_worker, "catalogs/*")
+        bucket.grant_read(self.load_worker, f"{LOADS_PREFIX}*")
+        bucket.grant_put(self.load_worker, f"{LOADS_PREFIX}*")
+        # reduce: reads the shards and the CURRENT index, publishes the new one under indexes/.
+        bucket.grant_read(self.load_reduce, f"{LOADS_PREFIX}*")
+        bucket.grant_read(self.load_reduce, "indexes/*")
+        bucket.grant_put(self.load_reduce, "indexes/*")
+        bucket.grant_put(self.load_reduce, f"{LOADS_PREFIX}*")
+        # The job record: plan creates it when an execution was started by hand, workers count their
+        # shards (UpdateItem ADD), reduce records the outcome.
+        jobs.grant(self.load_plan, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        jobs.grant(self.load_worker, "dynamodb:UpdateItem")
+        jobs.grant(self.load_reduce, "dynamodb:GetItem", "dynamodb:UpdateItem")
         if not self.config.model_in_image:
-            bucket.grant_read(self.search, f"{self.config.model_s3_prefix}*")
-            bucket.grant_read(self.loader, f"{self.config.model_s3_prefix}*")
+            for reader in (self.search, self.load_plan, self.load_worker):
+                bucket.grant_read(reader, f"{self.config.model_s3_prefix}*")
         # evaluations: reads history (to check a rated product was in the search), owns the rest.
         storage.history_table.grant_read_data(self.evaluations)
         for table in (storage.evaluations_table, storage.search_urls_table, storage.jobs_table):

@@ -50,11 +50,47 @@ def suppress(stack: MoodboardStack) -> None:
     ))
     _add(fns.loader.role, NagPackSuppression(
         id="AwsSolutions-IAM5",
-        reason="Loader reads catalogs/ and indexes/ and writes only new objects under indexes/ "
-               "(grant_put adds s3:Abort* for multipart uploads of large index files); X-Ray trace "
-               "upload actions accept no resource ARN.",
+        reason="The loader only writes its job's record and starts the load state machine (StartExecution on "
+               "that one ARN); its sole wildcard is X-Ray's PutTraceSegments, which takes no resource ARN.",
+        applies_to=[XRAY],
+    ))
+    _add(fns.load_plan.role, NagPackSuppression(
+        id="AwsSolutions-IAM5",
+        reason="The plan step reads the uploaded catalog (catalogs/) and CURRENT's product records (indexes/), "
+               "and writes the job's shard files under loads/ (grant_put's s3:Abort* ends unfinished multipart "
+               "uploads); object keys vary per job, X-Ray accepts no resource.",
         applies_to=[XRAY, *S3_READ_ACTIONS, "Action::s3:Abort*", _artifacts("catalogs/"), _artifacts("indexes/"),
+                    _artifacts("loads/"), *model_prefix],
+    ))
+    _add(fns.load_worker.role, NagPackSuppression(
+        id="AwsSolutions-IAM5",
+        reason="A shard worker reads its shard and the shard's images (catalogs/, or an archive's files under "
+               "loads/) and writes the shard's vectors under loads/, keys that vary per job and shard; no "
+               "access to indexes/. X-Ray's trace upload takes no resource ARN.",
+        applies_to=[XRAY, *S3_READ_ACTIONS, "Action::s3:Abort*", _artifacts("catalogs/"), _artifacts("loads/"),
                     *model_prefix],
+    ))
+    _add(fns.load_reduce.role, NagPackSuppression(
+        id="AwsSolutions-IAM5",
+        reason="Reduce reads every shard under loads/ and CURRENT's bundle under indexes/, then publishes a new "
+               "immutable version under indexes/ (multipart for large files: s3:Abort*) and notes it under "
+               "loads/; the version key is new each load. X-Ray segments have no resource ARN.",
+        applies_to=[XRAY, *S3_READ_ACTIONS, "Action::s3:Abort*", _artifacts("loads/"), _artifacts("indexes/")],
+    ))
+    loads = stack.loads
+    _add(loads.policy, NagPackSuppression(
+        id="AwsSolutions-IAM5",
+        reason="The load state machine reads shard manifests and writes its map results only under loads/ "
+               "(keys per job and map run), watches and stops its own child executions (execution names are "
+               "made per run), and delivers logs and X-Ray traces, actions AWS offers only on '*'.",
+        applies_to=[XRAY, _artifacts("loads/"), _artifacts("loads/map-results/"),
+                    _regex(r"^Resource::arn:<AWS::Partition>:states:[^:]+:[^:]+:execution:"
+                           r"<LoadsStateMachine[0-9A-F]+\.Name>(\/Shards)?:\*$")],
+    ))
+    _add(loads.state_machine.node.find_child("DistributedMapPolicy"), NagPackSuppression(
+        id="AwsSolutions-IAM5",
+        reason="Not deployed: CDK's own policy for the Distributed Map is never attached (the state machine's role "
+               "takes no policy updates); Loads/Policy grants the same child-execution actions instead.",
     ))
     _add(fns.evaluations.role, NagPackSuppression(
         id="AwsSolutions-IAM5",

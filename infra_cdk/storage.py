@@ -16,6 +16,9 @@ from infra_cdk.config import StackConfig
 HISTORY_RECENT_INDEX = "recent"
 LOG_EXPIRY = Duration.days(90)
 NONCURRENT_EXPIRY = Duration.days(30)
+# A sharded load's files (loads/<job>/: shard inputs, vectors, the map's results) serve its resume;
+# two weeks after a load they are of no use.
+LOADS_EXPIRY = Duration.days(14)
 
 
 def secure_bucket(scope: Construct, id: str, config: StackConfig, **kwargs: object) -> s3.Bucket:
@@ -51,7 +54,8 @@ class Storage(Construct):
             server_access_logs_bucket=self.logs_bucket,
             server_access_logs_prefix="s3/artifacts/",
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=NONCURRENT_EXPIRY,
-                                              abort_incomplete_multipart_upload_after=Duration.days(7))],
+                                              abort_incomplete_multipart_upload_after=Duration.days(7)),
+                             s3.LifecycleRule(prefix="loads/", expiration=LOADS_EXPIRY)],
         )
 
         self.history_table = self._table("History", config, "search_id", ttl="ttl")

@@ -167,6 +167,18 @@ class LoadBusy(MoodboardError):
     status_code = 409
 
 
+class ShardFailed(MoodboardError):
+    """A shard of a sharded load could not be embedded (its batch is retried, then counted as failed)."""
+
+    status_code = 502
+
+
+class TooManyShardsFailed(MoodboardError):
+    """More of a sharded load's shards failed than it tolerates, so nothing was published."""
+
+    status_code = 502
+
+
 class StoreError(MoodboardError):
     """A storage backend (S3, DynamoDB) failed."""
 

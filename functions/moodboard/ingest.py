@@ -208,6 +208,32 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
     return report
 
 
+class EmbeddedProducts(BaseModel):
+    """What embedding a list of products gave: the products that embedded, their vectors (row i for
+    product i), their image content keys, and the products whose image failed."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    products: list[Product]
+    vectors: np.ndarray
+    keys: list[str | None]
+    failures: list[ImageFailure]
+
+
+def embed_products(products: Sequence[Product], keys: dict[str, str], embedder: EmbedderProtocol, *,
+                   settings: Settings, thumbs: Path, source: ImageSource | None = None,
+                   on_progress: ProgressCallback | None = None) -> EmbeddedProducts:
+    """Fetch, decode and embed these products the way a load does (thumbnails of local images into
+    `thumbs`), returning the vectors instead of writing a bundle: one shard of a sharded load
+    (moodboard.shards). `keys` maps each id to its image content key."""
+    collector = IndexBuilder(embedder.dim, embedder.fingerprint, model_precision=embedder.precision)
+    report = LoadReport()
+    _embed_all(list(products), keys, embedder, collector, source or ImageSource(settings), settings, thumbs,
+               report, progress=False, on_progress=on_progress)
+    embedded, vectors, embedded_keys = collector.rows()
+    return EmbeddedProducts(products=embedded, vectors=vectors, keys=embedded_keys, failures=report.image_failures)
+
+
 def _same_image(prev: ProductIndex, product_id: str, key: str) -> bool:
     try:
         return prev.content_key(product_id) == key

@@ -47,6 +47,12 @@ class JobRecord(BaseModel):
     rejects_total: int = 0
     error: str | None = None
     result: dict[str, Any] = Field(default_factory=dict)
+    # A sharded load (moodboard.shards): its shards, those finished, and the shards failing now
+    # (by shard number: {"error", "products", "attempts"}).
+    shards_total: int = 0
+    shards_done: int = 0
+    shard_failures: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    execution_arn: str | None = None
     created_at: str
     updated_at: str
 
@@ -91,6 +97,7 @@ class JobStore:
         rejects: Sequence[Mapping[str, Any]] | None = None,
         error: str | None = None,
         result: Mapping[str, Any] | None = None,
+        execution_arn: str | None = None,
     ) -> JobRecord:
         """Set the given fields of an existing job (others untouched); NotFound when there is no such job.
 
@@ -108,6 +115,8 @@ class JobStore:
             values["error"] = error[:MAX_ERROR]
         if result is not None:
             values["result"] = dict(result)
+        if execution_arn is not None:
+            values["execution_arn"] = execution_arn
         names = {f"#a{i}": name for i, name in enumerate(values)}
         with aws_errors("update the load job"):
             try:
@@ -123,6 +132,42 @@ class JobStore:
             except self._client.exceptions.ConditionalCheckFailedException:
                 raise NotFound(f"load job {job_id!r} not found", details={"job_id": job_id}) from None
         return JobRecord.model_validate(deserialize(response["Attributes"]))
+
+    def shards_planned(self, job_id: str, total: int) -> None:
+        """A sharded load's plan: `total` shards, none finished, no failure recorded."""
+        self._update_expression(job_id, "SET shards_total = :total, shards_done = :zero, shard_failures = :none, "
+                                        "#status = :running, updated_at = :now",
+                                {":total": total, ":zero": 0, ":none": {}, ":running": "running", ":now": utc_now()},
+                                names={"#status": "status"})
+
+    def shard_done(self, job_id: str, shard: int) -> None:
+        """One more shard finished (counted atomically, many workers at once); its failure, if an
+        earlier attempt recorded one, is cleared."""
+        self._update_expression(job_id, "SET shards_done = shards_done + :one, updated_at = :now REMOVE shard_failures.#n",
+                                {":one": 1, ":now": utc_now()}, names={"#n": str(shard)})
+
+    def shard_failed(self, job_id: str, shard: int, failure: Mapping[str, Any]) -> None:
+        """Record why an attempt at a shard failed (the map may still retry it)."""
+        self._update_expression(job_id, "SET shard_failures.#n = :failure, updated_at = :now",
+                                {":failure": dict(failure), ":now": utc_now()}, names={"#n": str(shard)})
+
+    def set_shards(self, job_id: str, *, done: int, failures: Mapping[str, Mapping[str, Any]]) -> None:
+        """The final count of a sharded load's shards, as the reduce step found them."""
+        self._update_expression(job_id, "SET shards_done = :done, shard_failures = :failures, updated_at = :now",
+                                {":done": done, ":failures": {k: dict(v) for k, v in failures.items()},
+                                 ":now": utc_now()})
+
+    def _update_expression(self, job_id: str, expression: str, values: Mapping[str, Any], *,
+                           names: Mapping[str, str] | None = None) -> None:
+        extra = {"ExpressionAttributeNames": dict(names)} if names else {}
+        with aws_errors("update the load job"):
+            try:
+                self._client.update_item(
+                    TableName=self._table, Key={"job_id": {"S": job_id}}, UpdateExpression=expression,
+                    ConditionExpression="attribute_exists(job_id)", ExpressionAttributeValues=serialize(values),
+                    **extra)
+            except self._client.exceptions.ConditionalCheckFailedException:
+                raise NotFound(f"load job {job_id!r} not found", details={"job_id": job_id}) from None
 
     def set_progress(self, job_id: str, done: int, total: int, *, stage: str | None = None) -> JobRecord:
         """Record progress as {"done", "total"[, "stage"]}; fits ingest's on_progress(done, total)."""
@@ -151,6 +196,30 @@ class LambdaLoadRunner:
         with aws_errors("start the loader", service="Lambda"):
             self._client.invoke(FunctionName=self._function, InvocationType="Event", Payload=payload)
         logger.info("loader invoked for job %s", job_id)
+
+
+class StateMachineLoadRunner:
+    """Starts an execution of the load state machine (infra_cdk/loads.py) named by the job id, so an
+    S3 event delivered twice starts one execution."""
+
+    def __init__(self, sfn_client: Any, state_machine_arn: str) -> None:
+        self._client = sfn_client
+        self._arn = state_machine_arn
+
+    def start(self, job_id: str, catalog_key: str, *, bucket: str | None = None) -> str | None:
+        """The new execution's ARN; None when an execution of this job was started before."""
+        payload: dict[str, Any] = {"job_id": job_id, "catalog_key": catalog_key}
+        if bucket:
+            payload["bucket"] = bucket
+        with aws_errors("start the load state machine", service="Step Functions"):
+            try:
+                response = self._client.start_execution(stateMachineArn=self._arn, name=job_id[:80],
+                                                        input=json.dumps(payload))
+            except self._client.exceptions.ExecutionAlreadyExists:
+                logger.info("load job %s already has an execution", job_id)
+                return None
+        logger.info("load job %s started: %s", job_id, response["executionArn"])
+        return str(response["executionArn"])
 
 
 class ThreadLoadRunner:

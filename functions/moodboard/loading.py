@@ -46,7 +46,7 @@ from moodboard.settings import Settings
 if TYPE_CHECKING:
     from moodboard.embedder import EmbedderProtocol
     from moodboard.ingest import LoadReport
-    from moodboard.load_jobs import JobStore
+    from moodboard.load_jobs import JobStore, StateMachineLoadRunner
 
 logger = logging.getLogger(__name__)
 
@@ -320,18 +320,23 @@ class CatalogLoader:
     def ensure_job(self, job: LoadJob) -> bool:
         """Create the record of a job that has none (S3 events); False when the job already succeeded
         (a redelivered event), so it is not loaded twice."""
-        if self.jobs is None:
-            return True
+        return ensure_job(self.jobs, job)
+
+
+def ensure_job(jobs: JobStore | None, job: LoadJob) -> bool:
+    """Create the record of a job that has none (S3 events); False when the job already succeeded."""
+    if jobs is None:
+        return True
+    try:
+        record = jobs.get(job.job_id)
+    except NotFound:
         try:
-            record = self.jobs.get(job.job_id)
-        except NotFound:
-            try:
-                self.jobs.create(job.catalog_key, job_id=job.job_id)
-            except MoodboardError:
-                record = self.jobs.get(job.job_id)
-            else:
-                return True
-        return record.status != "succeeded"
+            jobs.create(job.catalog_key, job_id=job.job_id)
+        except MoodboardError:
+            record = jobs.get(job.job_id)
+        else:
+            return True
+    return record.status != "succeeded"
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -339,6 +344,24 @@ def _entries(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return [path for path in folder.iterdir() if not path.is_symlink()]
+
+
+def start_jobs(runner: StateMachineLoadRunner, jobs: JobStore | None,
+               load_jobs: Iterable[LoadJob]) -> list[dict[str, Any]]:
+    """Start one execution of the load state machine per job (sharded: moodboard.shards). The
+    execution is named by the job id, so an S3 event delivered twice starts one load."""
+    results = []
+    for job in load_jobs:
+        if not ensure_job(jobs, job):
+            logger.info("job %s already succeeded; skipping the repeated event", job.job_id)
+            results.append({"job_id": job.job_id, "status": "skipped"})
+            continue
+        execution = runner.start(job.job_id, job.catalog_key, bucket=job.bucket)
+        if execution is not None and jobs is not None:
+            jobs.update(job.job_id, execution_arn=execution, progress={"stage": "started"})
+        results.append({"job_id": job.job_id, "status": "started" if execution else "already started",
+                        "execution_arn": execution})
+    return results
 
 
 def run_jobs(loader: CatalogLoader, jobs: Iterable[LoadJob]) -> list[dict[str, Any]]:

@@ -3,8 +3,9 @@
 Synthesis starts node (jsii) and takes tens of seconds here, so the two configurations the tests
 need are built once and shared: `default_synth` (what a first `cdk deploy` builds: no custom domain,
 model baked into the image, stage dev) and `domain_synth` (custom domain with an ACM certificate,
-model read from S3, stage prod). Both run cdk-nag's AwsSolutions checks. Asset bundling (pip for the
-evaluations layer) is skipped: it needs PyPI and is covered by tests of its command.
+model read from S3, stage prod, load settings other than the defaults). Both run cdk-nag's
+AwsSolutions checks. Asset bundling (pip for the evaluations layer) is skipped: it needs PyPI and is
+covered by tests of its command.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def default_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 @pytest.fixture(scope="session")
 def domain_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize(tmp_path_factory.mktemp("cdk-domain"), stage="prod", domain_name=DOMAIN,
-                      certificate_arn=CERTIFICATE, model_s3_prefix=MODEL_PREFIX, precision="int8")
+                      certificate_arn=CERTIFICATE, model_s3_prefix=MODEL_PREFIX, precision="int8",
+                      load_max_concurrency=40, load_shards_per_worker=2, load_tolerated_failure_percent=0)
 
 
 @pytest.fixture(scope="session", params=["default", "domain"])

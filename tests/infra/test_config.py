@@ -38,6 +38,10 @@ def test_cli_strings_become_integers() -> None:
     ({"search_timeout_s": 60}, "search_timeout_s"),
     ({"search_memory_mb": "lots"}, "search_memory_mb"),
     ({"loader_reserved_concurrency": -1}, "loader_reserved_concurrency"),
+    ({"load_shard_size": 0}, "load_shard_size"),
+    ({"load_max_concurrency": 20_000}, "load_max_concurrency"),
+    ({"load_tolerated_failure_percent": 101}, "load_tolerated_failure_percent"),
+    ({"load_shards_per_worker": 0}, "load_shards_per_worker"),
 ])
 def test_bad_context_fails_naming_the_parameter(context: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

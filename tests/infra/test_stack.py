@@ -16,7 +16,10 @@ from tests.infra.conftest import DOMAIN, MODEL_PREFIX, ROOT, Synth, cdk_json_con
 pytestmark = pytest.mark.slow
 
 HANDLERS = {"search": "search.app.handler", "loader": "loader.handler.handler",
-            "evaluations": "evaluations.app.handler"}
+            "evaluations": "evaluations.app.handler", "load-plan": "loader.plan.handler",
+            "load-worker": "loader.worker.handler", "load-reduce": "loader.reduce.handler"}
+# The functions built from the one container image (evaluations is a zip).
+IMAGE_FUNCTIONS = ("search", "loader", "load-plan", "load-worker", "load-reduce")
 # The functions API Gateway fronts (the loader has no HTTP routes).
 API_FUNCTIONS = ("search", "evaluations")
 WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
@@ -443,34 +446,63 @@ def test_evaluations_role_writes_only_its_own_tables(any_synth: Synth) -> None:
     assert {r for s in invokes for r in refs(s["Resource"])} == {fns["loader"]}
 
 
-def test_loader_role_writes_only_under_indexes(any_synth: Synth) -> None:
-    fns = function_ids(any_synth)
-    statements = role_statements(any_synth, role_of(any_synth, fns["loader"]))
-    puts = [s for s in statements if "s3:PutObject" in as_list(s["Action"])]
-    assert puts
-    for statement in puts:
-        resource = json.dumps(statement["Resource"])
-        assert resource.endswith('"/indexes/*"]]}'), resource
+def s3_prefixes(synth: Synth, name: str, action: str) -> set[str]:
+    """The artifacts-bucket prefixes a function's role may use `action` on ("" for the bucket itself)."""
+    bucket = synth.logical_id(synth.stack.storage.artifacts_bucket)
+    found = set()
+    for statement in role_statements(synth, role_of(synth, function_ids(synth)[name])):
+        if action not in as_list(statement["Action"]):
+            continue
+        for resource in as_list(statement["Resource"]):
+            assert bucket in refs(resource), resource
+            found.add(resource["Fn::Join"][1][-1].lstrip("/") if "Fn::Join" in resource else "")
+    return found
+
+
+@pytest.mark.parametrize(("name", "puts"), [("loader", set()), ("load-plan", {"loads/*"}),
+                                            ("load-worker", {"loads/*"}), ("load-reduce", {"indexes/*", "loads/*"})])
+def test_load_roles_write_only_their_own_prefixes(any_synth: Synth, name: str, puts: set[str]) -> None:
+    assert s3_prefixes(any_synth, name, "s3:PutObject") == puts
+    statements = role_statements(any_synth, role_of(any_synth, function_ids(any_synth)[name]))
     assert not any(a.startswith("s3:Delete") for s in statements for a in as_list(s["Action"]))
+
+
+def test_only_reduce_publishes_and_workers_never_read_indexes(any_synth: Synth) -> None:
+    writers = {name for name in HANDLERS if "indexes/*" in s3_prefixes(any_synth, name, "s3:PutObject")}
+    assert writers == {"load-reduce"}
+    assert s3_prefixes(any_synth, "load-worker", "s3:GetObject*") == {"", "catalogs/*", "loads/*"} | (
+        set() if any_synth.stack.config.model_in_image else {MODEL_PREFIX + "*"})
+    assert s3_prefixes(any_synth, "loader", "s3:GetObject*") == set()
+
+
+def test_load_roles_touch_the_jobs_table_with_the_fewest_actions(any_synth: Synth) -> None:
+    jobs = table_ids(any_synth)["jobs"]
+    expected = {"loader": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+                "load-plan": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+                "load-worker": {"dynamodb:UpdateItem"}, "load-reduce": {"dynamodb:GetItem", "dynamodb:UpdateItem"}}
+    for name, actions in expected.items():
+        statements = role_statements(any_synth, role_of(any_synth, function_ids(any_synth)[name]))
+        found = {a for s in statements if jobs in refs(s["Resource"]) for a in as_list(s["Action"])
+                 if a.startswith("dynamodb:")}
+        assert found == actions, name
 
 
 def test_each_function_has_its_own_role_without_managed_policies(any_synth: Synth) -> None:
     fns = function_ids(any_synth)
     roles = {role_of(any_synth, fid) for fid in fns.values()}
-    assert len(roles) == 3
+    assert len(roles) == len(HANDLERS)
     for role in roles:
         assert "ManagedPolicyArns" not in any_synth.resources[role]["Properties"]
 
 
 # ---- functions -------------------------------------------------------------------------------
 
-def test_search_and_loader_share_one_image_with_their_own_handlers(any_synth: Synth) -> None:
+def test_search_loader_and_load_steps_share_one_image_with_their_own_handlers(any_synth: Synth) -> None:
     fns = function_ids(any_synth)
-    search = any_synth.resources[fns["search"]]["Properties"]
-    loader = any_synth.resources[fns["loader"]]["Properties"]
-    assert search["Code"]["ImageUri"] == loader["Code"]["ImageUri"]
-    assert search["ImageConfig"]["Command"] == [HANDLERS["search"]]
-    assert loader["ImageConfig"]["Command"] == [HANDLERS["loader"]]
+    images = {json.dumps(any_synth.resources[fns[name]]["Properties"]["Code"]["ImageUri"]) for name in IMAGE_FUNCTIONS}
+    assert len(images) == 1
+    for name in IMAGE_FUNCTIONS:
+        assert any_synth.resources[fns[name]]["Properties"]["ImageConfig"]["Command"] == [HANDLERS[name]]
     assert len(any_synth.assets().get("dockerImages", {})) == 1
     evaluations = any_synth.resources[fns["evaluations"]]["Properties"]
     assert evaluations["Handler"] == HANDLERS["evaluations"] and evaluations["Runtime"] == "python3.12"
@@ -526,8 +558,12 @@ def test_function_environment_matches_settings_fields(any_synth: Synth) -> None:
         function_ids(any_synth)["loader"]}
 
 
-def test_model_location_reaches_search_and_loader(default_synth: Synth, domain_synth: Synth) -> None:
-    for name in ("search", "loader"):
+def test_model_location_reaches_search_and_the_load_steps_that_embed(default_synth: Synth,
+                                                                     domain_synth: Synth) -> None:
+    for synth in (default_synth, domain_synth):
+        for name in ("loader", "load-reduce"):  # they never load the model
+            assert not {"MOODBOARD_MODEL_DIR", "MOODBOARD_MODEL_S3_URI"} & set(environment(synth, name)), name
+    for name in ("search", "load-plan", "load-worker"):
         assert environment(default_synth, name)["MOODBOARD_MODEL_DIR"] == "/opt/model"
         uri = environment(domain_synth, name)["MOODBOARD_MODEL_S3_URI"]
         assert uri["Fn::Join"][1][-1] == f"/{MODEL_PREFIX}"
@@ -539,9 +575,14 @@ def test_model_location_reaches_search_and_loader(default_synth: Synth, domain_s
 
 def test_functions_trace_keep_logs_and_use_configured_limits(any_synth: Synth) -> None:
     config = any_synth.stack.config
+    from infra_cdk.functions import LOADER_MEMORY_MB, LOADER_TIMEOUT_S
+
     expected = {"search": (config.search_memory_mb, config.search_timeout_s),
-                "loader": (config.loader_memory_mb, config.loader_timeout_s),
-                "evaluations": (config.evaluations_memory_mb, config.evaluations_timeout_s)}
+                "loader": (LOADER_MEMORY_MB, LOADER_TIMEOUT_S),
+                "evaluations": (config.evaluations_memory_mb, config.evaluations_timeout_s),
+                "load-plan": (config.load_plan_memory_mb, config.loader_timeout_s),
+                "load-worker": (config.loader_memory_mb, config.loader_timeout_s),
+                "load-reduce": (config.load_reduce_memory_mb, config.loader_timeout_s)}
     for name, fid in function_ids(any_synth).items():
         props = any_synth.resources[fid]["Properties"]
         assert props["TracingConfig"] == {"Mode": "Active"}, name
@@ -590,6 +631,8 @@ def test_alarms_cover_errors_throttles_and_p99_of_each_function_and_the_api(any_
         seen.add((target, props["MetricName"], props.get("Statistic") or props.get("ExtendedStatistic")))
     for fid in function_ids(any_synth).values():
         assert {(fid, "Errors", "Sum"), (fid, "Throttles", "Sum"), (fid, "Duration", "p99")} <= seen
+    machine = any_synth.logical_id(any_synth.stack.loads.state_machine)
+    assert {(machine, "ExecutionsFailed", "Sum"), (machine, "ExecutionsTimedOut", "Sum")} <= seen
     api = any_synth.logical_id(any_synth.stack.api.api)
     assert {(api, "5xx", "Sum"), (api, "Latency", "p99")} <= seen
 
@@ -616,4 +659,5 @@ def test_template_has_no_dependency_cycle(any_synth: Synth) -> None:
 
 def test_outputs_give_the_site_api_bucket_and_pool(any_synth: Synth) -> None:
     outputs = any_synth.template.to_json()["Outputs"]
-    assert {"SiteUrl", "ApiUrl", "ArtifactsBucket", "UserPoolId", "UserPoolClientId"} <= set(outputs)
+    assert {"SiteUrl", "ApiUrl", "ArtifactsBucket", "UserPoolId", "UserPoolClientId", "LoadStateMachine",
+            "LoadLogs"} <= set(outputs)

@@ -1,11 +1,12 @@
-"""`moodboard load CATALOG --model DIR --out DIR`: build (or refresh) an index bundle from a catalog."""
+"""`moodboard load CATALOG --model DIR --out DIR`: build (or refresh) an index bundle from a catalog;
+`--workers N` loads it in shards (resumable with `--resume JOB`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moodboard.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR, write_model_ref
 from moodboard.console import console, err_console
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("load", help="embed a catalog's images into an index bundle",
                               description="Embed a catalog (CSV, JSONL or a clothing-dataset folder) into an index bundle. "
                                           "Re-running on the same --out re-embeds only what changed.")
-    p.add_argument("catalog", type=Path, help="catalog file (.csv, .jsonl) or clothing-dataset folder")
+    p.add_argument("catalog", type=Path, nargs="?", help="catalog file (.csv, .jsonl) or clothing-dataset folder")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help=f"model bundle (default {DEFAULT_MODEL_DIR})")
     p.add_argument("--out", type=Path, default=DEFAULT_INDEX_DIR, help=f"index bundle to write (default {DEFAULT_INDEX_DIR})")
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
@@ -31,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="only show what the load would change against --out (added, removed, changed, categories, "
                         "rejects); writes nothing")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="load in shards with N worker processes (what the AWS load state machine runs); a stopped "
+                        "load can then be continued with --resume")
+    p.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="products per shard (with --workers; default MOODBOARD_LOAD_SHARD_SIZE, 1000)")
+    p.add_argument("--resume", metavar="JOB", default=None,
+                   help="continue the stopped sharded load JOB of --out: only its unfinished shards are embedded")
     p.set_defaults(func=run)
 
 
@@ -38,13 +46,17 @@ def run(args: argparse.Namespace) -> int:
     from moodboard.embedder import Embedder
     from moodboard.ingest import load_catalog
 
-    if not args.catalog.exists():
+    if args.resume is None and args.catalog is None:
+        raise ConfigError("give a catalog to load (or --resume JOB)")
+    if args.catalog is not None and not args.catalog.exists():
         raise ConfigError(f"catalog {args.catalog} does not exist")
     settings = get_settings()
     if args.dry_run:
         return dry_run(args, settings)
     if args.batch_size:
         settings = settings.model_copy(update={"embed_batch_size": args.batch_size})
+    if args.workers is not None or args.resume is not None:
+        return sharded(args, settings)
     embedder = Embedder.load(args.model, precision=args.precision, threads=settings.intra_op_threads)
     try:
         report = load_catalog(args.catalog, embedder, args.out, settings=settings, progress=not args.json)
@@ -60,6 +72,41 @@ def run(args: argparse.Namespace) -> int:
     _list_problems(report)
     console.print(report.summary(), markup=False)
     console.print(f"index bundle: {report.index_dir} (version {report.version})", markup=False)
+    return 0
+
+
+def sharded(args: argparse.Namespace, settings: Settings) -> int:
+    """The load in shards (moodboard.local_load): the plan, N worker processes, the publish."""
+    from moodboard.local_load import run_local_load
+
+    if args.shard_size is not None and args.shard_size < 1:
+        raise ConfigError("--shard-size: at least 1")
+
+    def planned(plan: Any) -> None:
+        err_console.print(f"load job {plan.job_id}: {plan.products} products to embed in {plan.shards} shards of "
+                          f"{plan.shard_size}, {plan.reused} kept from the current bundle", markup=False)
+        err_console.print(f"if it stops: moodboard load --resume {plan.job_id} --out {args.out}", markup=False)
+
+    def shard_done(summary: dict[str, Any]) -> None:
+        err_console.print(f"shard {summary['shard']}: {summary['embedded']} embedded, {summary['failures']} images "
+                          "failed", markup=False)
+
+    load = run_local_load(out_dir=args.out, model_dir=args.model, precision=args.precision, settings=settings,
+                          workers=args.workers or 1, catalog=args.catalog, resume=args.resume,
+                          shard_size=args.shard_size, on_plan=None if args.json else planned,
+                          on_shard=None if args.json else shard_done)
+    write_model_ref(args.out, args.model, args.precision)
+    report = {**load.result, "job_id": load.job_id, "shards_embedded": load.embedded_shards,
+              "shards_skipped": load.skipped_shards, "wall_seconds": round(load.seconds, 2)}
+    if args.json:
+        console.print_json(json.dumps(report))
+        return 0
+    result = load.result
+    console.print(f"loaded {result['loaded']} products ({result['embedded']} embedded in {len(load.embedded_shards)} "
+                  f"shards, {len(load.skipped_shards)} shards done before, {result['reused']} reused), "
+                  f"{result['image_failures']} image failures, {result['rejected_rows']} rejected rows; "
+                  f"{load.seconds:.1f}s", markup=False)
+    console.print(f"index bundle: {args.out} (version {result['version']}, load job {load.job_id})", markup=False)
     return 0
 
 

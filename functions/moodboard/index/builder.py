@@ -100,6 +100,16 @@ class IndexBuilder:
         self._keys.extend(keys if keys is not None else [None] * len(products))
         self._vectors.append(l2_normalize(vectors))
 
+    def rows(self) -> tuple[list[Product], Vector, list[str | None]]:
+        """The products added so far, their (normalised) vectors as one (n, dim) array and their
+        content keys, in label order: what a shard worker keeps of a batch it embedded."""
+        return list(self._products), self._matrix(), list(self._keys)
+
+    def _matrix(self) -> Vector:
+        if not self._vectors:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(self._vectors) if len(self._vectors) > 1 else self._vectors[0]
+
     def categories(self) -> dict[str, int]:
         """Product counts per category, by category name."""
         counts: dict[str, int] = {}
@@ -108,13 +118,14 @@ class IndexBuilder:
         return dict(sorted(counts.items()))
 
     def write(self, path: Path, *, catalog_sha256: str | None = None,
-              write_extra: Callable[[Path], None] | None = None) -> IndexManifest:
+              write_extra: Callable[[Path], None] | None = None, version: str | None = None) -> IndexManifest:
         """Build the graphs and write the bundle to `path`, replacing any folder there only once the
         whole bundle is written. `write_extra(folder)` may add files (thumbnails) before the
-        manifest hashes everything. Returns the manifest."""
+        manifest hashes everything. `version` names the bundle (default: the time and 4 random hex
+        digits; a sharded load passes its job's, so a reduce that runs twice publishes one version).
+        Returns the manifest."""
         path = Path(path)
-        vectors = (np.concatenate(self._vectors) if len(self._vectors) > 1 else
-                   self._vectors[0] if self._vectors else np.zeros((0, self.dim), np.float32))
+        vectors = self._matrix()
         clock = time.perf_counter()
         self.seconds = {}
 
@@ -133,7 +144,7 @@ class IndexBuilder:
                 write_extra(folder)
             now = datetime.now(UTC)
             manifest = IndexManifest(
-                version=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}",
+                version=version or f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}",
                 model_fingerprint=self.model_fingerprint, model_precision=self.model_precision,
                 count=len(self._products), elements=len(self._products), dim=self.dim,
                 build=BuildParams(switch=self.switch), graphs=graphs, catalog_sha256=catalog_sha256,
