@@ -278,3 +278,29 @@ def round_report(round_: Round, ratings: Iterable[Judged], *, ks: Sequence[int] 
     return {"round_id": round_.round_id, "k": round_.k, "ks": list(ks), "raters": everyone, "runs": runs,
             "comparisons": comparisons, "agreement": _plain(agreement(kept)),
             "agreement_grades": _plain(agreement(kept, label="grade"))}
+
+
+def round_queue(round_: Round, history: Any, evaluations: Any, *, rater: str) -> dict[str, Any]:
+    """The rating queue of one rater: per run, each item with its search id, the top `k` result ids
+    and the rater's own team ratings of them ({product_id: {rating, grade, comment}})."""
+    searches = {sid for run in round_.runs for sid in run.searches.values()}
+    mine: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    if searches:
+        for rating in evaluations.scan(source="team"):
+            if rating.rater == rater and rating.search_id in searches:
+                mine[rating.search_id][rating.product_id] = {"rating": rating.rating, "grade": rating.grade,
+                                                             "comment": rating.comment}
+    items = {item.item_id: item for item in round_.items}
+    runs = []
+    for run in round_.runs:
+        entries = []
+        for item_id, search_id in run.searches.items():
+            item = items.get(item_id)
+            if item is None:
+                continue
+            record = history.get(search_id)
+            entries.append({"item_id": item_id, "image_url": item.image_url, "category": item.category,
+                            "note": item.note, "search_id": search_id,
+                            "result_ids": record.result_ids[:round_.k], "mine": mine.get(search_id, {})})
+        runs.append({"run_id": run.run_id, "label": run.label, "model": run.model, "items": entries})
+    return {"round_id": round_.round_id, "name": round_.name, "k": round_.k, "rater": rater, "runs": runs}

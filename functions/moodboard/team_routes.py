@@ -17,7 +17,16 @@ from moodboard.auth import AdminDep
 from moodboard.deps import DynamoDep, HistoryDep, RuntimeDep, SettingsDep
 from moodboard.evaluations import MAX_COMMENT, EvaluationRecord, EvaluationStore
 from moodboard.index_versions import IndexVersions, VersionList
-from moodboard.rounds import Round, RoundRequest, RoundStore, RunRequest, round_from_request, round_report, validate_run
+from moodboard.rounds import (
+    Round,
+    RoundRequest,
+    RoundStore,
+    RunRequest,
+    round_from_request,
+    round_queue,
+    round_report,
+    validate_run,
+)
 from moodboard.search_urls import SearchUrlStore
 
 router = APIRouter()
@@ -139,6 +148,15 @@ def get_round_report(round_id: str, request: Request, _: AdminDep, rounds: Round
     searches = {sid for run in current.runs for sid in run.searches.values()}
     ratings = [r for r in evaluations.scan(source="team") if r.search_id in searches] if searches else []
     return round_report(current, ratings)
+
+
+@router.get("/rounds/{round_id}/queue", tags=["team"])
+def get_round_queue(round_id: str, request: Request, me: AdminDep, rounds: RoundsDep, history: HistoryDep,
+                    evaluations: TeamEvaluationsDep) -> dict:
+    """What the caller rates in a round: per run, each item's search and its top k result ids, with
+    the caller's own ratings of them so far."""
+    current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
+    return round_queue(current, history, evaluations, rater=me.subject)
 
 
 @router.get("/admin/indexes", response_model=VersionList, tags=["admin"])

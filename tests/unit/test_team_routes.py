@@ -111,6 +111,16 @@ def test_round_runs_report_and_unknown_round(api: Any) -> None:
     assert report["comparisons"][0]["precision"]["searches"] == 2
     assert report["agreement"]["cohen"][0]["raters"] == ["alice", "bob"]
 
+    client.post("/team/evaluations", headers=auth(tokens["bob"]),
+                json={"search_id": "s1", "product_id": "s1-p0", "rating": -1, "grade": 0, "comment": "off"})
+    queue = client.get(f"/rounds/{round_id}/queue", headers=auth(tokens["bob"])).json()
+    assert queue["rater"] == "bob" and len(queue["runs"]) == 2
+    first_item = queue["runs"][0]["items"][0]
+    assert first_item["search_id"] == "s1" and first_item["result_ids"] == ["s1-p0", "s1-p1", "s1-p2"]
+    assert first_item["mine"]["s1-p0"] == {"rating": -1, "grade": 0, "comment": "off"}
+    assert queue["runs"][1]["items"][0]["mine"] == {}  # bob has not rated run two; alice's ratings are hers
+    assert client.get("/rounds/nope/queue", headers=alice).status_code == 404
+
 
 def test_index_versions_list_promote_and_refusals(api: Any, tmp_path: Path) -> None:
     client, tokens, s3 = api
