@@ -15,7 +15,7 @@ from moodboard import __version__
 from moodboard.console import print_error
 from moodboard.errors import MoodboardError
 
-COMMAND_MODULES = ["export_model", "train", "load", "search", "serve", "eval", "bench", "team"]
+COMMAND_MODULES = ["export_model", "train", "load", "search", "serve", "eval", "bench", "team", "index"]
 EXIT_USAGE = 2
 
 

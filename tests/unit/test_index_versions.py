@@ -129,3 +129,24 @@ def test_retention_keeps_young_versions(store: ArtifactStore, tmp_path: Path) ->
     versions = [publish(store, tmp_path / f"v{i}", seed=i) for i in range(4)]
     assert IndexVersions(store).prune(keep=1, keep_days=30) == []
     assert {v.version for v in IndexVersions(store).list().items} == set(versions)
+
+
+def test_cli_index_list_and_rollback(store: ArtifactStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from moodboard.cli import main
+
+    first = publish(store, tmp_path / "a", seed=1)
+    second = publish(store, tmp_path / "b", seed=2)
+    assert main(["index", "list", "--bucket", BUCKET]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(lines) == {first, second} and lines[second].endswith("current")
+    assert lines[first].endswith("previous") and "6 products  2 product types  openai/clip-vit-base-patch32 @ " in lines[first]
+
+    assert main(["index", "rollback", first, "--bucket", BUCKET, "--expected", first]) == 2  # CURRENT moved: 409
+    assert "not " + first in capsys.readouterr().err.replace("\n", " ")
+    assert store.current().version == second
+    assert main(["index", "rollback", "no-such-version", "--bucket", BUCKET]) == 2
+    error = capsys.readouterr().err
+    assert "no-such-version" in error and len(error.strip().splitlines()) == 1
+    assert main(["index", "rollback", first, "--bucket", BUCKET]) == 0
+    assert f"CURRENT is now {first} (it replaced {second})" in capsys.readouterr().out
+    assert store.current().version == first
