@@ -179,6 +179,7 @@ class LocalLoad:
     embedded_shards: list[int] = field(default_factory=list)
     skipped_shards: list[int] = field(default_factory=list)
     failed_shards: dict[int, str] = field(default_factory=dict)
+    products_embedded_now: int = 0  # by this run's workers (a resumed job's finished shards not counted)
     seconds: float = 0.0
 
 
@@ -235,8 +236,11 @@ def run_local_load(*, out_dir: Path, model_dir: Path, precision: str, settings: 
     result = run_reduce({"job_id": files.job_id, "map": map_output}, files_for=lambda job: LocalJobFiles(root, job),
                         publisher=LocalPublisher(out_dir), jobs=progress)
     _clean_job(files)
+    succeeded = [o for o in outcomes if o["Status"] == "SUCCEEDED"]
     return LocalLoad(job_id=files.job_id, plan=plan, result=result, skipped_shards=skipped, failed_shards=failed,
-                     embedded_shards=[o["Input"]["Items"][0]["shard"] for o in outcomes if o["Status"] == "SUCCEEDED"],
+                     embedded_shards=[o["Input"]["Items"][0]["shard"] for o in succeeded],
+                     products_embedded_now=sum(s["embedded"] for o in succeeded for s in o["Output"]["shards"]
+                                               if not s["skipped"]),
                      seconds=time.perf_counter() - started)
 
 

@@ -97,7 +97,8 @@ def sharded(args: argparse.Namespace, settings: Settings) -> int:
                           on_shard=None if args.json else shard_done)
     write_model_ref(args.out, args.model, args.precision)
     report = {**load.result, "job_id": load.job_id, "shards_embedded": load.embedded_shards,
-              "shards_skipped": load.skipped_shards, "wall_seconds": round(load.seconds, 2)}
+              "shards_skipped": load.skipped_shards, "products_embedded_now": load.products_embedded_now,
+              "wall_seconds": round(load.seconds, 2)}
     if args.json:
         console.print_json(json.dumps(report))
         return 0
