@@ -11,7 +11,8 @@ work. The loader's per-job folders under its cache (moodboard.loading) follow th
 shared lock: each job holds it shared, and only a job that finds no other alive cleans up.
 
 The embeddings a killed load computed are not reused by the next one: only a finished bundle lends
-its vectors (sharded, resumable loads are issue 16).
+its vectors. A sharded load (moodboard.shards, `moodboard load --workers N`) keeps each finished
+shard's vectors and resumes from them.
 """
 
 from __future__ import annotations
