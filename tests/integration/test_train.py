@@ -156,7 +156,7 @@ def test_train_cli_lit_efficientnet_writes_a_bundle_the_runtime_serves(palette_c
 
     out = tmp_path / "lit-model"
     code = main(["train", str(palette_catalog), "--base", "efficientnet-lite0", "--method", "lit", "--out", str(out),
-                 "--epochs", "6", "--batch-size", "32", "--patience", "6", "--json"])
+                 "--epochs", "4", "--batch-size", "32", "--patience", "4", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     manifest = json.loads((out / "manifest.json").read_text())
