@@ -1,13 +1,18 @@
 // The team pages: sign-in (a bearer token in sessionStorage), curated search URLs, search history and
-// the evaluation dashboard. Views are hash routes (#urls, #history, #dashboard) on one page.
+// the evaluation dashboard; evaluation rounds, individual ratings and index versions live in their own
+// modules (team-rounds.js, team-ratings.js, team-indexes.js). Views are hash routes (#urls, #history,
+// #dashboard, #rounds, #rounds/<id>, #ratings, #indexes) on one page.
 
 import { ApiError, clearToken, getToken, request, setToken } from "./api.js";
 import { barChart } from "./chart.js";
 import { announce, formatTime, h, showDemoBannerIfTiny, showError } from "./dom.js";
 import { stateQuery } from "./state.js";
+import { loadIndexes, setupIndexes } from "./team-indexes.js";
+import { loadRatings, setupRatings } from "./team-ratings.js";
+import { loadRounds, setupRounds } from "./team-rounds.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["urls", "history", "dashboard"];
+const VIEWS = ["urls", "history", "dashboard", "rounds", "ratings", "indexes"];
 const GROUP_LABELS = {
   by_model_fingerprint: "Model version",
   by_index_version: "Index version",
@@ -62,6 +67,9 @@ function showTeam() {
   loginSection.hidden = true;
   teamSection.hidden = false;
   route();
+  adminRequest("team/me")
+    .then((me) => { $("signed-in-as").textContent = `Signed in as ${me.name}`; })
+    .catch(() => { $("signed-in-as").textContent = ""; });
 }
 
 loginForm.addEventListener("submit", async (event) => {
@@ -102,8 +110,18 @@ $("sign-out").addEventListener("click", () => {
 // ---------- routing ----------
 
 function currentView() {
-  const view = window.location.hash.replace(/^#/, "");
+  const view = window.location.hash.replace(/^#/, "").split("/")[0];
   return VIEWS.includes(view) ? view : "urls";
+}
+
+/** What follows the view in the hash (#rounds/<id> -> id), decoded, or "". */
+function viewArgument() {
+  const rest = window.location.hash.replace(/^#/, "").split("/").slice(1).join("/");
+  try {
+    return decodeURIComponent(rest);
+  } catch {
+    return "";
+  }
 }
 
 function route() {
@@ -119,7 +137,14 @@ function route() {
     else link.removeAttribute("aria-current");
   }
   showError(teamError, "");
-  const loaders = { urls: loadUrls, history: () => loadHistory(false), dashboard: loadSummary };
+  const loaders = {
+    urls: loadUrls,
+    history: () => loadHistory(false),
+    dashboard: loadSummary,
+    rounds: () => loadRounds(viewArgument()),
+    ratings: loadRatings,
+    indexes: loadIndexes,
+  };
   loaders[view]().catch((error) => {
     if (!(error instanceof ApiError && error.status === 401)) showError(teamError, error.message);
     announce(status, "");
@@ -128,7 +153,7 @@ function route() {
 
 window.addEventListener("hashchange", () => {
   route();
-  const heading = document.querySelector(`#view-${currentView()} h2`);
+  const heading = document.querySelector(viewArgument() && currentView() === "rounds" ? "#round-title" : `#view-${currentView()} h2`);
   if (heading && !teamSection.hidden) heading.focus();
 });
 
@@ -374,6 +399,10 @@ new ResizeObserver(() => {
 
 // ---------- start ----------
 
+const context = { adminRequest, status, teamError };
+setupRounds(context);
+setupRatings(context);
+setupIndexes(context);
 showDemoBannerIfTiny($("demo-banner"));
 if (getToken()) showTeam();
 else showLogin();
