@@ -21,7 +21,7 @@ from pathlib import PurePath
 
 from pydantic import BaseModel, Field
 
-from moodboard.catalog import CatalogRead, Product
+from moodboard.catalog import CatalogRead, Product, is_url
 
 DEFAULT_MAX_REMOVED_SHARE = 0.10
 LISTED = 50
@@ -79,7 +79,7 @@ class CatalogDiff(BaseModel):
 
 
 def _image_name(image: str) -> str:
-    return image if image.startswith(("http://", "https://")) else PurePath(image).name
+    return image if is_url(image) else PurePath(image).name
 
 
 def changed_fields(old: Product, new: Product) -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from moodboard.catalog import CatalogRead, Product, image_content_key, read_catalog
+from moodboard.catalog import CatalogRead, Product, image_content_key, is_url, read_catalog
 from moodboard.embedder import EmbedderProtocol
 from moodboard.errors import BundleError, MoodboardError, NothingLoaded
 from moodboard.fetch import FetchLimits, fetch
@@ -77,11 +77,6 @@ class LoadReport(BaseModel):
             f"{len(self.image_failures)} image failures, {len(self.duplicates)} duplicate ids; "
             f"{self.seconds:.1f}s"
         )
-
-
-def is_url(image: str) -> bool:
-    """True for http(s) image references, False for local paths."""
-    return image.startswith(("http://", "https://"))
 
 
 class ImageSource:
@@ -253,7 +248,7 @@ def _embed_all(todo: list[Product], keys: dict[str, str], embedder: EmbedderProt
 
     def load_one(product: Product) -> Image.Image:
         image = source.open(product.image)
-        if not is_url(product.image):
+        if not product.is_url:
             _save_thumb(image, thumbs / thumb_name(product.id))
         return image
 

@@ -136,7 +136,7 @@ def _fetch_local_images(store: ArtifactStore, catalog: Path, prefix: str, root: 
 
     wanted: list[tuple[str, Path]] = []
     for product in read_catalog(catalog).products:
-        if product.image.startswith(("http://", "https://")):
+        if product.is_url:
             continue
         path = Path(product.image)
         try:

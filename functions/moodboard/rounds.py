@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from moodboard.agreement import agreement
+from moodboard.catalog import is_url
 from moodboard.dynamo import aws_errors, deserialize, serialize, utc_now
 from moodboard.errors import Conflict, NotFound
 from moodboard.history import HistoryRecord
@@ -53,7 +54,7 @@ class RoundItem(BaseModel):
     @field_validator("image_url")
     @classmethod
     def _web_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if not is_url(value):
             raise ValueError("must be an http(s) URL")
         return value
 

@@ -238,7 +238,7 @@ def result_item(hit: Hit, links: Links) -> ResultItem:
 
 def image_url(product: Product, links: Links) -> str:
     """The product's image as a browser can load it: its URL, or our thumbnail route."""
-    if product.image.startswith(("http://", "https://")):
+    if product.is_url:
         return product.image
     return links.product_image(product.id)
 
@@ -364,7 +364,7 @@ def thumbnail(index: ProductIndex, product_id: str) -> tuple[str, Any]:
     from moodboard.index import thumbnail_path
 
     product = index.get(product_id)
-    if product.image.startswith(("http://", "https://")):
+    if product.is_url:
         return "redirect", product.image
     path = thumbnail_path(index.path, product_id)
     if not path.is_file():

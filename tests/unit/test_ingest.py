@@ -236,3 +236,39 @@ def test_a_load_killed_with_sigkill_leaves_staging_the_next_load_cleans(catalog:
 
     assert (report.loaded, report.reused) == (6, 6)
     assert _staging(out) == []
+
+
+def test_a_catalog_image_url_with_an_upper_case_scheme_is_fetched_not_opened_as_a_file(
+        tmp_path: Path, settings: Settings) -> None:
+    import io
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 90)).save(buffer, "PNG")
+    served: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(buffer.getvalue())))
+            self.end_headers()
+            self.wfile.write(buffer.getvalue())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"HTTP://127.0.0.1:{server.server_address[1]}/shoe.png"
+        catalog = _write_catalog(tmp_path, [{"id": "u1", "title": "Shoe", "category": "shoe", "image": url}])
+        report = load_catalog(catalog, FakeEmbedder(), tmp_path / "index",
+                              settings=settings.model_copy(update={"fetch_allow_loopback": True}))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert (report.loaded, report.image_failures, served) == (1, [], ["/shoe.png"])

@@ -40,7 +40,7 @@ def _open_query_image(ref: str, settings):  # noqa: ANN001, ANN202
     from moodboard.fetch import FetchLimits, fetch_image
     from moodboard.images import decode_image, load_image_file
 
-    if ref.startswith(("http://", "https://")) or "://" in ref:
+    if "://" in ref:  # a URL; fetch refuses any scheme but http(s)
         fetched = fetch_image(ref, limits=FetchLimits.from_settings(settings),
                               allow_loopback=settings.fetch_allow_loopback)
         return decode_image(fetched.content, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
