@@ -23,18 +23,16 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from moodboard.errors import BundleError, ConfigError, PublishConflict, StoreError
+from moodboard.aws import aws_errors
+from moodboard.errors import BundleError, ConfigError, MoodboardError, NotFound, PublishConflict
 from moodboard.index.manifest import VERSION_PATTERN, IndexManifest, verify
 from moodboard.integrity import MANIFEST_FILE
 
@@ -64,20 +62,13 @@ class Pointer:
     """The version CURRENT pointed at before this move (kept by the retention rule)."""
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-@contextmanager
-def s3_errors(action: str) -> Iterator[None]:
-    """Turn boto3 failures into StoreError (503), chained, saying what we were doing."""
-    try:
-        yield
-    except ClientError as exc:
-        raise StoreError(f"S3 failed to {action} ({_code(exc) or 'ClientError'})",
-                         details={"aws_error": _code(exc)}) from exc
-    except BotoCoreError as exc:
-        raise StoreError(f"S3 failed to {action} ({type(exc).__name__})") from exc
+def s3_errors(action: str, *, missing: MoodboardError | None = None,
+              conflict: MoodboardError | None = None) -> AbstractContextManager[None]:
+    """S3's error mapping: a missing object raises `missing`, a failed condition (If-Match,
+    If-None-Match) `conflict` (when given); any other failure StoreError (503) saying what we were
+    doing (moodboard.aws.aws_errors)."""
+    errors = {**dict.fromkeys(_MISSING_CODES, missing), **dict.fromkeys(_CONFLICT_CODES, conflict)}
+    return aws_errors("S3", action, {code: error for code, error in errors.items() if error is not None})
 
 
 def check_version(version: str) -> str:
@@ -101,14 +92,11 @@ class ArtifactStore:
     def current(self) -> Pointer | None:
         """The CURRENT pointer, or None when nothing has been published yet."""
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=CURRENT_KEY)
-            body = response["Body"].read()
-        except ClientError as exc:
-            if _code(exc) in _MISSING_CODES:
-                return None
-            raise StoreError(f"S3 failed to read {CURRENT_KEY} ({_code(exc)})") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"S3 failed to read {CURRENT_KEY} ({type(exc).__name__})") from exc
+            with s3_errors(f"read {CURRENT_KEY}", missing=NotFound(f"no {CURRENT_KEY}")):
+                response = self.client.get_object(Bucket=self.bucket, Key=CURRENT_KEY)
+                body = response["Body"].read()
+        except NotFound:
+            return None
         try:
             data = json.loads(body)
             previous = data.get("previous")
@@ -131,18 +119,11 @@ class ArtifactStore:
         body = json.dumps({"version": version, "model_fingerprint": model_fingerprint, "published": published,
                            "previous": previous})
         condition = {"IfMatch": expected.etag} if expected is not None else {"IfNoneMatch": "*"}
-        try:
+        moved = PublishConflict(f"another publish moved {CURRENT_KEY} first; {version} was uploaded but is not current",
+                                details={"version": version})
+        with s3_errors(f"move {CURRENT_KEY}", conflict=moved, missing=moved if expected is not None else None):
             response = self.client.put_object(Bucket=self.bucket, Key=CURRENT_KEY, Body=body.encode(),
                                               ContentType="application/json", **condition)
-        except ClientError as exc:
-            if _code(exc) in _CONFLICT_CODES or (expected is not None and _code(exc) in _MISSING_CODES):
-                raise PublishConflict(
-                    f"another publish moved {CURRENT_KEY} first; {version} was uploaded but is not current",
-                    details={"version": version},
-                ) from exc
-            raise StoreError(f"S3 failed to move {CURRENT_KEY} ({_code(exc)})") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"S3 failed to move {CURRENT_KEY} ({type(exc).__name__})") from exc
         logger.info("CURRENT -> %s (model %s)", version, model_fingerprint)
         return Pointer(version=version, model_fingerprint=model_fingerprint, etag=response["ETag"],
                        published=published, previous=previous)
@@ -162,17 +143,11 @@ class ArtifactStore:
             for future in [pool.submit(self._upload_file, f, prefix + f.relative_to(index_dir).as_posix())
                            for f in files]:
                 future.result()
-        try:
+        published = PublishConflict(f"index version {version} was already published", details={"version": version})
+        with s3_errors(f"upload {prefix}{MANIFEST_FILE}", conflict=published):
             self.client.put_object(Bucket=self.bucket, Key=prefix + MANIFEST_FILE,
                                    Body=(index_dir / MANIFEST_FILE).read_bytes(),
                                    ContentType="application/json", IfNoneMatch="*")
-        except ClientError as exc:
-            if _code(exc) in _CONFLICT_CODES:
-                raise PublishConflict(f"index version {version} was already published",
-                                      details={"version": version}) from exc
-            raise StoreError(f"S3 failed to upload {prefix}{MANIFEST_FILE} ({_code(exc)})") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"S3 failed to upload {prefix}{MANIFEST_FILE} ({type(exc).__name__})") from exc
         logger.info("uploaded index %s (%d files)", version, len(files) + 1)
         return manifest
 
@@ -267,7 +242,7 @@ class ArtifactStore:
         With `preserve_mtime` the file's mtime is the object's LastModified."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with s3_errors(f"download {key}", missing=BundleError(f"s3://{self.bucket}/{key} does not exist")):
             if preserve_mtime:
                 response = self.client.get_object(Bucket=self.bucket, Key=key)
                 with path.open("wb") as fh:
@@ -277,12 +252,6 @@ class ArtifactStore:
                 os.utime(path, (stamp, stamp))
             else:
                 self.client.download_file(self.bucket, key, str(path))
-        except ClientError as exc:
-            if _code(exc) in _MISSING_CODES:
-                raise BundleError(f"s3://{self.bucket}/{key} does not exist") from exc
-            raise StoreError(f"S3 failed to download {key} ({_code(exc)})") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"S3 failed to download {key} ({type(exc).__name__})") from exc
         return path
 
 

@@ -15,21 +15,22 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from moodboard.errors import InvalidCursor, StoreError
+from moodboard.aws import aws_errors
+from moodboard.errors import InvalidCursor, MoodboardError, StoreError
 from moodboard.json_limits import too_deep
 
 T = TypeVar("T")
 
+CONDITION_FAILED = "ConditionalCheckFailedException"
 CURSOR_DEPTH = 2
 """A cursor is {"<key attribute>": {"S": "<value>"}, ...}: two levels of objects."""
 DYNAMO_MIN_NUMBER = Decimal("1E-130")
@@ -115,16 +116,11 @@ def decode_cursor(cursor: str | None, key_attributes: set[str]) -> dict[str, Any
     return key
 
 
-@contextmanager
-def aws_errors(action: str, *, service: str = "DynamoDB") -> Iterator[None]:
-    """Turn boto3/botocore failures into StoreError (503), chained, with what we were doing."""
-    try:
-        yield
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
-        raise StoreError(f"{service} failed to {action} ({code})", details={"aws_error": code}) from exc
-    except BotoCoreError as exc:
-        raise StoreError(f"{service} failed to {action} ({type(exc).__name__})") from exc
+def dynamo_errors(action: str, *, condition_failed: MoodboardError | None = None) -> AbstractContextManager[None]:
+    """DynamoDB's error mapping: a failed ConditionExpression raises `condition_failed` (when given),
+    any other failure StoreError (503) saying what we were doing (moodboard.aws.aws_errors)."""
+    errors = {CONDITION_FAILED: condition_failed} if condition_failed is not None else None
+    return aws_errors("DynamoDB", action, errors)
 
 
 class Page(BaseModel, Generic[T]):

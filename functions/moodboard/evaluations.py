@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from moodboard.dynamo import Page, aws_errors, decode_cursor, deserialize, encode_cursor, serialize, utc_now
+from moodboard.dynamo import Page, decode_cursor, deserialize, dynamo_errors, encode_cursor, serialize, utc_now
 from moodboard.errors import Conflict, NotFound
 from moodboard.history import HistoryRecord
 
@@ -134,7 +134,7 @@ class EvaluationStore:
         expression += f" ADD {alias['revisions']} :one"
         attribute_values = serialize({f":{alias[name][1:]}": value for name, value in sets.items()})
         attribute_values |= serialize({":now": now, ":one": 1})
-        with aws_errors("store the evaluation"):
+        with dynamo_errors("store the evaluation"):
             response = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(search.search_id, product_id, rater, source),
@@ -148,7 +148,7 @@ class EvaluationStore:
 
     def get(self, search_id: str, product_id: str, rater: str, source: str = "shopper") -> EvaluationRecord:
         """One stored rating; NotFound when there is none."""
-        with aws_errors("read the evaluation"):
+        with dynamo_errors("read the evaluation"):
             response = self._client.get_item(
                 TableName=self._table, Key=self._key(search_id, product_id, rater, source), ConsistentRead=True
             )
@@ -160,17 +160,14 @@ class EvaluationStore:
 
     def delete(self, search_id: str, product_id: str, rater: str, source: str = "shopper") -> None:
         """Remove one rating (a shopper clearing theirs); NotFound when there is none."""
-        with aws_errors("delete the evaluation"):
-            try:
-                self._client.delete_item(
-                    TableName=self._table,
-                    Key=self._key(search_id, product_id, rater, source),
-                    ConditionExpression="attribute_exists(search_id)",
-                )
-            except self._client.exceptions.ConditionalCheckFailedException:
-                raise NotFound(
-                    "evaluation not found", details={"search_id": search_id, "product_id": product_id, "rater": rater}
-                ) from None
+        missing = NotFound("evaluation not found",
+                           details={"search_id": search_id, "product_id": product_id, "rater": rater})
+        with dynamo_errors("delete the evaluation", condition_failed=missing):
+            self._client.delete_item(
+                TableName=self._table,
+                Key=self._key(search_id, product_id, rater, source),
+                ConditionExpression="attribute_exists(search_id)",
+            )
 
     def page(
         self,
@@ -226,7 +223,7 @@ class EvaluationStore:
             args["ExpressionAttributeValues"] = {f":{key[1:]}": {"S": filters[name]} for key, name in names.items()}
         if start:
             args["ExclusiveStartKey"] = start
-        with aws_errors("list evaluations"):
+        with dynamo_errors("list evaluations"):
             return self._client.scan(**args)
 
     @staticmethod

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moodboard.dynamo import Page, aws_errors, decode_cursor, deserialize, encode_cursor, serialize, utc_now
+from moodboard.dynamo import Page, decode_cursor, deserialize, dynamo_errors, encode_cursor, serialize, utc_now
 from moodboard.errors import NotFound
 from moodboard.tables import HISTORY_FEED, HISTORY_RECENT_INDEX
 
@@ -98,13 +98,13 @@ class HistoryStore:
         """Store one search (validated; floats become Decimal). Raises StoreError when DynamoDB fails."""
         record = record if isinstance(record, HistoryRecord) else HistoryRecord.model_validate(record)
         item = record.model_dump() | {"feed": HISTORY_FEED}
-        with aws_errors("write search history"):
+        with dynamo_errors("write search history"):
             self._client.put_item(TableName=self._table, Item=serialize(item))
         return record
 
     def get(self, search_id: str) -> HistoryRecord:
         """The record of one search; NotFound when it is unknown (or expired)."""
-        with aws_errors("read search history"):
+        with dynamo_errors("read search history"):
             response = self._client.get_item(
                 TableName=self._table, Key={"search_id": {"S": search_id}}, ConsistentRead=True
             )
@@ -125,7 +125,7 @@ class HistoryStore:
         start = decode_cursor(cursor, {"search_id", "feed", "created_at"})
         if start:
             args["ExclusiveStartKey"] = start
-        with aws_errors("list search history"):
+        with dynamo_errors("list search history"):
             response = self._client.query(**args)
         return Page[HistoryRecord](
             items=[_record(item) for item in response.get("Items", [])],

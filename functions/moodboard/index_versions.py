@@ -25,11 +25,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from moodboard.artifacts import INDEX_PREFIX, ArtifactStore, Pointer, check_version, s3_errors
-from moodboard.errors import BundleError, IndexModelMismatch, PublishConflict, UnknownIndexVersion
+from moodboard.errors import (
+    BundleError,
+    IndexModelMismatch,
+    NotFound,
+    PublishConflict,
+    StoreError,
+    UnknownIndexVersion,
+)
 from moodboard.index.manifest import PRODUCTS_FILE, IndexManifest, verify
 from moodboard.integrity import MANIFEST_FILE
 
@@ -37,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 CARD_PREFIX = "index-cards/"
 SHORT_FINGERPRINT = 6
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class VersionCard(BaseModel):
@@ -135,14 +140,14 @@ class IndexVersions:
                            count=manifest.count, catalog_sha256=manifest.catalog_sha256)
 
     def _get(self, key: str) -> bytes | None:
+        """The object's bytes; None when it does not exist, BundleError when S3 fails to read it."""
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
-                return None
-            raise BundleError(f"S3 failed to read {key}") from exc
-        except BotoCoreError as exc:
-            raise BundleError(f"S3 failed to read {key} ({type(exc).__name__})") from exc
+            with s3_errors(f"read {key}", missing=NotFound(f"no {key}")):
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except NotFound:
+            return None
+        except StoreError as exc:  # a version whose card cannot be read is left out of the list
+            raise BundleError(exc.message) from exc
 
     # --- listing -------------------------------------------------------------------------------
 

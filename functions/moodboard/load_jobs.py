@@ -17,7 +17,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moodboard.dynamo import aws_errors, deserialize, serialize, utc_now
+from moodboard.aws import aws_errors
+from moodboard.dynamo import deserialize, dynamo_errors, serialize, utc_now
 from moodboard.errors import MoodboardError, NotFound
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class JobStore:
         job = JobRecord(
             job_id=job_id or uuid.uuid4().hex, catalog_key=catalog_key, status="queued", created_at=now, updated_at=now
         )
-        with aws_errors("create the load job"):
+        with dynamo_errors("create the load job"):
             self._client.put_item(
                 TableName=self._table,
                 Item=serialize(job.model_dump(exclude_none=True)),
@@ -80,7 +81,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord:
         """The job's current record; NotFound when there is no such job."""
-        with aws_errors("read the load job"):
+        with dynamo_errors("read the load job"):
             response = self._client.get_item(
                 TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
             )
@@ -118,19 +119,17 @@ class JobStore:
         if execution_arn is not None:
             values["execution_arn"] = execution_arn
         names = {f"#a{i}": name for i, name in enumerate(values)}
-        with aws_errors("update the load job"):
-            try:
-                response = self._client.update_item(
-                    TableName=self._table,
-                    Key={"job_id": {"S": job_id}},
-                    UpdateExpression="SET " + ", ".join(f"{key} = :{key[1:]}" for key in names),
-                    ConditionExpression="attribute_exists(job_id)",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=serialize({f":{key[1:]}": values[name] for key, name in names.items()}),
-                    ReturnValues="ALL_NEW",
-                )
-            except self._client.exceptions.ConditionalCheckFailedException:
-                raise NotFound(f"load job {job_id!r} not found", details={"job_id": job_id}) from None
+        with dynamo_errors("update the load job",
+                           condition_failed=NotFound(f"load job {job_id!r} not found", details={"job_id": job_id})):
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET " + ", ".join(f"{key} = :{key[1:]}" for key in names),
+                ConditionExpression="attribute_exists(job_id)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=serialize({f":{key[1:]}": values[name] for key, name in names.items()}),
+                ReturnValues="ALL_NEW",
+            )
         return JobRecord.model_validate(deserialize(response["Attributes"]))
 
     def shards_planned(self, job_id: str, total: int) -> None:
@@ -160,14 +159,12 @@ class JobStore:
     def _update_expression(self, job_id: str, expression: str, values: Mapping[str, Any], *,
                            names: Mapping[str, str] | None = None) -> None:
         extra = {"ExpressionAttributeNames": dict(names)} if names else {}
-        with aws_errors("update the load job"):
-            try:
-                self._client.update_item(
-                    TableName=self._table, Key={"job_id": {"S": job_id}}, UpdateExpression=expression,
-                    ConditionExpression="attribute_exists(job_id)", ExpressionAttributeValues=serialize(values),
-                    **extra)
-            except self._client.exceptions.ConditionalCheckFailedException:
-                raise NotFound(f"load job {job_id!r} not found", details={"job_id": job_id}) from None
+        missing = NotFound(f"load job {job_id!r} not found", details={"job_id": job_id})
+        with dynamo_errors("update the load job", condition_failed=missing):
+            self._client.update_item(
+                TableName=self._table, Key={"job_id": {"S": job_id}}, UpdateExpression=expression,
+                ConditionExpression="attribute_exists(job_id)", ExpressionAttributeValues=serialize(values),
+                **extra)
 
     def set_progress(self, job_id: str, done: int, total: int, *, stage: str | None = None) -> JobRecord:
         """Record progress as {"done", "total"[, "stage"]}; fits ingest's on_progress(done, total)."""
@@ -193,7 +190,7 @@ class LambdaLoadRunner:
     def start(self, job_id: str, catalog_key: str) -> None:
         """Queue the invocation (InvocationType=Event); StoreError when Lambda refuses it."""
         payload = json.dumps({"job_id": job_id, "catalog_key": catalog_key}).encode()
-        with aws_errors("start the loader", service="Lambda"):
+        with aws_errors("Lambda", "start the loader"):
             self._client.invoke(FunctionName=self._function, InvocationType="Event", Payload=payload)
         logger.info("loader invoked for job %s", job_id)
 
@@ -211,7 +208,7 @@ class StateMachineLoadRunner:
         payload: dict[str, Any] = {"job_id": job_id, "catalog_key": catalog_key}
         if bucket:
             payload["bucket"] = bucket
-        with aws_errors("start the load state machine", service="Step Functions"):
+        with aws_errors("Step Functions", "start the load state machine"):
             try:
                 response = self._client.start_execution(stateMachineArn=self._arn, name=job_id[:80],
                                                         input=json.dumps(payload))

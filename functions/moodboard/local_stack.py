@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
-from moodboard.errors import StoreError
+from moodboard.errors import NotFound
 from moodboard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -188,18 +186,19 @@ class LocalMotoServer:
 
 def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
     """Create the artifacts bucket unless it exists."""
+    from moodboard.artifacts import s3_errors
+
     try:
-        s3.head_bucket(Bucket=bucket)
+        with s3_errors(f"read the bucket {bucket}", missing=NotFound(f"no bucket {bucket}")):
+            s3.head_bucket(Bucket=bucket)
         return
-    except ClientError:
+    except NotFound:
         pass
     args: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         args["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    try:
+    with s3_errors(f"create the bucket {bucket}"):
         s3.create_bucket(**args)
-    except ClientError as exc:
-        raise StoreError(f"cannot create the bucket {bucket}: {exc.response['Error'].get('Code')}") from exc
     logger.info("created bucket %s", bucket)
 
 

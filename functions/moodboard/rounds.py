@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from moodboard.agreement import agreement
 from moodboard.catalog import is_url
-from moodboard.dynamo import aws_errors, deserialize, serialize, utc_now
+from moodboard.dynamo import deserialize, dynamo_errors, serialize, utc_now
 from moodboard.errors import Conflict, NotFound
 from moodboard.history import HistoryRecord
 from moodboard.index_versions import model_label
@@ -164,14 +164,14 @@ class RoundStore:
 
     def create(self, round_: Round) -> Round:
         """Store a new round."""
-        with aws_errors("create the round"):
+        with dynamo_errors("create the round"):
             self._client.put_item(TableName=self._table, Item=serialize(round_.model_dump(exclude_none=True)),
                                   ConditionExpression="attribute_not_exists(round_id)")
         return round_
 
     def get(self, round_id: str, *, list_url: str | None = None) -> Round:
         """One round; UnknownRound (404, with the list URL) when there is none."""
-        with aws_errors("read the round"):
+        with dynamo_errors("read the round"):
             response = self._client.get_item(TableName=self._table, Key={"round_id": {"S": round_id}},
                                              ConsistentRead=True)
         if "Item" not in response:
@@ -187,7 +187,7 @@ class RoundStore:
             args: dict[str, Any] = {"TableName": self._table}
             if start:
                 args["ExclusiveStartKey"] = start
-            with aws_errors("list rounds"):
+            with dynamo_errors("list rounds"):
                 response = self._client.scan(**args)
             items += [Round.model_validate(deserialize(raw)) for raw in response.get("Items", [])]
             start = response.get("LastEvaluatedKey")
@@ -197,28 +197,24 @@ class RoundStore:
     def add_run(self, round_id: str, run: RoundRun, *, runs_before: int) -> Round:
         """Append a run, if the round still has `runs_before` runs (else Conflict: someone added one
         meanwhile; reload and try again)."""
-        with aws_errors("add the run"):
-            try:
-                response = self._client.update_item(
-                    TableName=self._table, Key={"round_id": {"S": round_id}},
-                    UpdateExpression="SET #runs = list_append(#runs, :run)",
-                    ConditionExpression="attribute_exists(round_id) AND size(#runs) = :n",
-                    ExpressionAttributeNames={"#runs": "runs"},
-                    ExpressionAttributeValues=serialize({":run": [run.model_dump()], ":n": runs_before}),
-                    ReturnValues="ALL_NEW")
-            except self._client.exceptions.ConditionalCheckFailedException:
-                raise Conflict("the round changed meanwhile (another run was added); reload it") from None
+        with dynamo_errors("add the run",
+                           condition_failed=Conflict("the round changed meanwhile (another run was added); reload it")):
+            response = self._client.update_item(
+                TableName=self._table, Key={"round_id": {"S": round_id}},
+                UpdateExpression="SET #runs = list_append(#runs, :run)",
+                ConditionExpression="attribute_exists(round_id) AND size(#runs) = :n",
+                ExpressionAttributeNames={"#runs": "runs"},
+                ExpressionAttributeValues=serialize({":run": [run.model_dump()], ":n": runs_before}),
+                ReturnValues="ALL_NEW")
         return Round.model_validate(deserialize(response["Attributes"]))
 
     def delete(self, round_id: str) -> None:
         """Remove a round (its searches and ratings stay); UnknownRound when there is none."""
-        with aws_errors("delete the round"):
-            try:
-                self._client.delete_item(TableName=self._table, Key={"round_id": {"S": round_id}},
-                                         ConditionExpression="attribute_exists(round_id)")
-            except self._client.exceptions.ConditionalCheckFailedException:
-                raise UnknownRound(f"no evaluation round {round_id!r}",
-                                   details={"round_id": round_id, "list_url": "/rounds"}) from None
+        missing = UnknownRound(f"no evaluation round {round_id!r}",
+                               details={"round_id": round_id, "list_url": "/rounds"})
+        with dynamo_errors("delete the round", condition_failed=missing):
+            self._client.delete_item(TableName=self._table, Key={"round_id": {"S": round_id}},
+                                     ConditionExpression="attribute_exists(round_id)")
 
 
 def _plain(value: Any) -> Any:

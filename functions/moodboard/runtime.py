@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from boto3.exceptions import Boto3Error
-
 from moodboard.artifacts import ArtifactStore, Pointer, download_model
 from moodboard.errors import BundleError, ConfigError, IndexUnavailable, MoodboardError
 from moodboard.settings import Settings
@@ -172,7 +170,7 @@ class CurrentIndex:
         except MoodboardError as exc:  # StoreError: S3 throttled, failed or timed out
             self._postpone(pointer.version, exc.message)
             return
-        except (Boto3Error, OSError) as exc:  # boto3's transfer gave up retrying, or /tmp is full
+        except OSError as exc:  # /tmp is full
             self._postpone(pointer.version, f"{type(exc).__name__}: {exc}")
             return
         self._postponed.clear()

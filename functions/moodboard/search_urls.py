@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from moodboard.dynamo import aws_errors, deserialize, serialize, utc_now
+from moodboard.dynamo import deserialize, dynamo_errors, serialize, utc_now
 from moodboard.errors import NotFound
 
 MAX_NOTE = 1000
@@ -53,7 +53,7 @@ class SearchUrlStore:
             created_by=created_by,
         )
         item = entry.model_dump(exclude_none=True)
-        with aws_errors("store the search URL"):
+        with dynamo_errors("store the search URL"):
             self._client.put_item(
                 TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(id)"
             )
@@ -64,7 +64,7 @@ class SearchUrlStore:
         entries: list[SearchUrl] = []
         args: dict[str, Any] = {"TableName": self._table}
         while True:
-            with aws_errors("list search URLs"):
+            with dynamo_errors("list search URLs"):
                 response = self._client.scan(**args)
             entries.extend(_entry(item) for item in response.get("Items", []))
             if "LastEvaluatedKey" not in response:
@@ -73,15 +73,13 @@ class SearchUrlStore:
 
     def delete(self, entry_id: str) -> None:
         """Remove one URL; NotFound when there is no such id."""
-        with aws_errors("delete the search URL"):
-            try:
-                self._client.delete_item(
-                    TableName=self._table,
-                    Key={"id": {"S": entry_id}},
-                    ConditionExpression="attribute_exists(id)",
-                )
-            except self._client.exceptions.ConditionalCheckFailedException:
-                raise NotFound(f"search URL {entry_id!r} not found", details={"id": entry_id}) from None
+        with dynamo_errors("delete the search URL",
+                           condition_failed=NotFound(f"search URL {entry_id!r} not found", details={"id": entry_id})):
+            self._client.delete_item(
+                TableName=self._table,
+                Key={"id": {"S": entry_id}},
+                ConditionExpression="attribute_exists(id)",
+            )
 
 
 def _entry(item: Mapping[str, Any]) -> SearchUrl:

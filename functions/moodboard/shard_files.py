@@ -16,13 +16,10 @@ import secrets
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from moodboard.artifacts import ArtifactStore, s3_errors
-from moodboard.errors import BundleError, StoreError
+from moodboard.errors import BundleError, NotFound
 
 LOADS_PREFIX = "loads/"
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class JobFiles(Protocol):
@@ -71,14 +68,8 @@ class S3JobFiles:
         return self.read_result(self.result_key(name))
 
     def read_result(self, key: str) -> bytes:
-        try:
+        with s3_errors(f"read {key}", missing=BundleError(f"s3://{self.store.bucket}/{key} does not exist")):
             return self.store.client.get_object(Bucket=self.store.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
-                raise BundleError(f"s3://{self.store.bucket}/{key} does not exist") from exc
-            raise StoreError(f"S3 failed to read {key}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"S3 failed to read {key} ({type(exc).__name__})") from exc
 
     def write(self, name: str, data: bytes) -> None:
         key = self.result_key(name)
@@ -88,13 +79,10 @@ class S3JobFiles:
     def exists(self, name: str) -> bool:
         key = self.result_key(name)
         try:
-            self.store.client.head_object(Bucket=self.store.bucket, Key=key)
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
-                return False
-            raise StoreError(f"S3 failed to look for {key}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"S3 failed to look for {key} ({type(exc).__name__})") from exc
+            with s3_errors(f"look for {key}", missing=NotFound(f"no {key}")):
+                self.store.client.head_object(Bucket=self.store.bucket, Key=key)
+        except NotFound:
+            return False
         return True
 
     def upload(self, path: Path, name: str) -> str:
