@@ -3,14 +3,13 @@
 One path for every checkpoint, hub or local, real or random: load with transformers, export the
 vision and text towers with optimum (projected embeddings, dynamic batch and text length), check
 parity against PyTorch, optionally quantise to int8, write tokenizer.json, preprocess.json and
-manifest.json. The bundle is assembled in a staging directory and moved into place at the end,
-so a failed export never leaves a half-written bundle behind.
+manifest.json. The bundle is assembled beside its destination and renamed into place at the end
+(moodboard.staging.staged_dir), so a failed export never leaves a half-written bundle behind.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from moodboard.bundle import (
 )
 from moodboard.errors import ConfigError, ExportError
 from moodboard.integrity import MANIFEST_FILE
+from moodboard.staging import staged_dir
 from model_export.hub import Checkpoint, resolve_checkpoint
 from model_export.parity import fp32_parity, int8_parity, parity_inputs
 from model_export.quantize import PRECISION as INT8, int8_name, quantize_int8
@@ -138,9 +138,7 @@ def write_bundle(
     """
     _check_quantize(quantize)
     _check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as staging:
         export_graphs(model, staging)
         inputs = parity_inputs(tokenizer, image_size=image_size)
         parity = Parity(fp32=fp32_parity(model, staging / VISION_FILE, staging / TEXT_FILE, inputs))
@@ -164,12 +162,6 @@ def write_bundle(
         write_manifest(manifest, staging)
         load_manifest(staging, verify=True)
         staging.chmod(0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("model bundle %s written (fingerprint %s)", out_dir, manifest.fingerprint)
     return out_dir
 

@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from moodboard.aws import aws_errors
 from moodboard.errors import BundleError, ConfigError, MoodboardError, NotFound, PublishConflict
 from moodboard.index.manifest import VERSION_PATTERN, IndexManifest, verify
 from moodboard.integrity import MANIFEST_FILE
+from moodboard.staging import staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -191,21 +191,12 @@ class ArtifactStore:
             except BundleError:
                 logger.warning("cached index %s is corrupt; downloading it again", version)
                 shutil.rmtree(final, ignore_errors=True)
-        dest_root.mkdir(parents=True, exist_ok=True)
-        staging = dest_root / f".{version}.partial-{uuid.uuid4().hex[:8]}"
-        try:
+        with staged_dir(final, replace=False) as staging:
             self.download_prefix(f"{INDEX_PREFIX}{version}/", staging)
             if not (staging / MANIFEST_FILE).exists():
                 raise BundleError(f"index version {version} is missing or incomplete on S3 (no {MANIFEST_FILE})")
             verify(staging)
-            try:
-                staging.rename(final)
-            except OSError:
-                if not final.is_dir():
-                    raise
-            return final
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        return final
 
     def download_prefix(self, prefix: str, dest: Path, *, preserve_mtime: bool = False) -> int:
         """Download every object under `prefix` into `dest`, keeping relative paths; returns the count.
@@ -274,17 +265,10 @@ def download_model(uri: str, client: Any, cache_dir: Path) -> Path:
     final = Path(cache_dir) / "models" / name
     if (final / MANIFEST_FILE).is_file():
         return final
-    staging = final.parent / f".{name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
+    shutil.rmtree(final, ignore_errors=True)  # a folder without a manifest is not a bundle
+    with staged_dir(final, replace=False) as staging:
         count = ArtifactStore(bucket, client).download_prefix(prefix, staging)
         if not count or not (staging / MANIFEST_FILE).is_file():
             raise BundleError(f"no model bundle at {uri} (no {MANIFEST_FILE})")
-        try:
-            staging.rename(final)
-        except OSError:
-            if not (final / MANIFEST_FILE).is_file():
-                raise
-        logger.info("downloaded model bundle %s (%d files)", uri, count)
-        return final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("downloaded model bundle %s (%d files)", uri, count)
+    return final

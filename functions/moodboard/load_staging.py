@@ -1,6 +1,6 @@
 """Staging folders of loads: found by name, cleaned by the next load, never shared by two live loads.
 
-A load of an index bundle at `<parent>/<name>` stages beside it: `.<name>.thumbs-<ns>` (thumbnails,
+A load of an index bundle at `<parent>/<name>` stages beside it: `.<name>.thumbs-<token>` (thumbnails,
 moodboard.ingest), `.<name>.tmp-<token>` (the bundle being written) and `.<name>.old-<token>` (the
 previous bundle moved aside while the new one is renamed in; both moodboard.staging.staged_dir). A load killed
 with SIGKILL leaves them behind. The next load of the same output takes the output's lock
@@ -21,16 +21,17 @@ import fcntl
 import logging
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from moodboard.errors import LoadBusy
+from moodboard.staging import OLD, TMP, staging_path, staging_prefix
 
 logger = logging.getLogger(__name__)
 
-STAGING_KINDS = ("thumbs", "tmp", "old")
+THUMBS = "thumbs"
+STAGING_KINDS = (THUMBS, TMP, OLD)
 LOCK_SUFFIX = ".lock"
 WORK_ROOT_LOCK = ".loads.lock"
 
@@ -42,14 +43,14 @@ def lock_file(out_dir: Path) -> Path:
 
 def thumbs_staging(out_dir: Path) -> Path:
     """A fresh name for the thumbnails folder of a load of out_dir."""
-    return out_dir.parent / f".{out_dir.name}.thumbs-{time.time_ns()}"
+    return staging_path(out_dir, THUMBS)
 
 
 def staging_dirs(out_dir: Path) -> list[Path]:
     """The staging folders of loads of out_dir that exist now (live or left behind)."""
     if not out_dir.parent.is_dir():
         return []
-    prefixes = tuple(f".{out_dir.name}.{kind}-" for kind in STAGING_KINDS)
+    prefixes = tuple(staging_prefix(out_dir, kind) for kind in STAGING_KINDS)
     return sorted(path for path in out_dir.parent.iterdir()
                   if path.name.startswith(prefixes) and path.is_dir() and not path.is_symlink())
 
@@ -75,7 +76,7 @@ def clean_staging(out_dir: Path) -> list[Path]:
     removed."""
     leftovers = staging_dirs(out_dir)
     if not out_dir.exists():
-        moved_aside = [path for path in leftovers if path.name.startswith(f".{out_dir.name}.old-")]
+        moved_aside = [path for path in leftovers if path.name.startswith(staging_prefix(out_dir, OLD))]
         if moved_aside:
             newest = max(moved_aside, key=lambda path: path.stat().st_mtime_ns)
             os.rename(newest, out_dir)
