@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from moodboard.catalog import CatalogRead, Product, image_content_key, is_url, read_catalog
+from moodboard.catalog import CatalogRead, Product, RowReject, image_content_key, is_url, read_catalog
 from moodboard.embedder import EmbedderProtocol
 from moodboard.errors import BundleError, MoodboardError, NothingLoaded
 from moodboard.fetch import FetchLimits, fetch
@@ -48,20 +48,13 @@ class ImageFailure(BaseModel):
     reason: str
 
 
-class Reject(BaseModel):
-    """A catalog row that was skipped."""
-
-    line: int
-    reason: str
-
-
 class LoadReport(BaseModel):
     """What a load did: counts, rejects, failures and where the bundle is."""
 
     loaded: int = 0
     embedded: int = 0
     reused: int = 0
-    rejects: list[Reject] = Field(default_factory=list)
+    rejects: list[RowReject] = Field(default_factory=list)
     image_failures: list[ImageFailure] = Field(default_factory=list)
     duplicates: list[str] = Field(default_factory=list)
     categories: dict[str, int] = Field(default_factory=dict)
@@ -153,7 +146,7 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
           previous: Path | None, progress: bool, on_progress: ProgressCallback | None, source: ImageSource,
           started: float) -> LoadReport:
     report = LoadReport(
-        rejects=[Reject(line=r.line, reason=r.reason) for r in read.rejects],
+        rejects=list(read.rejects),
         duplicates=list(read.duplicates),
     )
     prev = _previous_index(previous if previous is not None else out_dir, embedder.fingerprint)
