@@ -15,24 +15,18 @@ from moodboard import __version__
 from moodboard.console import print_error
 from moodboard.errors import MoodboardError
 
-COMMAND_MODULES = ["export_model", "train", "load", "search", "serve", "eval", "bench", "team", "index"]
+COMMAND_MODULES = ["export_model", "train", "load", "search", "serve", "eval", "team", "index"]
 EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the parser from every command module that is present."""
+    """Build the parser from every command module."""
     parser = argparse.ArgumentParser(prog="moodboard", description="Vibe search for products.")
     parser.add_argument("--version", action="version", version=f"moodboard {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"moodboard.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"moodboard.commands.{name}":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"moodboard.commands.{name}").register(subparsers)
     return parser
 
 

@@ -58,11 +58,6 @@ def get_dynamodb(runtime: RuntimeDep) -> Any:
     return runtime.dynamodb
 
 
-def get_s3(runtime: RuntimeDep) -> Any:
-    """The boto3 S3 client."""
-    return runtime.s3
-
-
 def get_image_fetcher(settings: SettingsDep) -> ImageFetcher:
     """How search fetches a shopper's image URL (SSRF-guarded; tests swap in a stubbed resolver)."""
     from moodboard.search_service import ImageFetcher
@@ -82,4 +77,3 @@ else:
     IndexDep = Annotated[Any, Depends(get_index)]
 
 DynamoDep = Annotated[Any, Depends(get_dynamodb)]
-S3Dep = Annotated[Any, Depends(get_s3)]

@@ -68,7 +68,6 @@ class LoadJob:
     job_id: str
     catalog_key: str
     bucket: str | None = None
-    from_s3_event: bool = False
 
 
 def is_catalog_key(key: str) -> bool:
@@ -94,7 +93,7 @@ def jobs_from_event(event: dict[str, Any]) -> list[LoadJob]:
                 continue
             marker = f"{bucket}/{key}/{(s3.get('object') or {}).get('sequencer', '')}"
             job_id = "s3-" + hashlib.sha256(marker.encode()).hexdigest()[:20]
-            jobs.append(LoadJob(job_id=job_id, catalog_key=key, bucket=bucket, from_s3_event=True))
+            jobs.append(LoadJob(job_id=job_id, catalog_key=key, bucket=bucket))
         return jobs
     job_id, key = event.get("job_id"), event.get("catalog_key")
     if not job_id or not key:

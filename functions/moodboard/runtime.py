@@ -119,17 +119,10 @@ class CurrentIndex:
                 self._lock.release()
         return self._loaded or loaded
 
-    def refresh(self) -> ProductIndex | None:
-        """Check the pointer now (whatever the interval or a retry's backoff) and swap if a good new
-        version is there."""
-        with self._lock:
-            self._refresh(force=True)
-        return self._loaded
-
     def _due(self) -> bool:
         return self._checked_at is None or self._clock() - self._checked_at >= self.refresh_seconds
 
-    def _refresh(self, *, force: bool = False) -> None:
+    def _refresh(self) -> None:
         self._checked_at = self._clock()
         if self.local_dir is not None:
             if self._loaded is None:
@@ -150,7 +143,7 @@ class CurrentIndex:
             self._problem = self._refused[pointer.version]
             return
         retry = self._postponed.get(pointer.version)
-        if retry is not None and not force and self._checked_at < retry.at:
+        if retry is not None and self._checked_at < retry.at:
             self._problem = retry.describe(pointer.version, self._checked_at)
             return
         self._swap_to(pointer)

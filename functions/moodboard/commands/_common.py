@@ -30,11 +30,3 @@ def resolve_model(index_dir: Path, model_dir: Path | None, precision: str | None
     if not (Path(chosen) / MANIFEST_FILE).exists():
         raise BundleError(f"no model bundle at {chosen} (run `moodboard export-model` first)")
     return Path(chosen), precision or ref.get("precision", "fp32")
-
-
-def existing_dir(value: str) -> Path:
-    """argparse type: a path that must exist."""
-    path = Path(value)
-    if not path.exists():
-        raise ConfigError(f"{value} does not exist")
-    return path
