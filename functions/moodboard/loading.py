@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from moodboard.archives import ARCHIVE_SUFFIXES, ArchiveLimits, extract
+from moodboard.archives import ArchiveLimits, extract, is_archive
 from moodboard.artifacts import CATALOG_PREFIX, ArtifactStore, Pointer
 from moodboard.errors import CatalogError, ConfigError, MoodboardError, NotFound, NothingLoaded
 from moodboard.load_staging import shared_work_root
@@ -74,7 +74,7 @@ def is_catalog_key(key: str) -> bool:
     """True for keys under catalogs/ that name a catalog file, an archive, or (direct only) a prefix."""
     lowered = key.lower()
     return key.startswith(CATALOG_PREFIX) and ".." not in PurePosixPath(key).parts and (
-        lowered.endswith(CATALOG_SUFFIXES) or lowered.endswith(ARCHIVE_SUFFIXES) or key.endswith("/"))
+        lowered.endswith(CATALOG_SUFFIXES) or is_archive(key) or key.endswith("/"))
 
 
 def jobs_from_event(event: dict[str, Any]) -> list[LoadJob]:
@@ -116,7 +116,7 @@ def fetch_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: Archive
     if name == CLOTHING_CSV:
         store.download_prefix(prefix, dest, preserve_mtime=True)
         return dest
-    if name.lower().endswith(ARCHIVE_SUFFIXES):
+    if is_archive(name):
         archive = store.download_file(key, dest.parent / f".{dest.name}-{name}")
         try:
             extract(archive, dest, limits=limits, label=name)
