@@ -38,6 +38,7 @@ from urllib.parse import unquote_plus
 
 from moodboard.archives import ArchiveLimits, extract, is_archive
 from moodboard.artifacts import CATALOG_PREFIX, ArtifactStore, Pointer
+from moodboard.catalog import CLOTHING_CSV, read_catalog
 from moodboard.errors import CatalogError, ConfigError, MoodboardError, NotFound, NothingLoaded
 from moodboard.load_staging import shared_work_root
 from moodboard.observability import COUNT, record_metric
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CATALOG_SUFFIXES = (".csv", ".jsonl", ".ndjson")
-CLOTHING_CSV = "images.csv"
 WORK_DIR = "work"
 CATALOG_FILES_DIR = "catalog-files"
 WORK_PREFIX = "load-"
@@ -131,8 +131,6 @@ def fetch_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: Archive
 def _fetch_local_images(store: ArtifactStore, catalog: Path, prefix: str, root: Path) -> None:
     """Download the keys of images a catalog names by relative path; missing ones are left for
     ingest to report as image failures."""
-    from moodboard.catalog import read_catalog
-
     wanted: list[tuple[str, Path]] = []
     for product in read_catalog(catalog).products:
         if product.is_url:
