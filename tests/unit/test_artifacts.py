@@ -1,4 +1,4 @@
-"""The S3 artifact store and the serving side's index refresh, against moto (in-process)."""
+"""The S3 artifact store: publish, the CURRENT pointer, downloads, against moto (in-process)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from moodboard.artifacts import CURRENT_KEY, ArtifactStore, Pointer
 from moodboard.catalog import Product
-from moodboard.errors import BundleError, IndexUnavailable, PublishConflict, StoreError
+from moodboard.errors import BundleError, PublishConflict, StoreError
 from moodboard.index import IndexBuilder, ProductIndex, verify
-from moodboard.runtime import CurrentIndex
 from moto import mock_aws
 
 BUCKET = "moodboard-artifacts-test"
@@ -198,91 +197,6 @@ def test_concurrent_publishes_produce_exactly_one_winner(store: ArtifactStore, s
     assert len(winners) == 1
     assert len(losers) == len(bundles) - 1
     assert current_version(s3) == winners[0]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def reader(store: ArtifactStore, tmp_path: Path, clock: Clock, fingerprint: str = FINGERPRINT) -> CurrentIndex:
-    return CurrentIndex(fingerprint=fingerprint, store=store, cache_dir=tmp_path / "cache", refresh_seconds=60,
-                        clock=clock)
-
-
-def test_reader_with_nothing_published_is_unavailable(store: ArtifactStore, tmp_path: Path) -> None:
-    with pytest.raises(IndexUnavailable, match="nothing has been published yet"):
-        reader(store, tmp_path, Clock()).get()
-
-
-def test_reader_rechecks_the_pointer_only_after_the_interval(store: ArtifactStore, tmp_path: Path) -> None:
-    clock = Clock()
-    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
-    current = reader(store, tmp_path, clock)
-    assert current.get().version == v1.version
-
-    v2 = store.publish(make_bundle(tmp_path / "b2", seed=2))
-    clock.now += 59
-    assert current.get().version == v1.version
-    clock.now += 2
-    assert current.get().version == v2.version
-    assert not (tmp_path / "cache" / "indexes" / "never").exists()
-
-
-def test_corrupt_new_version_leaves_search_on_the_old_one(store: ArtifactStore, s3: Any, tmp_path: Path) -> None:
-    clock = Clock()
-    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
-    current = reader(store, tmp_path, clock)
-    old = current.get()
-    v2 = store.publish(make_bundle(tmp_path / "b2", seed=2))
-    s3.put_object(Bucket=BUCKET, Key=f"indexes/{v2.version}/index.bin", Body=b"garbage")
-
-    clock.now += 61
-    served = current.get()
-
-    assert served is old and served.version == v1.version
-    assert "index.bin does not match its sha256" in current.refused[v2.version]
-    assert not (tmp_path / "cache" / "indexes" / v2.version).exists()
-    assert served.get("p1").title == "Product 1"
-
-
-def test_missing_new_version_leaves_search_on_the_old_one(store: ArtifactStore, s3: Any, tmp_path: Path) -> None:
-    clock = Clock()
-    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
-    current = reader(store, tmp_path, clock)
-    current.get()
-    store.move_current("20991231T000000Z-dead", FINGERPRINT, expected=store.current())
-
-    clock.now += 61
-    assert current.get().version == v1.version
-    assert "20991231T000000Z-dead" in current.refused
-
-
-def test_new_version_with_another_fingerprint_is_refused(store: ArtifactStore, tmp_path: Path) -> None:
-    clock = Clock()
-    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
-    current = reader(store, tmp_path, clock)
-    current.get()
-    v2 = store.publish(make_bundle(tmp_path / "b2", seed=2, fingerprint="another-model-0002"))
-
-    clock.now += 61
-    assert current.get().version == v1.version
-    assert "another-model-0002" in current.refused[v2.version]
-    assert not (tmp_path / "cache" / "indexes" / v2.version).exists()
-
-
-def test_unreadable_pointer_keeps_serving(store: ArtifactStore, s3: Any, tmp_path: Path) -> None:
-    clock = Clock()
-    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
-    current = reader(store, tmp_path, clock)
-    current.get()
-    s3.put_object(Bucket=BUCKET, Key=CURRENT_KEY, Body=b"{not json")
-
-    clock.now += 61
-    assert current.get().version == v1.version
 
 
 def test_download_refuses_keys_that_escape_the_folder(store: ArtifactStore, s3: Any, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The serving side's CurrentIndex under S3 faults, against moto (in-process).
+"""The serving side's CurrentIndex: it follows CURRENT, refuses bad versions and rides out S3 faults,
+against moto (in-process).
 
 Faults are injected through botocore's own event hook (`before-send`): S3 answers a request for one
 index version with a 503 SlowDown, a 500 InternalError, a dropped connection or a read timeout, as
@@ -17,14 +18,22 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
-from moodboard.artifacts import ArtifactStore
+from moodboard.artifacts import CURRENT_KEY, ArtifactStore
 from moodboard.errors import IndexUnavailable
 from moodboard.runtime import RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS, CurrentIndex
 from moto import mock_aws
 
-from tests.unit.test_artifacts import BUCKET, FINGERPRINT, Clock, make_bundle
+from tests.unit.test_artifacts import BUCKET, FINGERPRINT, make_bundle
 
 REFRESH = 60.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class _Body:
@@ -225,3 +234,75 @@ def test_a_corrupt_version_is_refused_for_good(store: ArtifactStore, s3: Any, ou
         assert current.get().version == v1.version
     assert outage.requests == downloads
     assert current.postponed == {}
+
+
+def test_reader_with_nothing_published_is_unavailable(store: ArtifactStore, tmp_path: Path) -> None:
+    with pytest.raises(IndexUnavailable, match="nothing has been published yet"):
+        reader(store, tmp_path, Clock()).get()
+
+
+def test_reader_rechecks_the_pointer_only_after_the_interval(store: ArtifactStore, tmp_path: Path) -> None:
+    clock = Clock()
+    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
+    current = reader(store, tmp_path, clock)
+    assert current.get().version == v1.version
+
+    v2 = store.publish(make_bundle(tmp_path / "b2", seed=2))
+    clock.now += 59
+    assert current.get().version == v1.version
+    clock.now += 2
+    assert current.get().version == v2.version
+    assert not (tmp_path / "cache" / "indexes" / "never").exists()
+
+
+def test_corrupt_new_version_leaves_search_on_the_old_one(store: ArtifactStore, s3: Any, tmp_path: Path) -> None:
+    clock = Clock()
+    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
+    current = reader(store, tmp_path, clock)
+    old = current.get()
+    v2 = store.publish(make_bundle(tmp_path / "b2", seed=2))
+    s3.put_object(Bucket=BUCKET, Key=f"indexes/{v2.version}/index.bin", Body=b"garbage")
+
+    clock.now += 61
+    served = current.get()
+
+    assert served is old and served.version == v1.version
+    assert "index.bin does not match its sha256" in current.refused[v2.version]
+    assert not (tmp_path / "cache" / "indexes" / v2.version).exists()
+    assert served.get("p1").title == "Product 1"
+
+
+def test_missing_new_version_leaves_search_on_the_old_one(store: ArtifactStore, s3: Any, tmp_path: Path) -> None:
+    clock = Clock()
+    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
+    current = reader(store, tmp_path, clock)
+    current.get()
+    store.move_current("20991231T000000Z-dead", FINGERPRINT, expected=store.current())
+
+    clock.now += 61
+    assert current.get().version == v1.version
+    assert "20991231T000000Z-dead" in current.refused
+
+
+def test_new_version_with_another_fingerprint_is_refused(store: ArtifactStore, tmp_path: Path) -> None:
+    clock = Clock()
+    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
+    current = reader(store, tmp_path, clock)
+    current.get()
+    v2 = store.publish(make_bundle(tmp_path / "b2", seed=2, fingerprint="another-model-0002"))
+
+    clock.now += 61
+    assert current.get().version == v1.version
+    assert "another-model-0002" in current.refused[v2.version]
+    assert not (tmp_path / "cache" / "indexes" / v2.version).exists()
+
+
+def test_unreadable_pointer_keeps_serving(store: ArtifactStore, s3: Any, tmp_path: Path) -> None:
+    clock = Clock()
+    v1 = store.publish(make_bundle(tmp_path / "b1", seed=1))
+    current = reader(store, tmp_path, clock)
+    current.get()
+    s3.put_object(Bucket=BUCKET, Key=CURRENT_KEY, Body=b"{not json")
+
+    clock.now += 61
+    assert current.get().version == v1.version
