@@ -26,6 +26,11 @@ from infra_cdk.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
+# The artifacts bucket's index keys (moodboard.artifacts, moodboard.index_versions; kept in step by
+# tests/infra/test_index_grants.py).
+INDEX_VERSIONS_PREFIX = "indexes/"
+CURRENT_KEY = "indexes/CURRENT"
+INDEX_CARDS_PREFIX = "index-cards/"
 LAYER_DIR = Path(__file__).resolve().parent / "layers" / "evaluations"
 DOCKERFILE = "functions/Dockerfile"
 
@@ -199,6 +204,18 @@ class Functions(Construct):
         storage.rounds_table.grant(self.evaluations, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                    "dynamodb:Scan", "dynamodb:DeleteItem")
         self.loader.grant_invoke(self.evaluations)
+        # index versions (GET /admin/indexes, POST /admin/indexes/{v}/promote; moodboard.index_versions):
+        # list the version folders under indexes/, read CURRENT, the versions' cards and manifests,
+        # and move CURRENT with the conditional write. Nothing else under indexes/ is read or written.
+        self.evaluations.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
+            conditions={"StringEquals": {"s3:prefix": [INDEX_VERSIONS_PREFIX]}}))
+        self.evaluations.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects(CURRENT_KEY), bucket.arn_for_objects(f"{INDEX_CARDS_PREFIX}*"),
+                       bucket.arn_for_objects(f"{INDEX_VERSIONS_PREFIX}*/manifest.json")]))
+        self.evaluations.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[bucket.arn_for_objects(CURRENT_KEY)]))
 
     def _image_function(self, id: str, handler: str, memory_mb: int, timeout_s: int, *, ephemeral_mb: int,
                         environment: dict[str, str], description: str,

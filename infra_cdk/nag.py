@@ -96,8 +96,13 @@ def suppress(stack: MoodboardStack) -> None:
         id="AwsSolutions-IAM5",
         reason="Evaluations queries the history table's 'recent' GSI (index/*), may invoke the loader "
                "function only (grant_invoke also lists its version/alias ARNs, :*), and sends X-Ray "
-               "segments, an action without resource-level permissions.",
-        applies_to=[XRAY, _gsi("History"), _regex(r"^Resource::<FunctionsLoader[0-9A-F]+\.Arn>:\*$")],
+               "segments, an action without resource-level permissions. For the index versions list and "
+               "promotion it reads (s3:GetObject only) each version's card under index-cards/ and each "
+               "version's manifest.json under indexes/<version>/: version names are made per publish, so "
+               "those two keys need a wildcard; CURRENT, the one key it writes, is named exactly.",
+        applies_to=[XRAY, _gsi("History"), _regex(r"^Resource::<FunctionsLoader[0-9A-F]+\.Arn>:\*$"),
+                    _artifacts("index-cards/"),
+                    _regex(r"^Resource::<StorageArtifacts[0-9A-F]+\.Arn>\/indexes\/\*\/manifest\.json$")],
     ))
     _add(fns.evaluations, NagPackSuppression(
         id="AwsSolutions-L1",
