@@ -559,7 +559,7 @@ class Trainer:
                  f"{config.patience}", "device": self.device.type,
                  "precision": str(self.amp).replace("torch.", "") if self.amp else "float32",
                  "text_tower": "from scratch" if self.base.kind == "efficientnet" else "from the base",
-                 "temperature": round(float(logit_scale(self.model)), 3)}
+                 "temperature": round(logit_scale(self.model).item(), 3)}
         return TrainingRecord(
             method=config.method, description=description, base=self.base.info,
             catalog={"source": self.catalog.source, "name": catalog_name, "checksum": self.catalog.checksum,

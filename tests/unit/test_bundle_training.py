@@ -1,0 +1,52 @@
+"""The manifest's training record and the one-line description the CLI and the page show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from moodboard.bundle import TrainingRecord, load_manifest, write_manifest
+from moodboard.errors import BundleError
+from moodboard.integrity import MANIFEST_FILE
+from tests.unit.test_bundle import make_bundle
+
+RECORD = TrainingRecord(
+    method="lit",
+    description="LiT: pretrained EfficientNet-Lite0 image tower (ImageNet weights, locked) + text tower trained "
+                "from scratch on 384 captions of 96 products of demo-catalog (24 held out)",
+    base={"id": "efficientnet-lite0", "revision": "0.1.0", "fingerprint": None, "weights_sha256": "ab" * 32},
+    catalog={"checksum": "cd" * 32, "held_out": 24, "held_out_fraction": 0.2, "split_seed": 0},
+    hyperparameters={"lr": 1e-3, "epochs": 10},
+    captions={"templates": {"type": "{type_prompt}"}},
+    held_out={"before": {}, "after": {}},
+    seconds_training=12.5,
+)
+
+
+def test_exported_bundle_has_no_training_field_and_describes_its_source(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    assert "training" not in json.loads((tmp_path / MANIFEST_FILE).read_text())
+    manifest = load_manifest(tmp_path)
+    assert manifest.training is None
+    assert manifest.description == "tiny-random-clip: a random test model, results are not meaningful"
+
+
+def test_training_record_round_trips_and_is_the_description(tmp_path: Path) -> None:
+    written = make_bundle(tmp_path).model_copy(update={"training": RECORD})
+    write_manifest(written, tmp_path)
+    loaded = load_manifest(tmp_path)
+    assert loaded.training == RECORD
+    assert loaded.training.seconds_training == 12.5  # extra fields are kept
+    assert loaded.description == RECORD.description
+    assert loaded.fingerprint == written.fingerprint  # the record is not part of the embedding space
+
+
+def test_training_record_with_an_unknown_method_is_refused(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    raw = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    raw["training"] = {**RECORD.model_dump(), "method": "distill"}
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="training.method"):
+        load_manifest(tmp_path)
