@@ -19,12 +19,14 @@ pytestmark = pytest.mark.browser
 
 
 def rated_search(api: httpx.Client, image_server: str) -> tuple[str, str]:
-    """Run a search and rate its top result through the API; returns (search_id, product_id)."""
+    """Run a search and rate its top result as the team (the dashboard shows team judgements) through
+    the API; returns (search_id, product_id)."""
     response = api.post("/search", json={"image_url": f"{image_server}/mood.jpg", "category": CATEGORY, "k": 6})
     assert response.status_code == 200, response.text
     body = response.json()
     product_id = body["results"][0]["id"]
-    rating = api.post("/evaluations", json={"search_id": body["search_id"], "product_id": product_id, "rating": 1})
+    rating = api.post("/team/evaluations", json={"search_id": body["search_id"], "product_id": product_id,
+                                                 "rating": 1})
     assert rating.status_code == 200, rating.text
     return body["search_id"], product_id
 
