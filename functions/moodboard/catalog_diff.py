@@ -15,9 +15,12 @@ and the real load re-embeds it anyway since its content key changes).
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import PurePath
+from pathlib import Path, PurePath
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -125,3 +128,60 @@ def diff_catalog(new: CatalogRead, current: Iterable[Product] | None, *, current
         rejects=rejects[:500], rejects_total=len(rejects), duplicates=list(new.duplicates)[:LISTED],
         removed_share=round(share, 4), max_removed_share=max_removed_share, needs_confirmation=bool(reasons),
         reasons=reasons)
+
+
+# --- the dry run of a catalog in the artifacts bucket (POST /admin/load/dry-run) ----------------
+
+CATALOG_PREFIX = "catalogs/"
+DRY_RUN_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+MAX_DRY_RUN_BYTES = 64 * 1024 * 1024
+
+
+def current_products(store: Any) -> tuple[list[Product] | None, str | None]:
+    """CURRENT's products (read line by line from its products.jsonl; no numpy, so the evaluations
+    function can run it) and its version; (None, None) when nothing is published yet."""
+    from moodboard.artifacts import INDEX_PREFIX, s3_errors
+    from moodboard.index.manifest import PRODUCTS_FILE
+
+    pointer = store.current()
+    if pointer is None:
+        return None, None
+    fields = set(Product.model_fields)
+    with s3_errors(f"read the products of index {pointer.version}"):
+        body = store.client.get_object(Bucket=store.bucket, Key=f"{INDEX_PREFIX}{pointer.version}/{PRODUCTS_FILE}")["Body"]
+        products = [Product.model_validate({k: v for k, v in json.loads(line).items() if k in fields})
+                    for line in body.iter_lines() if line.strip()]
+    return products, pointer.version
+
+
+def dry_run_in_bucket(store: Any, catalog_key: str, *, max_removed_share: float,
+                      max_bytes: int = MAX_DRY_RUN_BYTES) -> CatalogDiff:
+    """The diff a load of `catalog_key` (a CSV or JSONL under catalogs/) would make against CURRENT.
+    Reads only; CatalogError for another key or kind, NotFound when it is not there, RequestTooLarge
+    above `max_bytes`."""
+    from botocore.exceptions import ClientError
+
+    from moodboard.artifacts import s3_errors
+    from moodboard.catalog import read_catalog
+    from moodboard.errors import CatalogError, NotFound, RequestTooLarge
+
+    name = PurePath(catalog_key).name
+    if (not catalog_key.startswith(CATALOG_PREFIX) or ".." in PurePath(catalog_key).parts
+            or not name.lower().endswith(DRY_RUN_SUFFIXES)):
+        raise CatalogError(f"a dry run reads a .csv or .jsonl catalog under {CATALOG_PREFIX} (got {catalog_key!r}); "
+                           "archives are checked by the load itself")
+    try:
+        head = store.client.head_object(Bucket=store.bucket, Key=catalog_key)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+            raise NotFound(f"no catalog at {catalog_key!r} in the artifacts bucket",
+                           details={"catalog_key": catalog_key}) from None
+        raise
+    if int(head.get("ContentLength", 0)) > max_bytes:
+        raise RequestTooLarge(f"{catalog_key} is {head['ContentLength']} bytes; a dry run reads at most {max_bytes}")
+    current, version = current_products(store)
+    with tempfile.TemporaryDirectory(prefix="moodboard-dry-run-") as work:
+        path = Path(work) / name
+        with s3_errors(f"read {catalog_key}"):
+            store.client.download_file(store.bucket, catalog_key, str(path))
+        return diff_catalog(read_catalog(path), current, current_version=version, max_removed_share=max_removed_share)

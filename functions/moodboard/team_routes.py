@@ -14,9 +14,11 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from moodboard.auth import AdminDep
+from moodboard.catalog_diff import CatalogDiff, dry_run_in_bucket
 from moodboard.deps import DynamoDep, HistoryDep, RuntimeDep, SettingsDep
 from moodboard.evaluations import MAX_COMMENT, EvaluationRecord, EvaluationStore
 from moodboard.index_versions import IndexVersions, VersionList
+from moodboard.load_jobs import LoadRequest
 from moodboard.rounds import (
     Round,
     RoundRequest,
@@ -172,3 +174,12 @@ def promote_index(version: str, body: PromoteRequest, request: Request, _: Admin
     pointer = versions.promote(version, expected_version=body.expected_version,
                                list_url=str(request.url_for("list_indexes")))
     return Promoted(version=pointer.version, previous=pointer.previous)
+
+
+@router.post("/admin/load/dry-run", response_model=CatalogDiff, tags=["admin"])
+def dry_run_load(body: LoadRequest, _: AdminDep, versions: VersionsDep, settings: SettingsDep) -> CatalogDiff:
+    """What loading a catalog already in the bucket would change against CURRENT (products added,
+    removed, changed; categories gained and lost; rejected rows; whether it needs confirmation).
+    Publishes nothing."""
+    return dry_run_in_bucket(versions.store, body.catalog_key,
+                             max_removed_share=settings.load_confirm_removed_share)

@@ -141,3 +141,28 @@ def test_index_versions_list_promote_and_refusals(api: Any, tmp_path: Path) -> N
     rolled = client.post(f"/admin/indexes/{first}/promote", headers=admin, json={"expected_version": second})
     assert rolled.json() == {"version": first, "previous": second}
     assert client.get("/admin/indexes", headers={}).status_code == 401
+
+
+def test_dry_run_of_a_catalog_in_the_bucket_publishes_nothing(api: Any, tmp_path: Path) -> None:
+    client, tokens, s3 = api
+    store = ArtifactStore(BUCKET, s3)
+    current = store.publish(make_bundle(tmp_path / "a", seed=1, n=6)).version  # p0..p5: lamp, dress, ...
+    rows = ["id,title,category,image,price",
+            "p0,Product 0,lamp,https://img.example/0.jpg,1",  # kept (its image text differs: changed)
+            "p9,New one,hat,https://img.example/9.jpg,2",
+            ",No id,hat,https://img.example/8.jpg,3"]  # no id: rejected
+    s3.put_object(Bucket=BUCKET, Key="catalogs/next.csv", Body="\n".join(rows).encode())
+    alice = auth(tokens["alice"])
+    diff = client.post("/admin/load/dry-run", headers=alice, json={"catalog_key": "catalogs/next.csv"})
+    assert diff.status_code == 200, diff.text
+    body = diff.json()
+    assert (body["current_version"], body["before"], body["after"], body["added"], body["removed"]) == (
+        current, 6, 2, 1, 5)
+    assert body["categories_gained"] == ["hat"] and body["categories_lost"] == ["dress"]
+    assert body["rejects_total"] == 1 and body["needs_confirmation"] is True and len(body["reasons"]) == 2
+    assert store.current().version == current  # a dry run never publishes
+    assert client.post("/admin/load/dry-run", headers=alice,
+                       json={"catalog_key": "catalogs/missing.csv"}).status_code == 404
+    assert client.post("/admin/load/dry-run", headers=alice,
+                       json={"catalog_key": "indexes/CURRENT"}).status_code in (400, 422)
+    assert client.post("/admin/load/dry-run", json={"catalog_key": "catalogs/next.csv"}).status_code == 401
