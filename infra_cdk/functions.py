@@ -204,7 +204,8 @@ class Functions(Construct):
         storage.rounds_table.grant(self.evaluations, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                    "dynamodb:Scan", "dynamodb:DeleteItem")
         self.loader.grant_invoke(self.evaluations)
-        # index versions (GET /admin/indexes, POST /admin/indexes/{v}/promote; moodboard.index_versions):
+        # index versions (GET /admin/indexes, POST /admin/indexes/{v}/promote; moodboard.index_versions)
+        # and the dry run of a load (POST /admin/load/dry-run; moodboard.catalog_diff):
         # list the version folders under indexes/, read CURRENT, the versions' cards and manifests,
         # and move CURRENT with the conditional write. Nothing else under indexes/ is read or written.
         self.evaluations.add_to_role_policy(iam.PolicyStatement(
@@ -213,7 +214,10 @@ class Functions(Construct):
         self.evaluations.add_to_role_policy(iam.PolicyStatement(
             actions=["s3:GetObject"],
             resources=[bucket.arn_for_objects(CURRENT_KEY), bucket.arn_for_objects(f"{INDEX_CARDS_PREFIX}*"),
-                       bucket.arn_for_objects(f"{INDEX_VERSIONS_PREFIX}*/manifest.json")]))
+                       bucket.arn_for_objects(f"{INDEX_VERSIONS_PREFIX}*/manifest.json"),
+                       # the dry run of a load: the catalog, and CURRENT's product records
+                       bucket.arn_for_objects("catalogs/*"),
+                       bucket.arn_for_objects(f"{INDEX_VERSIONS_PREFIX}*/products.jsonl")]))
         self.evaluations.add_to_role_policy(iam.PolicyStatement(
             actions=["s3:PutObject"], resources=[bucket.arn_for_objects(CURRENT_KEY)]))
 

@@ -99,10 +99,13 @@ def suppress(stack: MoodboardStack) -> None:
                "segments, an action without resource-level permissions. For the index versions list and "
                "promotion it reads (s3:GetObject only) each version's card under index-cards/ and each "
                "version's manifest.json under indexes/<version>/: version names are made per publish, so "
-               "those two keys need a wildcard; CURRENT, the one key it writes, is named exactly.",
+               "those two keys need a wildcard; CURRENT, the one key it writes, is named exactly. A load's "
+               "dry run reads the uploaded catalog (catalogs/) and CURRENT's products.jsonl, read-only.",
         applies_to=[XRAY, _gsi("History"), _regex(r"^Resource::<FunctionsLoader[0-9A-F]+\.Arn>:\*$"),
                     _artifacts("index-cards/"),
-                    _regex(r"^Resource::<StorageArtifacts[0-9A-F]+\.Arn>\/indexes\/\*\/manifest\.json$")],
+                    _regex(r"^Resource::<StorageArtifacts[0-9A-F]+\.Arn>\/indexes\/\*\/manifest\.json$"),
+                    _artifacts("catalogs/"),
+                    _regex(r"^Resource::<StorageArtifacts[0-9A-F]+\.Arn>\/indexes\/\*\/products\.jsonl$")],
     ))
     _add(fns.evaluations, NagPackSuppression(
         id="AwsSolutions-L1",

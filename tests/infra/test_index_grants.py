@@ -1,4 +1,5 @@
-"""The evaluations function's S3 access for index versions (GET /admin/indexes, promote): exactly
+"""The evaluations function's S3 access for index versions (GET /admin/indexes, promote) and a load's
+dry run (POST /admin/load/dry-run): exactly
 the keys moodboard.index_versions touches, scoped to indexes/ and the CURRENT key, with the
 wildcards cdk-nag's IAM5 would flag suppressed for a stated reason."""
 
@@ -7,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from moodboard.artifacts import CURRENT_KEY, INDEX_PREFIX
+from moodboard.catalog_diff import CATALOG_PREFIX
+from moodboard.index.manifest import PRODUCTS_FILE
 from moodboard.index_versions import CARD_PREFIX
 from moodboard.integrity import MANIFEST_FILE
 
@@ -43,7 +46,8 @@ def test_evaluations_reads_cards_manifests_and_current_and_writes_only_current(a
                 granted.setdefault(action, set()).add(keys(resource))
     assert granted == {
         "s3:ListBucket": {""},
-        "s3:GetObject": {CURRENT_KEY, f"{CARD_PREFIX}*", f"{INDEX_PREFIX}*/{MANIFEST_FILE}"},
+        "s3:GetObject": {CURRENT_KEY, f"{CARD_PREFIX}*", f"{INDEX_PREFIX}*/{MANIFEST_FILE}",
+                         f"{CATALOG_PREFIX}*", f"{INDEX_PREFIX}*/{PRODUCTS_FILE}"},
         "s3:PutObject": {CURRENT_KEY},
     }
     listing = next(s for s in s3_statements(any_synth) if "s3:ListBucket" in as_list(s["Action"]))
