@@ -606,7 +606,8 @@ def test_catalog_uploads_trigger_the_loader(any_synth: Synth) -> None:
         rules = {r["Name"]: r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
         assert rules["prefix"] == "catalogs/"
         suffixes.add(rules["suffix"])
-    from moodboard.loading import ARCHIVE_SUFFIXES, CATALOG_SUFFIXES
+    from moodboard.archives import ARCHIVE_SUFFIXES
+    from moodboard.loading import CATALOG_SUFFIXES
 
     assert suffixes == set(CATALOG_SUFFIXES) | set(ARCHIVE_SUFFIXES)
 
