@@ -1,18 +1,19 @@
 // The team pages: sign-in (a bearer token in sessionStorage), curated search URLs, search history and
 // the evaluation dashboard; evaluation rounds, individual ratings and index versions live in their own
-// modules (team-rounds.js, team-ratings.js, team-indexes.js). Views are hash routes (#urls, #history,
-// #dashboard, #rounds, #rounds/<id>, #ratings, #indexes) on one page.
+// modules (team-rounds.js, team-ratings.js, team-indexes.js, team-load.js). Views are hash routes (#urls,
+// #history, #dashboard, #rounds, #rounds/<id>, #ratings, #indexes, #load) on one page.
 
 import { ApiError, clearToken, getToken, request, setToken } from "./api.js";
 import { barChart } from "./chart.js";
 import { announce, formatTime, h, showDemoBannerIfTiny, showError } from "./dom.js";
 import { stateQuery } from "./state.js";
 import { loadIndexes, setupIndexes } from "./team-indexes.js";
+import { loadLoadView, setupLoad } from "./team-load.js";
 import { loadRatings, setupRatings } from "./team-ratings.js";
 import { loadRounds, setupRounds } from "./team-rounds.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["urls", "history", "dashboard", "rounds", "ratings", "indexes"];
+const VIEWS = ["urls", "history", "dashboard", "rounds", "ratings", "indexes", "load"];
 const GROUP_LABELS = {
   by_model_fingerprint: "Model version",
   by_index_version: "Index version",
@@ -144,6 +145,7 @@ function route() {
     rounds: () => loadRounds(viewArgument()),
     ratings: loadRatings,
     indexes: loadIndexes,
+    load: loadLoadView,
   };
   loaders[view]().catch((error) => {
     if (!(error instanceof ApiError && error.status === 401)) showError(teamError, error.message);
@@ -403,6 +405,7 @@ const context = { adminRequest, status, teamError };
 setupRounds(context);
 setupRatings(context);
 setupIndexes(context);
+setupLoad(context);
 showDemoBannerIfTiny($("demo-banner"));
 if (getToken()) showTeam();
 else showLogin();

@@ -1,7 +1,8 @@
 """The team's evaluation loop in headless Chromium against its own `moodboard serve` (a data folder of
 its own, two named members): two raters grade one round (desktop and phone widths), the report's
-agreement and comparison figures, the ratings table filtered and exported, a rollback from the page
-with a shared link working again after it, and a restart with the team's data still there.
+agreement and comparison figures, the ratings table filtered and exported, a load's dry run and its
+confirmed load followed live, a rollback from the page with a shared link working again after it,
+and a restart with the team's data still there.
 
 The tests of this module share one server and build on each other in file order (the round the first
 makes is the one the others read), as a team's session would.
@@ -318,24 +319,17 @@ def test_the_ratings_table_filters_and_exports(browser: Browser, stack: Stack) -
             context.close()
 
 
-def load_catalog(stack: Stack, tmp: Path, categories: list[str]) -> str:
-    """Upload a small catalog to the stack's bucket and publish it through /admin/load; its version."""
+def upload_catalog(stack: Stack, tmp: Path, categories: list[str]) -> str:
+    """Upload a small catalog (4 products per type, and one malformed row) to the stack's bucket."""
     catalog = generate_demo_catalog(tmp / "next", per_category=4, categories=categories)
+    with catalog.open("a", encoding="utf-8") as fh:
+        fh.write(",No id here,lamp,images/none.jpg,1\n")
     s3 = boto3.client("s3", endpoint_url=stack.moto, region_name="us-east-1",
                       aws_access_key_id="moto-local", aws_secret_access_key="moto-local")
     s3.upload_file(str(catalog), "moodboard-local-artifacts", "catalogs/next/catalog.csv")
     for image in (catalog.parent / "images").iterdir():
         s3.upload_file(str(image), "moodboard-local-artifacts", f"catalogs/next/images/{image.name}")
-    with stack.client() as admin:
-        started = admin.post("/admin/load", json={"catalog_key": "catalogs/next/catalog.csv"})
-        assert started.status_code == 202, started.text
-        deadline = time.monotonic() + 120
-        job = admin.get(f"/admin/load/{started.json()['job_id']}").json()
-        while job["status"] in ("queued", "running") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            job = admin.get(f"/admin/load/{job['job_id']}").json()
-        assert job["status"] == "succeeded", job
-        return job["result"]["version"]
+    return "catalogs/next/catalog.csv"
 
 
 def wait_for_version(stack: Stack, version: str) -> None:
@@ -347,28 +341,57 @@ def wait_for_version(stack: Stack, version: str) -> None:
     pytest.fail(f"the server did not switch to index {version}")
 
 
-def test_a_rollback_from_the_page_brings_shared_links_back(browser: Browser, stack: Stack, image_server: str,
-                                                            tmp_path: Path) -> None:
+def test_a_dry_run_a_confirmed_load_then_a_rollback_from_the_page(browser: Browser, stack: Stack,
+                                                                   image_server: str, tmp_path: Path) -> None:
     with stack.client() as admin:
         before = admin.get("/admin/indexes").json()["current"]
+        products_before = admin.get("/version").json()["index"]["count"]
     shared = f"{stack.url}/?image_url={image_server}/mood.jpg&category={CATEGORY}"
-    loaded = load_catalog(stack, tmp_path, ["lamp", "sofa"])
-    wait_for_version(stack, loaded)
-    refused = httpx.post(f"{stack.url}/search", json={"image_url": f"{image_server}/mood.jpg", "category": CATEGORY},
-                         timeout=60)
-    assert refused.status_code in (404, 422), refused.text  # the 8-product index has no dresses
+    key = upload_catalog(stack, tmp_path, ["lamp", "sofa"])
 
     context, page, errors = open_page(browser, DESKTOP)
     try:
-        sign_in_as(page, stack, "alice", "indexes")
+        # the dry run: what the load would change, nothing published, confirmation needed
+        sign_in_as(page, stack, "alice", "load")
+        page.get_by_label("Catalog key in the bucket").fill(key)
+        page.get_by_role("button", name="Dry run").click()
+        stats = page.locator("#diff-stats")
+        expect(stats).to_contain_text(f"{products_before} → 8")
+        expect(page.locator("#diff-details")).to_contain_text("Product types lost")
+        expect(page.locator("#diff-details")).to_contain_text("dress")
+        expect(page.locator("#diff-rejects")).to_contain_text("wrong column count")
+        expect(page.locator("#confirm-reasons")).to_contain_text("This load removes")
+        start = page.get_by_role("button", name="Load and publish")
+        expect(start).to_be_disabled()
+        with stack.client() as admin:
+            assert admin.get("/admin/indexes").json()["current"] == before  # a dry run never publishes
+        screenshot(page, "catalog-dry-run-desktop", full_page=True)
+        assert_no_violations(page, "a dry run that needs confirmation")
+
+        # the confirmed load, followed live, with its reject
+        page.get_by_label("I understand what this load removes; publish it anyway").check()
+        expect(start).to_be_enabled()
+        start.click()
+        expect(page.locator("#job-status")).to_contain_text("succeeded", timeout=120_000)
+        expect(page.locator("#job-status")).to_contain_text("published with 8 products")
+        expect(page.locator("#job-rejects-table")).to_contain_text("wrong column count")
+        assert_no_violations(page, "a finished load with its rejects")
+        with stack.client() as admin:
+            loaded = admin.get("/admin/indexes").json()["current"]
+        assert loaded != before
+        wait_for_version(stack, loaded)
+        refused = httpx.post(f"{stack.url}/search", json={"image_url": f"{image_server}/mood.jpg",
+                                                          "category": CATEGORY}, timeout=60)
+        assert refused.status_code in (404, 422), refused.text  # the shared link's product type is gone
+
+        # the index versions: another admin rolls back first, so the page's promotion is a plain 409
+        page.goto(f"{stack.url}/team.html#indexes")
         rows = page.locator("#indexes-table tbody tr")
         expect(page.locator(f'#indexes-table tr[data-version="{loaded}"]')).to_contain_text("current")
         old = page.locator(f'#indexes-table tr[data-version="{before}"]')
         expect(old).to_contain_text("previous")
         expect(old).to_contain_text(re.compile(r" @ [0-9a-f]{6}"))
         assert rows.count() >= 2
-
-        # another admin rolls back first: the page's promotion (made against what it showed) is a plain 409
         with stack.client() as admin:
             assert admin.post(f"/admin/indexes/{before}/promote", json={}).status_code == 200
         old.get_by_role("button", name=re.compile("Promote")).click()
@@ -393,6 +416,25 @@ def test_a_rollback_from_the_page_brings_shared_links_back(browser: Browser, sta
         page.goto(shared)
         expect(page.locator("#results .card").first).to_be_visible()
         expect(page.locator("#category")).to_have_value(CATEGORY)
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_the_load_page_at_phone_width(browser: Browser, stack: Stack) -> None:
+    context, page, errors = open_page(browser, PHONE)
+    try:
+        sign_in_as(page, stack, "bob", "load")
+        page.get_by_label("Catalog key in the bucket").fill("catalogs/next/catalog.csv")
+        page.get_by_role("button", name="Dry run").click()
+        expect(page.locator("#diff-stats")).to_contain_text("added")
+        expect(page.get_by_role("button", name="Load and publish")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.get_by_label("Catalog key in the bucket").fill("catalogs/none.csv")
+        page.get_by_role("button", name="Dry run").click()
+        expect(page.locator("#team-error")).to_contain_text("Dry run failed: no catalog at 'catalogs/none.csv'")
+        expect(page.locator("#dry-run")).to_be_hidden()
+        assert_no_violations(page, "the load page with a dry-run error on a phone")
         assert errors == []
     finally:
         context.close()
