@@ -180,6 +180,7 @@ class LocalLoad:
     skipped_shards: list[int] = field(default_factory=list)
     failed_shards: dict[int, str] = field(default_factory=dict)
     products_embedded_now: int = 0  # by this run's workers (a resumed job's finished shards not counted)
+    shard_seconds: dict[int, float] = field(default_factory=dict)  # each shard embedded now: its worker's time
     seconds: float = 0.0
 
 
@@ -241,6 +242,8 @@ def run_local_load(*, out_dir: Path, model_dir: Path, precision: str, settings: 
                      embedded_shards=[o["Input"]["Items"][0]["shard"] for o in succeeded],
                      products_embedded_now=sum(s["embedded"] for o in succeeded for s in o["Output"]["shards"]
                                                if not s["skipped"]),
+                     shard_seconds={s["shard"]: s["seconds"] for o in succeeded for s in o["Output"]["shards"]
+                                    if not s["skipped"]},
                      seconds=time.perf_counter() - started)
 
 

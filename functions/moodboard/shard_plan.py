@@ -174,7 +174,7 @@ def stage_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: Archive
         objects = list_objects(store, root_prefix)
         for relative in objects:
             parts = PurePosixPath(relative).parts
-            if ".." in parts:
+            if ".." in parts or PurePosixPath(relative).is_absolute():
                 raise BundleError(f"refusing the S3 key {root_prefix + relative!r}: it leaves {root_prefix}")
             target = dest.joinpath(*parts)
             if parts[-1] == CLOTHING_CSV or relative.lower().endswith(CATALOG_SUFFIXES):

@@ -290,7 +290,8 @@ def embed_shard(files: JobFiles, plan: Plan, shard: int, embedder: EmbedderProto
     """Embed one shard and write its outputs, done.json last; a shard with a done.json is skipped."""
     if files.exists(shard_file(shard, DONE)):
         done = read_model(files, shard_file(shard, DONE), ShardDone)
-        return {"shard": shard, "embedded": done.embedded, "failures": len(done.failures), "skipped": True}
+        return {"shard": shard, "embedded": done.embedded, "failures": len(done.failures), "skipped": True,
+                "seconds": done.seconds}
     started = time.perf_counter()
     items = read_lines(files.read(shard_file(shard, INPUT)))
     with tempfile.TemporaryDirectory(prefix=f"shard-{shard}-") as tmp:
@@ -317,7 +318,8 @@ def embed_shard(files: JobFiles, plan: Plan, shard: int, embedder: EmbedderProto
     _tell(jobs, "shard_done", plan.job_id, shard)
     logger.info("load job %s: shard %d embedded %d products (%d images failed) in %.1f s", plan.job_id, shard,
                 done.embedded, len(done.failures), done.seconds)
-    return {"shard": shard, "embedded": done.embedded, "failures": len(done.failures), "skipped": False}
+    return {"shard": shard, "embedded": done.embedded, "failures": len(done.failures), "skipped": False,
+            "seconds": done.seconds}
 
 
 def _tar(folder: Path) -> bytes:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from moodboard.artifacts import CURRENT_KEY, ArtifactStore
 from moodboard.demo_catalog import generate_demo_catalog
-from moodboard.errors import PublishConflict, ShardFailed
+from moodboard.errors import BundleError, PublishConflict, ShardFailed
 from moodboard.index import ProductIndex
 from moodboard.load_jobs import JobStore
 from moodboard.runtime import Runtime, set_runtime
@@ -138,8 +138,10 @@ def test_worker_embeds_a_batch_as_the_distributed_map_delivers_it(aws: dict[str,
 
     result = handler("worker")(batch, LambdaContext())
 
-    assert result == {"job_id": JOB, "shards": [{"shard": 0, "embedded": 4, "failures": 0, "skipped": False},
-                                                {"shard": 1, "embedded": 2, "failures": 0, "skipped": False}]}
+    assert result["job_id"] == JOB
+    assert [{k: s[k] for k in ("shard", "embedded", "failures", "skipped")} for s in result["shards"]] == [
+        {"shard": 0, "embedded": 4, "failures": 0, "skipped": False},
+        {"shard": 1, "embedded": 2, "failures": 0, "skipped": False}]
     vectors = np.load(io.BytesIO(read(aws["s3"], f"loads/{JOB}/shards/00000/vectors.npy")))
     assert vectors.shape == (4, 64) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert jobs.get(JOB).shards_done == 2
@@ -293,3 +295,24 @@ def test_the_loader_starts_one_execution_per_job_named_by_the_job_id(aws: dict[s
     assert sent == {"job_id": started["job_id"], "catalog_key": PREFIX + "catalog.csv", "bucket": BUCKET}
     assert jobs.get(started["job_id"]).execution_arn == execution["executionArn"]
     assert current(aws["s3"]) is None  # the loader itself loads nothing
+
+
+def test_a_prefix_catalog_is_planned_from_its_listing(aws: dict[str, Any], settings: Settings,
+                                                      tmp_path: Path) -> None:
+    upload_catalog(aws["s3"], tmp_path / "catalog")
+
+    plan = handler("plan")({"job_id": "prefix-job", "catalog_key": PREFIX}, LambdaContext())
+
+    assert (plan["shards"], plan["products"]) == (2, 6)
+
+
+def test_a_prefix_holding_a_key_that_leaves_it_is_refused(aws: dict[str, Any], settings: Settings,
+                                                           tmp_path: Path) -> None:
+    upload_catalog(aws["s3"], tmp_path / "catalog")
+    aws["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "/escape.csv", Body=b"id,title,category,image\n")
+
+    with pytest.raises(BundleError, match="it leaves"):
+        handler("plan")({"job_id": "escape-job", "catalog_key": PREFIX}, LambdaContext())
+
+    assert not Path("/escape.csv").exists()
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="loads/escape-job/plan.json")

@@ -89,7 +89,7 @@ def sharded(args: argparse.Namespace, settings: Settings) -> int:
 
     def shard_done(summary: dict[str, Any]) -> None:
         err_console.print(f"shard {summary['shard']}: {summary['embedded']} embedded, {summary['failures']} images "
-                          "failed", markup=False)
+                          f"failed, {summary['seconds']:.1f}s", markup=False)
 
     load = run_local_load(out_dir=args.out, model_dir=args.model, precision=args.precision, settings=settings,
                           workers=args.workers or 1, catalog=args.catalog, resume=args.resume,
@@ -98,6 +98,7 @@ def sharded(args: argparse.Namespace, settings: Settings) -> int:
     write_model_ref(args.out, args.model, args.precision)
     report = {**load.result, "job_id": load.job_id, "shards_embedded": load.embedded_shards,
               "shards_skipped": load.skipped_shards, "products_embedded_now": load.products_embedded_now,
+              "shard_seconds": load.shard_seconds,
               "wall_seconds": round(load.seconds, 2)}
     if args.json:
         console.print_json(json.dumps(report))

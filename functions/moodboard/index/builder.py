@@ -126,6 +126,7 @@ class IndexBuilder:
         Returns the manifest."""
         path = Path(path)
         vectors = self._matrix()
+        self._vectors = [vectors]  # one copy, not the chunks and their concatenation (2 GB each at 1M)
         clock = time.perf_counter()
         self.seconds = {}
 
