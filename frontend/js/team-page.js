@@ -9,6 +9,7 @@ import { announce, formatTime, h, showDemoBannerIfTiny, showError } from "./dom.
 import { stateQuery } from "./state.js";
 import { loadIndexes, setupIndexes } from "./team-indexes.js";
 import { loadLoadView, setupLoad } from "./team-load.js";
+import { modelNames, nameOf } from "./team-models.js";
 import { loadRatings, setupRatings } from "./team-ratings.js";
 import { loadRounds, setupRounds } from "./team-rounds.js";
 
@@ -32,6 +33,7 @@ const teamError = $("team-error");
 let categoriesLoaded = false;
 let historyCursor = null;
 let summary = null;
+let models = null;
 
 /** Pull the list out of a listing response ({items: [...]}, or a bare list). */
 function listOf(body, ...keys) {
@@ -270,7 +272,7 @@ function historyRow(record) {
     h("td", {}, h("span", { class: "kind" }, record.kind ? `${record.kind}: ` : ""), ...historyQuery(record)),
     h("td", {}, record.category || ""),
     h("td", { class: "num" }, String((record.result_ids || []).length)),
-    h("td", {}, h("code", { title: record.model_fingerprint || "" }, (record.model_fingerprint || "").slice(0, 10))),
+    h("td", {}, h("span", { title: record.model_fingerprint || "" }, nameOf(models, record.model_fingerprint))),
     h("td", {}, record.index_version || ""),
     h("td", {}, link));
 }
@@ -279,7 +281,8 @@ async function loadHistory(more) {
   announce(status, "Loading search history…");
   const params = new URLSearchParams({ limit: "50" });
   if (more && historyCursor) params.set("cursor", historyCursor);
-  const body = await adminRequest(`history?${params}`);
+  const [body, names] = await Promise.all([adminRequest(`history?${params}`), modelNames(adminRequest)]);
+  models = names;
   const records = listOf(body, "history", "searches");
   const tbody = $("history-table").tBodies[0];
   const rows = records.map(historyRow);
@@ -305,6 +308,7 @@ function precisionAt(group, k) {
 
 function groupLabel(group) {
   if (group.key === null || group.key === undefined || group.key === "") return "(none)";
+  if ($("group-by").value === "by_model_fingerprint") return nameOf(models, String(group.key));
   return String(group.key);
 }
 
@@ -314,7 +318,7 @@ function stat(value, label) {
 
 async function loadSummary() {
   announce(status, "Loading the evaluation summary…");
-  summary = await adminRequest("evaluations/summary");
+  [summary, models] = await Promise.all([adminRequest("evaluations/summary"), modelNames(adminRequest)]);
   renderSummary();
   announce(status, `Summary of ${summary.total ?? 0} ratings.`);
 }

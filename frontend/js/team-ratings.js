@@ -3,6 +3,7 @@
 // Models are named "source @ short fingerprint" (from the rounds' runs and the index versions).
 
 import { announce, formatTime, h } from "./dom.js";
+import { modelLabel, modelNames } from "./team-models.js";
 
 const $ = (id) => document.getElementById(id);
 const FILTERS = ["rater", "round", "model", "category"];
@@ -17,10 +18,6 @@ export function setupRatings(context) {
   for (const name of FILTERS) $(`filter-${name}`).addEventListener("change", render);
   $("export-csv").addEventListener("click", () => download("csv"));
   $("export-jsonl").addEventListener("click", () => download("jsonl"));
-}
-
-function shortModel(fingerprint) {
-  return `model @ ${(fingerprint || "").slice(0, 6)}`;
 }
 
 async function allTeamRatings() {
@@ -38,24 +35,23 @@ async function allTeamRatings() {
 
 export async function loadRatings() {
   announce(ctx.status, "Loading ratings…");
-  const [ratings, rounds, indexes] = await Promise.all([
+  const [ratings, rounds, names] = await Promise.all([
     allTeamRatings(),
     ctx.adminRequest("rounds"),
-    ctx.adminRequest("admin/indexes").catch(() => ({ items: [] })),
+    modelNames(ctx.adminRequest),
   ]);
   const roundOf = new Map();
-  const models = new Map();
-  for (const version of indexes.items || []) models.set(version.model_fingerprint, version.model);
+  const models = new Map(names);
   for (const round of rounds.items || []) {
     for (const run of round.runs) {
-      models.set(run.model_fingerprint, run.model);
+      if (!models.has(run.model_fingerprint) || !run.model.startsWith("model @")) models.set(run.model_fingerprint, run.model);
       for (const searchId of Object.values(run.searches)) roundOf.set(searchId, round.name);
     }
   }
   rows = ratings.map((r) => ({
     ...r,
     round: roundOf.get(r.search_id) || "",
-    model: models.get(r.model_fingerprint) || shortModel(r.model_fingerprint),
+    model: models.get(r.model_fingerprint) || modelLabel(null, r.model_fingerprint),
   }));
   for (const name of FILTERS) {
     const select = $(`filter-${name}`);

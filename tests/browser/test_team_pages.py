@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
@@ -50,6 +52,7 @@ def test_history_lists_recent_searches_and_runs_one_again(page: Page, app_url: s
     expect(row).to_be_visible()
     expect(row).to_contain_text(CATEGORY)
     expect(row).to_contain_text(f"{image_server}/mood.jpg")
+    expect(row).to_contain_text(re.compile(r"tiny-random-clip @ [0-9a-f]{6}"))  # source @ short fingerprint
     assert page.evaluate("sessionStorage.getItem('moodboard.token')") == ADMIN_TOKEN
     screenshot(page, "team-history-desktop", full_page=True)
 
@@ -68,6 +71,7 @@ def test_dashboard_shows_precision_and_counts_with_a_chart(page: Page, app_url: 
     overall = page.locator("#overall")
     expect(overall).to_contain_text("precision@5")
     expect(overall.locator(".stat").first).to_contain_text(str(summary["total"]))
+    expect(page.locator("#summary-table tbody")).to_contain_text(re.compile(r" @ [0-9a-f]{6}"))
     chart = page.locator("#precision-chart svg[role=img]")
     expect(chart).to_be_visible()
     assert chart.locator(".chart-row").count() == len(summary["by_model_fingerprint"])
