@@ -50,6 +50,7 @@ export async function loadRounds(roundId) {
     announce(ctx.status, `${rounds.length} round${rounds.length === 1 ? "" : "s"}.`);
     return;
   }
+  $("round-detail").hidden = true;
   await openRound(roundId);
 }
 

@@ -463,6 +463,12 @@ def test_the_team_data_survives_a_restart(browser: Browser, stack: Stack) -> Non
         page.get_by_label("Run to grade").select_option(rounds_before[0]["runs"][0]["run_id"])
         expect(page.locator("#my-progress")).to_contain_text("You (bob) have graded 6 of 6")
         expect(page.locator("#agreement-table")).to_contain_text("Cohen's kappa, alice and bob")
+
+        page.goto(f"{stack.url}/team.html#rounds/no-such-round")  # an unknown round: the error names the list
+        expect(page.locator("#team-error")).to_contain_text("no evaluation round 'no-such-round'")
+        expect(page.locator("#team-error")).to_contain_text("/rounds")
+        expect(page.locator("#round-detail")).to_be_hidden()
+        expect(page.locator("#rounds-table tbody tr")).to_have_count(1)
         assert errors == []
     finally:
         context.close()
