@@ -123,6 +123,7 @@ def app_url(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.Temp
         "MOODBOARD_FETCH_ALLOW_LOOPBACK": "true",
         "MOODBOARD_HIDDEN_CATEGORIES": json.dumps(HIDDEN_CATEGORIES),
         "MOODBOARD_CACHE_DIR": str(work / "cache"),
+        "MOODBOARD_DATA_DIR": str(work / "data"),  # never the project's own .moodboard-data
         "XDG_CACHE_HOME": str(work / "xdg-cache"),
         "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),
     })

@@ -64,6 +64,7 @@ def server(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempP
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "functions"), str(REPO), env.get("PYTHONPATH")])),
         "XDG_CACHE_HOME": str(root / "xdg"),
         "MOODBOARD_CACHE_DIR": str(root / "cache"),
+        "MOODBOARD_DATA_DIR": str(root / "data"),  # never the project's own .moodboard-data
         "MOODBOARD_ADMIN_TOKEN": TOKEN,
         "MOODBOARD_INDEX_REFRESH_SECONDS": "1",
         "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-credentials"),
