@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from moodboard.catalog import CatalogRead, Product, is_url
+from moodboard.errors import CatalogError, NotFound, RequestTooLarge
 
 DEFAULT_MAX_REMOVED_SHARE = 0.10
 LISTED = 50
@@ -137,6 +138,18 @@ DRY_RUN_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 MAX_DRY_RUN_BYTES = 64 * 1024 * 1024
 
 
+class UnknownCatalog(NotFound):
+    """No catalog object under that key in the artifacts bucket."""
+
+
+class NotDryRunnable(CatalogError):
+    """A dry run reads a .csv or .jsonl catalog under catalogs/ only."""
+
+
+class CatalogTooLargeForDryRun(RequestTooLarge):
+    """The catalog is larger than a dry run reads."""
+
+
 def current_products(store: Any) -> tuple[list[Product] | None, str | None]:
     """CURRENT's products (read line by line from its products.jsonl; no numpy, so the evaluations
     function can run it) and its version; (None, None) when nothing is published yet."""
@@ -157,31 +170,26 @@ def current_products(store: Any) -> tuple[list[Product] | None, str | None]:
 def dry_run_in_bucket(store: Any, catalog_key: str, *, max_removed_share: float,
                       max_bytes: int = MAX_DRY_RUN_BYTES) -> CatalogDiff:
     """The diff a load of `catalog_key` (a CSV or JSONL under catalogs/) would make against CURRENT.
-    Reads only; CatalogError for another key or kind, NotFound when it is not there, RequestTooLarge
-    above `max_bytes`."""
-    from botocore.exceptions import ClientError
-
+    Reads only; NotDryRunnable for another key or kind, UnknownCatalog when it is not there,
+    CatalogTooLargeForDryRun above `max_bytes`, StoreError when S3 fails."""
     from moodboard.artifacts import s3_errors
     from moodboard.catalog import read_catalog
-    from moodboard.errors import CatalogError, NotFound, RequestTooLarge
 
     name = PurePath(catalog_key).name
     if (not catalog_key.startswith(CATALOG_PREFIX) or ".." in PurePath(catalog_key).parts
             or not name.lower().endswith(DRY_RUN_SUFFIXES)):
-        raise CatalogError(f"a dry run reads a .csv or .jsonl catalog under {CATALOG_PREFIX} (got {catalog_key!r}); "
-                           "archives are checked by the load itself")
-    try:
+        raise NotDryRunnable(f"a dry run reads a .csv or .jsonl catalog under {CATALOG_PREFIX} "
+                             f"(got {catalog_key!r}); archives are checked by the load itself")
+    missing = UnknownCatalog(f"no catalog at {catalog_key!r} in the artifacts bucket",
+                             details={"catalog_key": catalog_key})
+    with s3_errors(f"read {catalog_key}", missing=missing):
         head = store.client.head_object(Bucket=store.bucket, Key=catalog_key)
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
-            raise NotFound(f"no catalog at {catalog_key!r} in the artifacts bucket",
-                           details={"catalog_key": catalog_key}) from None
-        raise
     if int(head.get("ContentLength", 0)) > max_bytes:
-        raise RequestTooLarge(f"{catalog_key} is {head['ContentLength']} bytes; a dry run reads at most {max_bytes}")
+        raise CatalogTooLargeForDryRun(f"{catalog_key} is {head['ContentLength']} bytes; a dry run reads at "
+                                       f"most {max_bytes}")
     current, version = current_products(store)
     with tempfile.TemporaryDirectory(prefix="moodboard-dry-run-") as work:
         path = Path(work) / name
-        with s3_errors(f"read {catalog_key}"):
+        with s3_errors(f"read {catalog_key}", missing=missing):
             store.client.download_file(store.bucket, catalog_key, str(path))
         return diff_catalog(read_catalog(path), current, current_version=version, max_removed_share=max_removed_share)

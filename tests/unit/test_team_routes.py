@@ -11,6 +11,7 @@ import boto3
 import pytest
 from fastapi.testclient import TestClient
 from moodboard.artifacts import ArtifactStore
+from moodboard.catalog_diff import CatalogTooLargeForDryRun, dry_run_in_bucket
 from moodboard.evaluation_routes import create_evaluations_app
 from moodboard.history import HistoryStore, make_history_record
 from moodboard.runtime import Runtime, set_runtime
@@ -166,3 +167,5 @@ def test_dry_run_of_a_catalog_in_the_bucket_publishes_nothing(api: Any, tmp_path
     assert client.post("/admin/load/dry-run", headers=alice,
                        json={"catalog_key": "indexes/CURRENT"}).status_code in (400, 422)
     assert client.post("/admin/load/dry-run", json={"catalog_key": "catalogs/next.csv"}).status_code == 401
+    with pytest.raises(CatalogTooLargeForDryRun):
+        dry_run_in_bucket(store, "catalogs/next.csv", max_removed_share=0.1, max_bytes=10)
