@@ -266,25 +266,35 @@ def _run_map(files: LocalJobFiles, pending: list[ShardItem], *, workers: int, th
             for item in todo:
                 batch = {"Items": [item.model_dump()], "BatchInput": {"job_id": files.job_id}}
                 running[pool.submit(_embed, batch)] = batch
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    batch = running.pop(future)
-                    shard = batch["Items"][0]["shard"]
-                    try:
-                        output = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a failed item is retried, then recorded
-                        message = exc.message if isinstance(exc, MoodboardError) else f"{type(exc).__name__}: {exc}"
-                        outcomes[shard] = {"Input": batch, "Status": "FAILED", "Error": type(exc).__name__,
-                                           "Cause": message}
-                        retry.append(ShardItem.model_validate(batch["Items"][0]))
-                        logger.warning("shard %d failed (attempt %d of %d): %s", shard, attempt, ATTEMPTS, message)
-                    else:
-                        outcomes[shard] = {"Input": batch, "Status": "SUCCEEDED", "Output": output}
-                        if on_shard is not None:
-                            on_shard(output["shards"][0])
+            try:
+                _collect(running, outcomes, retry, attempt, on_shard)
+            except BaseException:  # Ctrl-C: the shards not started are dropped, not run before exiting
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         todo = retry
     return [outcomes[shard] for shard in sorted(outcomes)]
+
+
+def _collect(running: dict[Future[dict[str, Any]], dict[str, Any]], outcomes: dict[int, dict[str, Any]],
+             retry: list[ShardItem], attempt: int, on_shard: ShardCallback | None) -> None:
+    """Wait for the pool's map items, recording each outcome as the map's results do."""
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            batch = running.pop(future)
+            shard = batch["Items"][0]["shard"]
+            try:
+                output = future.result()
+            except Exception as exc:  # noqa: BLE001 - a failed item is retried, then recorded
+                message = exc.message if isinstance(exc, MoodboardError) else f"{type(exc).__name__}: {exc}"
+                outcomes[shard] = {"Input": batch, "Status": "FAILED", "Error": type(exc).__name__,
+                                   "Cause": message}
+                retry.append(ShardItem.model_validate(batch["Items"][0]))
+                logger.warning("shard %d failed (attempt %d of %d): %s", shard, attempt, ATTEMPTS, message)
+            else:
+                outcomes[shard] = {"Input": batch, "Status": "SUCCEEDED", "Output": output}
+                if on_shard is not None:
+                    on_shard(output["shards"][0])
 
 
 def _clean_job(files: LocalJobFiles) -> None:
