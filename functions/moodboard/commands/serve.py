@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +160,19 @@ def run(args: argparse.Namespace) -> int:
 
         import uvicorn
 
+        # uvicorn re-raises the SIGTERM it caught once it has shut down; with Python's default handler
+        # that ends the process before `finally` saves the data folder (a change in the last autosave
+        # interval was lost). Raising SystemExit instead lets the cleanup below run.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         local.stop()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM as a normal exit (SystemExit), so serve's cleanup runs."""
+    raise SystemExit(128 + signum)
 
 
 def _kept_current(runtime: Any, fingerprint: str) -> bool:
