@@ -27,12 +27,14 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from moodboard.artifacts import ArtifactStore
 from moodboard.demo_catalog import generate_demo_catalog
 from moodboard.local_data import LocalData
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.support import ADMIN_TOKEN, CATEGORY, DESKTOP, PHONE, REPO, UI_TIMEOUT_MS, screenshot
 from tests.browser.test_accessibility import assert_no_violations
+from tests.unit.test_artifacts import make_bundle
 
 pytestmark = pytest.mark.browser
 
@@ -421,7 +423,7 @@ def test_a_dry_run_a_confirmed_load_then_a_rollback_from_the_page(browser: Brows
         context.close()
 
 
-def test_the_load_page_at_phone_width(browser: Browser, stack: Stack) -> None:
+def test_the_load_and_index_pages_at_phone_width(browser: Browser, stack: Stack, tmp_path: Path) -> None:
     context, page, errors = open_page(browser, PHONE)
     try:
         sign_in_as(page, stack, "bob", "load")
@@ -435,6 +437,24 @@ def test_the_load_page_at_phone_width(browser: Browser, stack: Stack) -> None:
         expect(page.locator("#team-error")).to_contain_text("Dry run failed: no catalog at 'catalogs/none.csv'")
         expect(page.locator("#dry-run")).to_be_hidden()
         assert_no_violations(page, "the load page with a dry-run error on a phone")
+
+        # a version built with another model: listed, but its promotion is refused plainly
+        s3 = boto3.client("s3", endpoint_url=stack.moto, region_name="us-east-1",
+                          aws_access_key_id="moto-local", aws_secret_access_key="moto-local")
+        store = ArtifactStore("moodboard-local-artifacts", s3)
+        current = store.current()
+        other = store.upload_version(make_bundle(tmp_path / "other", fingerprint="another-model-0001")).version
+        page.goto(f"{stack.url}/team.html#indexes")
+        row = page.locator(f'#indexes-table tr[data-version="{other}"]')
+        expect(row).to_contain_text("model @ anothe")
+        row.get_by_role("button", name=re.compile("Promote")).click()
+        expect(page.locator("#team-error")).to_contain_text(f"Not promoted: index {other} was built with model")
+        expect(page.locator("#team-error")).to_contain_text("CURRENT was not changed")
+        assert store.current().version == current.version
+        wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)
+            .slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], wide
+        assert_no_violations(page, "a refused promotion on a phone")
         assert errors == []
     finally:
         context.close()
