@@ -14,6 +14,14 @@ let round = null;
 let queue = null;
 let products = new Map();
 let fieldCounter = 0;
+let renderGeneration = 0;
+
+/** A run's name: its model and index, and its query weights. */
+export function runLabel(run) {
+  const weights = Object.entries(run.weights || {}).filter(([, v]) => v !== null && v !== undefined)
+    .map(([name, v]) => `${name} ${Number(v).toFixed(2)}`).join(", ");
+  return weights ? `${run.label} · ${weights}` : run.label;
+}
 
 export function fmt(value, digits = 2) {
   return value === null || value === undefined ? "—" : Number(value).toFixed(digits);
@@ -84,7 +92,8 @@ async function openRound(roundId) {
   $("round-title").textContent = `Round “${round.name}”: ${round.items.length} picture${round.items.length === 1 ? "" : "s"}, top ${round.k} results each`;
   const choice = $("queue-run");
   const previous = choice.value;
-  choice.replaceChildren(...queue.runs.map((run, i) => h("option", { value: run.run_id }, `Run ${i + 1}: ${run.label}`)));
+  const runs = new Map(round.runs.map((run) => [run.run_id, run]));
+  choice.replaceChildren(...queue.runs.map((run, i) => h("option", { value: run.run_id }, `Run ${i + 1}: ${runLabel(runs.get(run.run_id) || run)}`)));
   if (queue.runs.some((run) => run.run_id === previous)) choice.value = previous;
   $("queue-run-choice").hidden = queue.runs.length === 0;
   await renderQueue();
@@ -95,8 +104,13 @@ async function openRound(roundId) {
 async function runRound() {
   announce(ctx.status, `Running ${round.items.length} searches…`);
   const searches = {};
+  const weights = {};
+  for (const name of ["w_image", "w_type"]) {
+    const field = $(`run-${name.replace("_", "-")}`);
+    if (field.value.trim() !== "") weights[name] = Number(field.value);
+  }
   for (const item of round.items) {
-    const body = await request("search", { method: "POST", json: { image_url: item.image_url, category: item.category, k: round.k } });
+    const body = await request("search", { method: "POST", json: { image_url: item.image_url, category: item.category, k: round.k, ...weights } });
     searches[item.item_id] = body.search_id;
   }
   const version = await request("version");
@@ -121,6 +135,7 @@ async function renderQueue() {
     container.replaceChildren(h("p", { class: "empty" }, "This round has not run yet. Run it to start grading."));
     return;
   }
+  const generation = ++renderGeneration;  // a later render (another run chosen meanwhile) wins
   const run = queue.runs.find((r) => r.run_id === $("queue-run").value) || queue.runs[0];
   const total = run.items.reduce((sum, item) => sum + item.result_ids.length, 0);
   const done = run.items.reduce((sum, item) => sum + Object.keys(item.mine).length, 0);
@@ -137,6 +152,7 @@ async function renderQueue() {
         ` · you graded ${rated} of ${item.result_ids.length}`),
       h("ol", { class: "grade-list" }, rows)));
   }
+  if (generation !== renderGeneration) return;
   container.replaceChildren(
     h("p", { id: "my-progress", class: "status" }, `You (${queue.rater}) have graded ${done} of ${total} results in this run.`),
     ...sections);
@@ -211,8 +227,8 @@ async function loadReport() {
   for (const [i, run] of report.runs.entries()) {
     const m = run.metrics;
     for (const k of report.ks) {
-      rows.push([`Run ${i + 1}: ${run.label}`, `P@${k}`, fmt(m.precision_at[k].value), interval(m.precision_at[k]), String(m.precision_at[k].n)]);
-      rows.push([`Run ${i + 1}: ${run.label}`, `nDCG@${k}`, fmt(m.ndcg_at[k].value), interval(m.ndcg_at[k]), String(m.ndcg_at[k].n)]);
+      rows.push([`Run ${i + 1}: ${runLabel(run)}`, `P@${k}`, fmt(m.precision_at[k].value), interval(m.precision_at[k]), String(m.precision_at[k].n)]);
+      rows.push([`Run ${i + 1}: ${runLabel(run)}`, `nDCG@${k}`, fmt(m.ndcg_at[k].value), interval(m.ndcg_at[k]), String(m.ndcg_at[k].n)]);
     }
   }
   out.push(table("measures-table", "Measures per run (95% intervals: Wilson for P@k, bootstrap over searches for nDCG@k)",

@@ -158,6 +158,7 @@ def grade_run(page: Page, thumbs: list[int]) -> None:
         row = rows.nth(i)
         button = row.locator(".thumb-up" if value > 0 else ".thumb-down")
         button.click()
+        expect(row.locator(".card-error")).to_be_hidden()
         expect(button).to_have_attribute("aria-pressed", "true")
 
 
@@ -201,8 +202,11 @@ def test_two_raters_work_through_one_round(browser: Browser, stack: Stack) -> No
         expect(page.locator("#my-progress")).to_contain_text("You (alice) have graded 6 of 6")
         assert_no_violations(page, "a round's queue with a grade and comment open")
 
+        page.get_by_label("Picture weight (w_image)").fill("0.5")  # run 2: another configuration
         page.get_by_role("button", name="Run this round on the served index").click()
         expect(page.locator("#queue-run option")).to_have_count(2)
+        expect(page.locator("#queue-run option").nth(1)).to_contain_text("w_image 0.50")
+        expect(page.locator("#queue-run option").nth(0)).not_to_contain_text("w_image 0.50")
         expect(page.locator("#queue-run")).to_have_value(re.compile(".+"))
         expect(page.locator("#my-progress")).to_contain_text("graded 0 of 6")
         grade_run(page, ALICE_RUN2)
