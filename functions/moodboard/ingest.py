@@ -123,14 +123,15 @@ def load_catalog(
     *,
     settings: Settings,
     previous: Path | None = None,
-    progress: bool = False,
     on_progress: ProgressCallback | None = None,
     source: ImageSource | None = None,
 ) -> LoadReport:
     """Build an index bundle at out_dir from a catalog file/folder and return what happened.
 
     `previous` (default: out_dir itself when it already holds a bundle) lends vectors and thumbnails
-    for products whose image did not change. Raises NothingLoaded (out_dir untouched, the report on
+    for products whose image did not change. `on_progress(done, total)` is called as each image of
+    the products to embed is done (the CLI draws a bar with it, the loader records it on the job).
+    Raises NothingLoaded (out_dir untouched, the report on
     the exception) when no product could be loaded, and LoadBusy when another load holds out_dir.
     """
     started = time.perf_counter()
@@ -138,12 +139,12 @@ def load_catalog(
     read = read_catalog(Path(catalog))
     with output_lock(out_dir):
         clean_staging(out_dir)
-        return _load(read, embedder, out_dir, settings=settings, previous=previous, progress=progress,
-                     on_progress=on_progress, source=source or ImageSource(settings), started=started)
+        return _load(read, embedder, out_dir, settings=settings, previous=previous, on_progress=on_progress,
+                     source=source or ImageSource(settings), started=started)
 
 
 def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, settings: Settings,
-          previous: Path | None, progress: bool, on_progress: ProgressCallback | None, source: ImageSource,
+          previous: Path | None, on_progress: ProgressCallback | None, source: ImageSource,
           started: float) -> LoadReport:
     report = LoadReport(
         rejects=list(read.rejects),
@@ -162,7 +163,7 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
         for product in read.products:
             key = image_content_key(product)
             keys[product.id] = key
-            if prev is not None and _same_image(prev, product.id, key):
+            if prev is not None and prev.content_key(product.id) == key:
                 reused_products.append(product)
                 reused_vectors.append(prev.vector(product.id))
                 old_thumb = thumbnail_path(Path(previous or out_dir), product.id)
@@ -174,8 +175,7 @@ def _load(read: CatalogRead, embedder: EmbedderProtocol, out_dir: Path, *, setti
             index.add(reused_products, np.stack(reused_vectors).astype(np.float32),
                       [keys[p.id] for p in reused_products])
         report.reused = len(reused_products)
-        _embed_all(todo, keys, embedder, index, source, settings, staging_thumbs, report,
-                   progress=progress, on_progress=on_progress)
+        _embed_all(todo, keys, embedder, index, source, settings, staging_thumbs, report, on_progress=on_progress)
         report.loaded = report.reused + report.embedded
         report.seconds = time.perf_counter() - started
         if report.loaded == 0:
@@ -217,21 +217,14 @@ def embed_products(products: Sequence[Product], keys: dict[str, str], embedder: 
     collector = IndexBuilder(embedder.dim, embedder.fingerprint, model_precision=embedder.precision)
     report = LoadReport()
     _embed_all(list(products), keys, embedder, collector, source or ImageSource(settings), settings, thumbs,
-               report, progress=False, on_progress=on_progress)
+               report, on_progress=on_progress)
     embedded, vectors, embedded_keys = collector.rows()
     return EmbeddedProducts(products=embedded, vectors=vectors, keys=embedded_keys, failures=report.image_failures)
 
 
-def _same_image(prev: ProductIndex, product_id: str, key: str) -> bool:
-    try:
-        return prev.content_key(product_id) == key
-    except MoodboardError:
-        return False
-
-
 def _embed_all(todo: list[Product], keys: dict[str, str], embedder: EmbedderProtocol, index: IndexBuilder,
                source: ImageSource, settings: Settings, thumbs: Path, report: LoadReport, *,
-               progress: bool, on_progress: ProgressCallback | None) -> None:
+               on_progress: ProgressCallback | None) -> None:
     """Fetch/decode concurrently, embed in batches, add to the index; failures go to the report."""
     batch_size = settings.embed_batch_size
     total = len(todo)
@@ -254,38 +247,23 @@ def _embed_all(todo: list[Product], keys: dict[str, str], embedder: EmbedderProt
         batch_products.clear()
         batch_images.clear()
 
-    bar = _progress_bar(total) if progress else None
-    try:
-        with ThreadPoolExecutor(max_workers=settings.fetch_concurrency) as pool:
-            for product, future in _windowed(pool, load_one, todo, window=2 * batch_size):
-                try:
-                    image = future.result()
-                except MoodboardError as exc:
-                    report.image_failures.append(ImageFailure(product_id=product.id, image=product.image, reason=exc.message))
-                except OSError as exc:
-                    report.image_failures.append(ImageFailure(product_id=product.id, image=product.image, reason=f"cannot read: {exc.strerror or exc}"))
-                else:
-                    batch_products.append(product)
-                    batch_images.append(image)
-                    if len(batch_products) >= batch_size:
-                        flush()
-                done += 1
-                if bar is not None:
-                    bar[0].update(bar[1], completed=done)
-                if on_progress is not None:
-                    on_progress(done, total)
-            flush()
-    finally:
-        if bar is not None:
-            bar[0].stop()
+    with ThreadPoolExecutor(max_workers=settings.fetch_concurrency) as pool:
+        for product, future in _windowed(pool, load_one, todo, window=2 * batch_size):
+            try:
+                image = future.result()
+            except MoodboardError as exc:
+                report.image_failures.append(ImageFailure(product_id=product.id, image=product.image,
+                                                          reason=exc.message))
+            except OSError as exc:  # the thumbnail could not be written
+                report.image_failures.append(ImageFailure(product_id=product.id, image=product.image,
+                                                          reason=f"cannot read: {exc.strerror or exc}"))
+            else:
+                batch_products.append(product)
+                batch_images.append(image)
+                if len(batch_products) >= batch_size:
+                    flush()
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
+        flush()
 
-
-def _progress_bar(total: int):  # noqa: ANN202 - (Progress, task id)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from moodboard.console import err_console
-
-    bar = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=err_console, transient=False)
-    bar.start()
-    return bar, bar.add_task("embed", total=total)

@@ -272,3 +272,11 @@ def test_a_catalog_image_url_with_an_upper_case_scheme_is_fetched_not_opened_as_
         server.server_close()
 
     assert (report.loaded, report.image_failures, served) == (1, [], ["/shoe.png"])
+
+
+def test_progress_is_reported_through_the_callback_for_each_image_to_embed(catalog: Path, tmp_path: Path,
+                                                                            settings: Settings) -> None:
+    calls: list[tuple[int, int]] = []
+    load_catalog(catalog, FakeEmbedder(), tmp_path / "index", settings=settings,
+                 on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(done, 6) for done in range(1, 7)]

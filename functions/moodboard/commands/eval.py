@@ -17,7 +17,7 @@ from typing import Any
 
 from moodboard import __version__
 from moodboard.commands._common import resolve_model, write_model_ref
-from moodboard.console import console, err_console, print_note
+from moodboard.console import console, err_console, print_note, progress_bar
 from moodboard.errors import ConfigError, MoodboardError
 from moodboard.settings import Settings, get_settings
 
@@ -151,7 +151,8 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
 
     mark = time.perf_counter()
     if args.index is None:
-        load = load_catalog(args.catalog, embedder, index_dir, settings=settings, progress=not args.json)
+        with progress_bar("embedding", enabled=not args.json) as on_progress:
+            load = load_catalog(args.catalog, embedder, index_dir, settings=settings, on_progress=on_progress)
         write_model_ref(index_dir, model_dir, precision)
         meta.update(embedded=load.embedded, reused=load.reused, image_failures=len(load.image_failures),
                     rejects=len(load.rejects))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from moodboard.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR, write_model_ref
-from moodboard.console import console, err_console
+from moodboard.console import console, err_console, progress_bar
 from moodboard.errors import ConfigError, NothingLoaded
 from moodboard.settings import Settings, get_settings
 
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return sharded(args, settings)
     embedder = Embedder.load(args.model, precision=args.precision, threads=settings.intra_op_threads)
     try:
-        report = load_catalog(args.catalog, embedder, args.out, settings=settings, progress=not args.json)
+        with progress_bar("embedding", enabled=not args.json) as on_progress:
+            report = load_catalog(args.catalog, embedder, args.out, settings=settings, on_progress=on_progress)
     except NothingLoaded as exc:
         # Why every row or image failed, then the one-line error (exit 2): --out was not touched.
         if exc.report is not None:

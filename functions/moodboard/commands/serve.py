@@ -277,7 +277,7 @@ def demo_catalog(settings: Any, cache: Path) -> Path:
 
 def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path) -> Path:
     """Build (or refresh: unchanged images keep their vectors) the index of a catalog in the cache."""
-    from moodboard.console import console, err_console
+    from moodboard.console import console, err_console, progress_bar
     from moodboard.errors import ConfigError
     from moodboard.ingest import load_catalog
 
@@ -285,7 +285,8 @@ def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path) -> Pat
         raise ConfigError(f"catalog {catalog} does not exist")
     key = hashlib.sha256(f"{catalog.resolve()}|{embedder.fingerprint}".encode()).hexdigest()[:16]
     out = cache / "indexes" / f"{_slug(catalog.stem)}-{key}"
-    report = load_catalog(catalog, embedder, out, settings=settings, progress=True)
+    with progress_bar("embedding") as on_progress:
+        report = load_catalog(catalog, embedder, out, settings=settings, on_progress=on_progress)
     for failure in report.image_failures[:5]:
         err_console.print(f"image failed for {failure.product_id}: {failure.reason}", markup=False)
     console.print(report.summary(), markup=False)
