@@ -18,7 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from moodboard.bundle import (
+from moodboard.errors import ConfigError, ExportError
+from moodboard.integrity import MANIFEST_FILE
+from moodboard.model_bundle import (
     BundleFiles,
     ModelManifest,
     ModelSource,
@@ -31,8 +33,6 @@ from moodboard.bundle import (
     sha256_file,
     write_manifest,
 )
-from moodboard.errors import ConfigError, ExportError
-from moodboard.integrity import MANIFEST_FILE
 from moodboard.staging import staged_dir
 from model_export.hub import Checkpoint, resolve_checkpoint
 from model_export.parity import fp32_parity, int8_parity, parity_inputs

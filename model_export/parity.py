@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from moodboard.bundle import Fp32Parity, Int8Parity
 from moodboard.errors import ExportError
+from moodboard.model_bundle import Fp32Parity, Int8Parity
 
 logger = logging.getLogger(__name__)
 

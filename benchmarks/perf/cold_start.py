@@ -68,10 +68,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_verify:
         from concurrent.futures import ThreadPoolExecutor
 
-        from moodboard.bundle import load_manifest
         from moodboard.deps import get_index
         from moodboard.embedder import Embedder
         from moodboard.index import ProductIndex
+        from moodboard.model_bundle import load_manifest
 
         fingerprint = load_manifest(args.model, verify=False).fingerprint
         with ThreadPoolExecutor(2) as pool:  # what Runtime.preload does, with verify=False
@@ -138,10 +138,10 @@ def load_breakdown(model: Path, index: Path, precision: str) -> dict[str, float]
 
     import hnswlib
     import numpy as np
-    from moodboard.bundle import graph_path, load_manifest
     from moodboard.embedder import ClipTokenizer, _session, available_cpus
     from moodboard.index import ProductIndex
     from moodboard.integrity import MANIFEST_FILE
+    from moodboard.model_bundle import graph_path, load_manifest
 
     def timed(fn: Any) -> float:
         started = time.perf_counter()

@@ -249,8 +249,8 @@ def embedder_with_spinning(embedder: Any, bundle: Path, spinning: bool, text_spi
     """The same model as `embedder`, its sessions built with thread spinning on or off
     (session.intra_op.allow_spinning; the text session's as `text_spinning` when given), everything
     else as the embedder's own."""
-    from moodboard.bundle import graph_path
     from moodboard.embedder import Embedder, available_cpus
+    from moodboard.model_bundle import graph_path
 
     manifest, precision = embedder.manifest, embedder.precision
     threads = available_cpus()
@@ -304,7 +304,7 @@ def _configs(cpus: int, spinning: bool) -> dict[str, dict[str, Any]]:
 def _session_sweep(ctx: Context, bundle: Path, fp32: Any, pixels: np.ndarray, ids: np.ndarray, mask: np.ndarray,
                    cpus: int) -> dict[str, Any]:
     """Per graph and precision: session load seconds and batch-1 p50 of each option set."""
-    from moodboard.bundle import graph_path
+    from moodboard.model_bundle import graph_path
 
     feeds = {"vision": {"pixel_values": pixels}, "text": {"input_ids": ids, "attention_mask": mask}}
     outputs = {"vision": "image_embeds", "text": "text_embeds"}

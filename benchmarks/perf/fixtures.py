@@ -175,7 +175,7 @@ def write_product_index(path: Path, products: list, vectors: np.ndarray, fingerp
 
 def search_index(ctx: Context, bundle: Path, n: int) -> Path:
     """A saved index bundle of n synthetic products for the bundle's model (E2E_CATEGORIES shares)."""
-    from moodboard.bundle import load_manifest
+    from moodboard.model_bundle import load_manifest
 
     manifest = load_manifest(bundle, verify=False)
 

@@ -119,7 +119,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 def run(ctx: Any) -> dict[str, Any]:
     """Measure and return {"rows", "details"}."""
-    from moodboard.bundle import load_manifest
+    from moodboard.model_bundle import load_manifest
     from moodboard.runtime import open_index
 
     from benchmarks.perf import fixtures

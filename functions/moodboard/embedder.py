@@ -22,8 +22,8 @@ import numpy.typing as npt
 from cachetools import LRUCache
 from PIL import Image
 
-from moodboard.bundle import ModelManifest, graph_path, load_manifest, load_preprocess
 from moodboard.errors import BundleError, ConfigError
+from moodboard.model_bundle import ModelManifest, graph_path, load_manifest, load_preprocess
 from moodboard.preprocess import ImagePreprocessor
 from moodboard.vectors import Vector, l2_normalize
 

@@ -191,8 +191,8 @@ def run_local_load(*, out_dir: Path, model_dir: Path, precision: str, settings: 
     """Plan (or, with `resume`, continue) a sharded load of `catalog` into out_dir and run it to the
     publish. TooManyShardsFailed when more shards fail than tolerated (0 % by default: nothing is
     left out locally; resume the job once the cause is fixed)."""
-    from moodboard.bundle import load_manifest
     from moodboard.embedder import available_cpus
+    from moodboard.model_bundle import load_manifest
 
     started = time.perf_counter()
     if workers < 1:

@@ -22,8 +22,8 @@ import numpy.typing as npt
 from PIL import Image
 from pydantic import ValidationError
 
-from moodboard.bundle import PreprocessConfig
 from moodboard.errors import BundleError
+from moodboard.model_bundle import PreprocessConfig
 
 PixelBatch = npt.NDArray[np.float32]
 

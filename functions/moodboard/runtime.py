@@ -295,7 +295,7 @@ class Runtime:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from moodboard.bundle import load_manifest
+        from moodboard.model_bundle import load_manifest
 
         fingerprint = (self._embedder.fingerprint if self._embedder is not None
                        else load_manifest(self.model_dir(), verify=False).fingerprint)

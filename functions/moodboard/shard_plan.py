@@ -68,7 +68,7 @@ class ModelInfo:
 def model_info(settings: Settings, s3_client: Any = None) -> ModelInfo:
     """The configured model's fingerprint and dimension from its manifest alone (the plan embeds
     nothing): Settings.model_dir, or manifest.json under Settings.model_s3_uri."""
-    from moodboard.bundle import ModelManifest, load_manifest
+    from moodboard.model_bundle import ModelManifest, load_manifest
 
     if settings.model_dir:
         manifest = load_manifest(Path(settings.model_dir), verify=False)

@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.quality.heldout import HeldOut, split_products
-from moodboard.bundle import PreprocessConfig
 from moodboard.catalog import Product, read_catalog
 from moodboard.errors import ConfigError, MoodboardError
 from moodboard.images import load_image_file
+from moodboard.model_bundle import PreprocessConfig
 from moodboard.preprocess import center_crop, resized_size
 from moodboard.settings import get_settings
 from model_export.train.captions import ProductCaptions, product_captions

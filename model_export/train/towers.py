@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from moodboard.bundle import PreprocessConfig
 from moodboard.errors import ConfigError
+from moodboard.model_bundle import PreprocessConfig
 from model_export.tokenizer import CONTEXT_LENGTH, VOCAB_SIZE
 
 logger = logging.getLogger(__name__)

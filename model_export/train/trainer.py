@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.quality import heldout as metrics
-from moodboard.bundle import ModelSource, PreprocessConfig, TrainingRecord, load_manifest
 from moodboard.errors import ConfigError, HubUnreachable
+from moodboard.model_bundle import ModelSource, PreprocessConfig, TrainingRecord, load_manifest
 from model_export.train import captions as captions_mod
 from model_export.train.data import Catalog, load_catalog, load_pixels, normalise
 from model_export.train.towers import (

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from moodboard.bundle import load_manifest
 from moodboard.embedder import Embedder, EmbedderProtocol, available_cpus
 from moodboard.errors import BundleError, ConfigError
+from moodboard.model_bundle import load_manifest
 from tests.fakes import FakeEmbedder
 
 MAX_ABS_DIFF = 1e-3

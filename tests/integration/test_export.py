@@ -17,8 +17,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from moodboard.bundle import graph_path, load_manifest
 from moodboard.errors import ConfigError, ExportError, HubUnreachable
+from moodboard.model_bundle import graph_path, load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_FILES = {

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moodboard.bundle import load_manifest
 from moodboard.embedder import ClipTokenizer
+from moodboard.model_bundle import load_manifest
 
 pytest.importorskip("transformers", reason="the export extra (transformers) is the reference")
 from transformers import CLIPTokenizerFast  # noqa: E402

@@ -67,7 +67,7 @@ def test_runtime_dependencies_exclude_torch_transformers_optimum() -> None:
 def test_importing_every_runtime_module_loads_no_torch_transformers_optimum(tmp_path: Path) -> None:
     result = _run_python(IMPORT_ALL, str(FUNCTIONS), *RUNTIME_PACKAGES, cwd=tmp_path)
     imported = result["imported"]
-    assert {"moodboard.bundle", "moodboard.commands.export_model", "moodboard.errors"} <= set(imported)
+    assert {"moodboard.model_bundle", "moodboard.commands.export_model", "moodboard.errors"} <= set(imported)
     assert not _top_level(result["loaded"]) & set(HEAVY), sorted(_top_level(result["loaded"]) & set(HEAVY))
     assert "model_export" not in _top_level(result["loaded"])
 

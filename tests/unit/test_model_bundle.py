@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from moodboard.bundle import (
+from moodboard.errors import BundleError
+from moodboard.model_bundle import (
     BundleFiles,
     Fp32Parity,
     ModelManifest,
@@ -22,7 +23,6 @@ from moodboard.bundle import (
     sha256_file,
     write_manifest,
 )
-from moodboard.errors import BundleError
 
 PREPROCESS = PreprocessConfig(
     shortest_edge=224,
