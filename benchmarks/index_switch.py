@@ -85,7 +85,7 @@ def build(n: int, seed: int, folder: Path) -> tuple[ProductIndex, np.ndarray, np
     measurement builds its own."""
     vectors, clusters = structured_vectors(n, seed=seed)
     if (folder / MANIFEST_FILE).is_file():
-        index = ProductIndex.load(folder)
+        index = ProductIndex.open(folder)
         if len(index) == n:
             print(f"reusing the index at {folder}", flush=True)
             return index, vectors, clusters
@@ -94,7 +94,7 @@ def build(n: int, seed: int, folder: Path) -> tuple[ProductIndex, np.ndarray, np
     t0 = time.perf_counter()
     builder.write(folder)
     print(f"built {n} in {time.perf_counter() - t0:.1f}s", flush=True)
-    return ProductIndex.load(folder), vectors, clusters
+    return ProductIndex.open(folder), vectors, clusters
 
 
 def assign(index: ProductIndex, names: np.ndarray) -> None:

@@ -18,4 +18,4 @@ def build_index(path: Path, products: Sequence[Product], vectors: np.ndarray, *,
     builder = IndexBuilder(np.asarray(vectors).shape[1], fingerprint, switch=switch)
     builder.add(products, vectors, keys)
     builder.write(path, catalog_sha256=catalog_sha256)
-    return ProductIndex.load(path, expected_fingerprint=fingerprint)
+    return ProductIndex.open(path, expected_fingerprint=fingerprint)

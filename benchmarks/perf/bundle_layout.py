@@ -6,7 +6,7 @@ against the layout before (format /2: the same floats again in vectors.npy), at 
 One bundle is built with the shipped IndexBuilder (structured vectors, the E2E category shares,
 synthetic products); its /2 twin is the same files plus vectors.npy and a /2 manifest, exactly what
 the /2 builder wrote. Measured on both, side by side: the bytes (what a search Lambda downloads from
-S3 at each cold start), ProductIndex.load in fresh processes (interleaved, page cache warm, the
+S3 at each cold start), ProductIndex.open in fresh processes (interleaved, page cache warm, the
 median of `reps`), the first exact category search (it gathers the category's rows: from a
 contiguous file or from index.bin's strided records) and the exact top 10 of queries over each
 layout's vectors (the same ids, or how many differ). The float16 alternative (vectors.npy as
@@ -39,7 +39,7 @@ import json, sys, time
 started = time.perf_counter()
 from moodboard.index import ProductIndex
 imported = time.perf_counter()
-index = ProductIndex.load(sys.argv[1], verify=False)
+index = ProductIndex.open(sys.argv[1], verify=False)
 loaded = time.perf_counter()
 category = max(index.categories(), key=index.categories().get)
 index.search(index.vector(next(index.products()).id), 10, category=category)

@@ -76,7 +76,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         fingerprint = load_manifest(args.model, verify=False).fingerprint
         with ThreadPoolExecutor(2) as pool:  # what Runtime.preload does, with verify=False
             model = pool.submit(Embedder.load, args.model, precision=args.precision, verify=False)
-            index = pool.submit(ProductIndex.load, args.index, expected_fingerprint=fingerprint, verify=False).result()
+            index = pool.submit(ProductIndex.open, args.index, expected_fingerprint=fingerprint, verify=False).result()
             runtime = Runtime(settings, embedder=model.result())
         app.dependency_overrides[get_index] = lambda: index
         marks["model + index load (side by side)"] = time.perf_counter()
@@ -186,8 +186,8 @@ def load_breakdown(model: Path, index: Path, precision: str) -> dict[str, float]
         # Bundles of format /3 keep their vectors in index.bin only (moodboard.index.stored_vectors).
         "index: vectors (mapped from index.bin, or a /2 bundle's vectors.npy)": timed(lambda: vectors(index)),
         "index: hnswlib graph": timed(graph),
-        "index: ProductIndex.load without sha256 (graph, vectors, records)":
-            timed(lambda: ProductIndex.load(index, verify=False)),
+        "index: ProductIndex.open without sha256 (graph, vectors, records)":
+            timed(lambda: ProductIndex.open(index, verify=False)),
     }
 
 

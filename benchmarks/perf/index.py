@@ -154,7 +154,7 @@ def _build(folder: Path, name: str, products: list, vectors: np.ndarray, switch:
 
     rss_before = _rss_bytes()
     builder = fixtures.write_product_index(folder / name, products, vectors, "bench", switch=switch)
-    index = ProductIndex.load(folder / name, verify=False)
+    index = ProductIndex.open(folder / name, verify=False)
     graphs = index.manifest.graphs
     elements = sum(entry.elements for entry in graphs)
     seconds = builder.seconds["category graphs"]

@@ -215,7 +215,7 @@ def candidate_index(data: EvalSet, queries: np.ndarray) -> ProductIndex:
     builder.add([data.products[i] for i in rows], data.vectors[rows])
     with tempfile.TemporaryDirectory(prefix="moodboard-eval-") as folder:
         builder.write(Path(folder) / "index")
-        return ProductIndex.load(Path(folder) / "index", verify=False)
+        return ProductIndex.open(Path(folder) / "index", verify=False)
 
 
 def blend(image: Vector, type_vector: Vector, *, w_image: float, w_type: float) -> Vector:

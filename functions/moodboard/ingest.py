@@ -92,7 +92,7 @@ def _previous_index(previous: Path | None, fingerprint: str) -> ProductIndex | N
     if previous is None or not (Path(previous) / MANIFEST_FILE).exists():
         return None
     try:
-        return ProductIndex.load(Path(previous), expected_fingerprint=fingerprint)
+        return ProductIndex.open(Path(previous), expected_fingerprint=fingerprint)
     except BundleError as exc:
         logger.warning("not reusing the previous index at %s: %s", previous, exc.message)
         return None

@@ -45,7 +45,7 @@ def open_index(path: Path, fingerprint: str, *, verify: bool = True) -> ProductI
     unless the caller has just done so (`verify=False` after a verified download)."""
     from moodboard.index import ProductIndex
 
-    return ProductIndex.load(path, expected_fingerprint=fingerprint, verify=verify)
+    return ProductIndex.open(path, expected_fingerprint=fingerprint, verify=verify)
 
 
 @dataclass(frozen=True)

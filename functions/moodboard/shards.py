@@ -539,7 +539,7 @@ def _add_reused(builder: IndexBuilder, files: JobFiles, plan: Plan, publisher: P
     base_dir = publisher.base_bundle(plan)
     if base_dir is None or plan.base is None:
         raise BundleError(f"load job {plan.job_id} reuses {plan.reused} products but has no base bundle")
-    base = ProductIndex.load(base_dir, expected_fingerprint=plan.model_fingerprint)
+    base = ProductIndex.open(base_dir, expected_fingerprint=plan.model_fingerprint)
     if base.version != plan.base.version:
         raise PublishConflict(f"the bundle at {base_dir} is {base.version}, not {plan.base.version} which load job "
                               f"{plan.job_id} was planned against; start a new load")

@@ -34,7 +34,7 @@ def index_and_embedder(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: 
     embedder = Embedder.load(tiny_bundle)
     out = tmp_path_factory.mktemp("snapshot") / "index"
     load_catalog(demo_catalog, embedder, out, settings=Settings())
-    return ProductIndex.load(out, expected_fingerprint=embedder.fingerprint), embedder
+    return ProductIndex.open(out, expected_fingerprint=embedder.fingerprint), embedder
 
 
 def _rankings(index: ProductIndex, embedder: Embedder) -> dict[str, list[str]]:

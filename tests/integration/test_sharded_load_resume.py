@@ -145,7 +145,7 @@ def test_a_killed_sharded_load_resumes_only_its_unfinished_shards_and_equals_an_
     assert report["shards_embedded"] == list(range(SLOW_SHARD, SHARDS))
     assert report["products_embedded_now"] == 21 - SHARD_SIZE * SLOW_SHARD  # shards 2-5: 4 + 4 + 4 + 1
     assert report["embedded"] == 21 and report["reused"] == SEED_ROWS and report["loaded"] == 25
-    assert ProductIndex.load(killed_out).version == report["version"]
+    assert ProductIndex.open(killed_out).version == report["version"]
 
     # 3. The same catalog loaded without interruption, two workers.
     clean = cli(str(full), "--out", str(clean_out), "--workers", "2", *common, "--json", env=env)
@@ -153,7 +153,7 @@ def test_a_killed_sharded_load_resumes_only_its_unfinished_shards_and_equals_an_
     assert clean.returncode == 0, err
     assert json.loads(out)["shards_embedded"] == list(range(SHARDS))
 
-    resumed_index, clean_index = ProductIndex.load(killed_out), ProductIndex.load(clean_out)
+    resumed_index, clean_index = ProductIndex.open(killed_out), ProductIndex.open(clean_out)
     ids = sorted(p.id for p in clean_index.products())
     assert sorted(p.id for p in resumed_index.products()) == ids and len(ids) == 25
     assert np.allclose(resumed_index.vectors_at([resumed_index.label_of(i) for i in ids]),

@@ -95,7 +95,7 @@ def current(s3: Any) -> dict[str, Any] | None:
 
 
 def bundle(s3: Any, version: str, dest: Path) -> ProductIndex:
-    return ProductIndex.load(ArtifactStore(BUCKET, s3).download(version, dest))
+    return ProductIndex.open(ArtifactStore(BUCKET, s3).download(version, dest))
 
 
 def planned(aws: dict[str, Any], tmp_path: Path, **upload: Any) -> dict[str, Any]:

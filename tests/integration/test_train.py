@@ -190,5 +190,5 @@ def test_train_cli_lit_efficientnet_writes_a_bundle_the_runtime_serves(palette_c
     index_dir = tmp_path / "index"
     load_catalog(palette_catalog, Embedder.load(tiny_bundle), index_dir, settings=settings)
     with pytest.raises(FingerprintMismatch):
-        ProductIndex.load(index_dir, expected_fingerprint=embedder.fingerprint)
+        ProductIndex.open(index_dir, expected_fingerprint=embedder.fingerprint)
     assert np.isfinite(vector).all()

@@ -82,7 +82,7 @@ def test_download_verifies_and_round_trips(store: ArtifactStore, tmp_path: Path)
 
     assert path == tmp_path / "cache" / pointer.version
     assert verify(path).version == pointer.version
-    assert ProductIndex.load(path, expected_fingerprint=FINGERPRINT).get("p3").title == "Product 3"
+    assert ProductIndex.open(path, expected_fingerprint=FINGERPRINT).get("p3").title == "Product 3"
 
 
 class FailingS3:

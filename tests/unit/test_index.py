@@ -208,20 +208,20 @@ def test_write_extra_files_are_hashed(tmp_path: Path) -> None:
     builder.write(tmp_path / "b", write_extra=lambda d: ((d / "thumbs").mkdir(), (d / "thumbs" / "p1.jpg").write_bytes(b"j")))
     data = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert "thumbs/p1.jpg" in data["sha256"]
-    assert ProductIndex.load(tmp_path / "b").get("p1").category == "Hat"
+    assert ProductIndex.open(tmp_path / "b").get("p1").category == "Hat"
 
 
 def test_load_with_another_model_fingerprint_fails_clearly(tmp_path: Path) -> None:
     small_bundle(tmp_path / "bundle", 20)
     with pytest.raises(FingerprintMismatch) as err:
-        ProductIndex.load(tmp_path / "bundle", expected_fingerprint="model-bbbb2222")
+        ProductIndex.open(tmp_path / "bundle", expected_fingerprint="model-bbbb2222")
     assert FINGERPRINT in str(err.value) and "model-bbbb2222" in str(err.value)
     assert err.value.details == {"index_fingerprint": FINGERPRINT, "model_fingerprint": "model-bbbb2222"}
 
 
 def test_load_missing_bundle_is_a_bundle_error(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="no index bundle"):
-        ProductIndex.load(tmp_path / "nothing")
+        ProductIndex.open(tmp_path / "nothing")
 
 
 def test_load_corrupt_file_is_a_bundle_error(tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ def test_load_corrupt_file_is_a_bundle_error(tmp_path: Path) -> None:
         fh.seek(100)
         fh.write(b"\xff\xfe")
     with pytest.raises(BundleError, match="index.bin does not match its sha256"):
-        ProductIndex.load(tmp_path / "bundle")
+        ProductIndex.open(tmp_path / "bundle")
     with pytest.raises(BundleError, match="index.bin does not match its sha256"):
         verify(tmp_path / "bundle")
 
@@ -239,7 +239,7 @@ def test_load_missing_file_is_a_bundle_error(tmp_path: Path) -> None:
     small_bundle(tmp_path / "bundle", 20)
     (tmp_path / "bundle" / "index.bin").unlink()
     with pytest.raises(BundleError, match="missing index.bin"):
-        ProductIndex.load(tmp_path / "bundle", verify=False)
+        ProductIndex.open(tmp_path / "bundle", verify=False)
 
 
 def _rewrite_manifest(bundle: Path, **changes: object) -> None:
@@ -266,7 +266,7 @@ def test_vectors_are_read_by_label_when_hnswlib_stored_them_in_another_order(tmp
     graph.save_index(str(tmp_path / "bundle" / "index.bin"))
     _rewrite_manifest(tmp_path / "bundle")
 
-    reread = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
+    reread = ProductIndex.open(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
 
     assert reread._vectors.rows is not None
     for i in (0, 1, 150, 299):
@@ -281,7 +281,7 @@ def test_index_bin_of_another_shape_is_a_bundle_error_not_wrong_vectors(tmp_path
     small_bundle(tmp_path / "other", 21)
     (tmp_path / "bundle" / "index.bin").write_bytes((tmp_path / "other" / "index.bin").read_bytes())
     with pytest.raises(BundleError, match="does not hold 20 vectors of 16 float32"):
-        ProductIndex.load(tmp_path / "bundle", verify=False)
+        ProductIndex.open(tmp_path / "bundle", verify=False)
 
 
 def test_a_bundle_of_format_2_with_vectors_npy_is_still_read(tmp_path: Path) -> None:
@@ -292,13 +292,13 @@ def test_a_bundle_of_format_2_with_vectors_npy_is_still_read(tmp_path: Path) -> 
     np.save(tmp_path / "bundle" / "vectors.npy", np.roll(vectors, 1, axis=0))
     _rewrite_manifest(tmp_path / "bundle", format="moodboard-index/2")
 
-    index = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
+    index = ProductIndex.open(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
 
     assert index.manifest.format == "moodboard-index/2"
     assert np.allclose(index.vector("p1"), vectors[0], atol=1e-6)
     (tmp_path / "bundle" / "vectors.npy").unlink()
     with pytest.raises(BundleError, match="missing vectors.npy"):
-        ProductIndex.load(tmp_path / "bundle", verify=False)
+        ProductIndex.open(tmp_path / "bundle", verify=False)
 
 
 @pytest.mark.parametrize("found", ["moodboard-model/1", "moodboard-index/1"])
@@ -306,7 +306,7 @@ def test_load_foreign_manifest_is_a_bundle_error(tmp_path: Path, found: str) -> 
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "manifest.json").write_text(json.dumps({"format": found}))
     with pytest.raises(BundleError, match=rf"not a moodboard-index manifest this reader knows \(format '{found}'"):
-        ProductIndex.load(tmp_path / "bundle")
+        ProductIndex.open(tmp_path / "bundle")
 
 
 def test_unsafe_version_in_a_manifest_is_a_bundle_error(tmp_path: Path) -> None:
@@ -329,7 +329,7 @@ def test_a_failed_write_leaves_the_previous_bundle_loadable(tmp_path: Path) -> N
     with pytest.raises(OSError, match="disk full"):
         builder.write(tmp_path / "bundle", write_extra=disk_full)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temp dir left behind
-    loaded = ProductIndex.load(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
+    loaded = ProductIndex.open(tmp_path / "bundle", expected_fingerprint=FINGERPRINT)
     assert loaded.version == first.version and "plate" not in loaded and len(loaded) == 20
 
 
@@ -350,13 +350,13 @@ def test_a_failed_rename_restores_the_previous_bundle(tmp_path: Path, monkeypatc
     with pytest.raises(OSError, match="rename failed"):
         builder.write(tmp_path / "bundle")
     monkeypatch.undo()
-    assert ProductIndex.load(tmp_path / "bundle").version == first.version
+    assert ProductIndex.open(tmp_path / "bundle").version == first.version
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
 def test_an_empty_bundle_searches_to_nothing(tmp_path: Path) -> None:
     IndexBuilder(8, FINGERPRINT).write(tmp_path / "empty")
-    index = ProductIndex.load(tmp_path / "empty")
+    index = ProductIndex.open(tmp_path / "empty")
     assert index.search(np.ones(8, np.float32), 5) == []
     assert index.categories() == {} and len(index) == 0
 
@@ -380,7 +380,7 @@ def test_load_reads_every_record_field_label_and_content_key(tmp_path: Path) -> 
     builder = IndexBuilder(4, FINGERPRINT)
     builder.add(products, np.eye(4)[:2], ["k3", None])
     builder.write(tmp_path / "bundle")
-    loaded = ProductIndex.load(tmp_path / "bundle")
+    loaded = ProductIndex.open(tmp_path / "bundle")
     assert list(loaded.products()) == products
     assert [loaded.label_of(p.id) for p in products] == [0, 1]
     assert [loaded.content_key(p.id) for p in products] == ["k3", None]
@@ -390,7 +390,7 @@ def test_load_reads_every_record_field_label_and_content_key(tmp_path: Path) -> 
 def test_load_accepts_records_in_any_label_order(tmp_path: Path) -> None:
     file = saved_records(tmp_path)
     file.write_text("".join(reversed(file.read_text().splitlines(keepends=True))))
-    loaded = ProductIndex.load(file.parent, verify=False)
+    loaded = ProductIndex.open(file.parent, verify=False)
     assert [p.id for p in loaded.products()] == [f"p{i}" for i in range(20)]
     assert loaded.search(loaded.vector("p5"), 1)[0].product.id == "p5"
 
@@ -412,7 +412,7 @@ def test_load_invalid_or_inconsistent_record_is_a_bundle_error(tmp_path: Path, c
     file = saved_records(tmp_path)
     edit_record(file, 3, change)
     with pytest.raises(BundleError, match=message):
-        ProductIndex.load(file.parent, verify=False)
+        ProductIndex.open(file.parent, verify=False)
 
 
 def test_load_truncated_record_is_a_bundle_error_naming_its_line(tmp_path: Path) -> None:
@@ -421,13 +421,13 @@ def test_load_truncated_record_is_a_bundle_error_naming_its_line(tmp_path: Path)
     lines[4] = lines[4][:30]
     file.write_text("\n".join(lines) + "\n")
     with pytest.raises(BundleError, match=r"line 5 is not a JSON record"):
-        ProductIndex.load(file.parent, verify=False)
+        ProductIndex.open(file.parent, verify=False)
 
 
 def test_load_accepts_blank_lines_between_records(tmp_path: Path) -> None:
     file = saved_records(tmp_path)
     file.write_text("\n" + file.read_text().replace("\n", "\n  \n\r\n"))
-    loaded = ProductIndex.load(file.parent, verify=False)
+    loaded = ProductIndex.open(file.parent, verify=False)
     assert len(loaded) == 20 and loaded.content_key("p19") == "k19"
 
 
@@ -436,4 +436,4 @@ def test_load_two_records_on_one_line_is_a_bundle_error(tmp_path: Path) -> None:
     lines = file.read_text().splitlines()
     file.write_text("\n".join([lines[0] + "," + lines[1], *lines[2:]]) + "\n")
     with pytest.raises(BundleError, match="line 1 is not a JSON record"):
-        ProductIndex.load(file.parent, verify=False)
+        ProductIndex.open(file.parent, verify=False)

@@ -58,7 +58,7 @@ def build(path: Path, n: int = 2_000, seed: int = 0) -> tuple[ProductIndex, np.n
         builder.add([product(i, categories[i]) for i in range(start, min(n, start + 500))],
                     vectors[start:start + 500], [f"k{i}" for i in range(start, min(n, start + 500))])
     builder.write(path)
-    return ProductIndex.load(path, expected_fingerprint=FINGERPRINT), vectors, categories
+    return ProductIndex.open(path, expected_fingerprint=FINGERPRINT), vectors, categories
 
 
 def exact_top(vectors: np.ndarray, query: np.ndarray, k: int, rows: list[int]) -> list[int]:
@@ -178,7 +178,7 @@ def test_a_graph_that_does_not_match_its_category_is_a_bundle_error(tmp_path: Pa
     shutil.copy(tmp_path / "bundle" / files["boots"], tmp_path / "bundle" / files["coats"])  # wrong graph
     rehash(tmp_path / "bundle")
     with pytest.raises(BundleError, match="graph"):
-        ProductIndex.load(tmp_path / "bundle")
+        ProductIndex.open(tmp_path / "bundle")
 
 
 def test_a_listed_graph_that_is_missing_is_a_bundle_error(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_a_listed_graph_that_is_missing_is_a_bundle_error(tmp_path: Path) -> Non
     data = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     (tmp_path / "bundle" / data["graphs"][0]["file"]).unlink()
     with pytest.raises(BundleError, match="missing graphs/"):
-        ProductIndex.load(tmp_path / "bundle", verify=False)
+        ProductIndex.open(tmp_path / "bundle", verify=False)
 
 
 def test_graph_file_names_are_safe_for_any_category_name(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def test_load_writes_a_bundle_with_every_product(catalog: Path, tmp_path: Path, 
 
     assert report.loaded == 6 and report.embedded == 6 and report.reused == 0
     assert report.categories == {"dress": 3, "lamp": 3}
-    index = ProductIndex.load(out, expected_fingerprint=FakeEmbedder().fingerprint)
+    index = ProductIndex.open(out, expected_fingerprint=FakeEmbedder().fingerprint)
     assert sorted(index.categories().items()) == [("dress", 3), ("lamp", 3)]
     assert thumbnail_path(out, "p3").exists()
 
@@ -63,7 +63,7 @@ def test_reload_reembeds_only_changed_images(catalog: Path, tmp_path: Path, sett
 
     assert (report.embedded, report.reused) == (1, 5)
     assert embedder.image_calls == 1
-    index = ProductIndex.load(out, expected_fingerprint=embedder.fingerprint)
+    index = ProductIndex.open(out, expected_fingerprint=embedder.fingerprint)
     red = embedder.embed_images([Image.new("RGB", (64, 48), (255, 0, 0))])[0]
     assert float(index.vector("p2") @ red) == pytest.approx(1.0, abs=1e-5)
     assert thumbnail_path(out, "p0").exists(), "thumbnails of reused products are kept"

@@ -156,7 +156,7 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
         write_model_ref(index_dir, model_dir, precision)
         meta.update(embedded=load.embedded, reused=load.reused, image_failures=len(load.image_failures),
                     rejects=len(load.rejects))
-    index = ProductIndex.load(index_dir, expected_fingerprint=embedder.fingerprint)
+    index = ProductIndex.open(index_dir, expected_fingerprint=embedder.fingerprint)
     if args.index is not None:
         checksum = read_catalog(args.catalog).checksum
         if index.manifest.catalog_sha256 and index.manifest.catalog_sha256 != checksum:

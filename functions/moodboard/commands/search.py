@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     model_dir, precision = resolve_model(args.index, args.model, args.precision)
     embedder = Embedder.load(model_dir, precision=precision, threads=settings.intra_op_threads)
-    index = ProductIndex.load(args.index, expected_fingerprint=embedder.fingerprint)
+    index = ProductIndex.open(args.index, expected_fingerprint=embedder.fingerprint)
     params = QueryParams(w_image=args.w_image, w_type=args.w_type, w_text=args.w_text, w_neg=args.w_neg,
                          near_copy_threshold=args.near_copy_threshold, k=args.k, offset=args.offset,
                          mmr_lambda=args.mmr_lambda)

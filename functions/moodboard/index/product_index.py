@@ -61,7 +61,7 @@ class Hit:
 
 
 class ProductIndex:
-    """The products of one index bundle and their embeddings: load it, search it, read from it.
+    """The products of one index bundle and their embeddings: open it, search it, read from it.
 
     Built by moodboard.index.builder.IndexBuilder, never changed once loaded. Thread-safe: graph
     walks take a lock (hnswlib's beam is a setting of the graph), everything else only reads.
@@ -83,10 +83,10 @@ class ProductIndex:
         self._rows: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
-    # --- loading -------------------------------------------------------------------------------
+    # --- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path, *, expected_fingerprint: str | None = None, verify: bool = True) -> ProductIndex:
+    def open(cls, path: Path, *, expected_fingerprint: str | None = None, verify: bool = True) -> ProductIndex:
         """Read the bundle at `path`. FingerprintMismatch when it was built with a model other than
         `expected_fingerprint` (checked before anything heavy is read); BundleError when a file is
         missing, corrupt (sha256, with `verify`; a product record that fails validation, always) or
