@@ -27,7 +27,7 @@ if [ -f "$DATASET/images.csv" ]; then
   IGNORE=(--ignore-category "Not sure" --ignore-category Skip --ignore-category Other)
 else
   echo "demo: no clothing dataset at $DATASET (github.com/alexeygrigorev/clothing-dataset); generating a demo catalog"
-  CATALOG=$(python -m moodboard.demo_catalog artifacts/demo-catalog)
+  CATALOG=$(python -m moodboard_local.demo_catalog artifacts/demo-catalog)
   CATEGORY=dress
 fi
 

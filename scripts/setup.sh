@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install moodboard with its export, dev and cdk extras. Idempotent: skips pip when
-# pyproject.toml has not changed since the last install. With --browser also installs Debian's Chromium.
+# Create .venv and install moodboard with its export, dev, cdk and local extras (local: the CLI and
+# `moodboard serve`). Idempotent: skips pip when pyproject.toml has not changed since the last
+# install. With --browser also installs Debian's Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into .venv (first run takes a few minutes)"
   pip install -q --upgrade pip
   # torch==2.13.0 (CPU) is pinned in the export extra; pip takes it from the local wheel cache here.
-  pip install -q -e '.[export,dev,cdk]'
+  pip install -q -e '.[export,dev,cdk,local]'
   # Only for the CLIP BPE vocabulary it ships (bpe_simple_vocab_16e6.txt.gz), used to build the
   # tokenizer of the offline tiny model. --no-deps: its torchvision dependency is not needed.
   pip install -q --no-deps open-clip-torch==3.3.0

@@ -22,7 +22,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated catalog: 6 product types x 10 products with small drawn images (CSV path)."""
-    from moodboard.demo_catalog import generate_demo_catalog
+    from moodboard_local.demo_catalog import generate_demo_catalog
 
     return generate_demo_catalog(tmp_path_factory.mktemp("demo-catalog"), per_category=10)
 

@@ -9,7 +9,7 @@
   in 512 dimensions are the worst case of every ANN index and unlike any real embedding space
   (DESIGN.md), so no recall figure here comes from them.
 - A synthetic product index bundle (products + structured vectors) for the query and cold-start
-  sections, generated catalogs (images drawn by moodboard.demo_catalog) for the loader section.
+  sections, generated catalogs (images drawn by moodboard_local.demo_catalog) for the loader section.
 
 Each cached item is built in a staging directory and renamed into place, so an interrupted build
 is never mistaken for a finished one.
@@ -190,7 +190,7 @@ def search_index(ctx: Context, bundle: Path, n: int) -> Path:
 
 def jpeg_bytes(size: int = 500, seed: int = 0) -> bytes:
     """An inspiration picture as a shopper would upload it: size x size JPEG, quality 90."""
-    from moodboard.demo_catalog import PALETTES, draw_mood_image
+    from moodboard_local.demo_catalog import PALETTES, draw_mood_image
 
     palette = sorted(PALETTES)[seed % len(PALETTES)]
     buffer = io.BytesIO()
@@ -200,7 +200,7 @@ def jpeg_bytes(size: int = 500, seed: int = 0) -> bytes:
 
 def sample_images(count: int, seed: int = 0) -> list:
     """Varied RGB images: drawn products and mood pictures (for cosine and throughput figures)."""
-    from moodboard.demo_catalog import CATEGORIES, PALETTES, draw_mood_image, draw_product
+    from moodboard_local.demo_catalog import CATEGORIES, PALETTES, draw_mood_image, draw_product
     from PIL import Image
 
     rng = random.Random(seed)
@@ -216,9 +216,9 @@ def sample_images(count: int, seed: int = 0) -> list:
 
 
 def generated_catalog(ctx: Context, n: int) -> Path:
-    """catalog.csv of n products with drawn images (moodboard.demo_catalog). Smaller catalogs are
+    """catalog.csv of n products with drawn images (moodboard_local.demo_catalog). Smaller catalogs are
     prefixes of the largest one built, so only one set of images is drawn."""
-    from moodboard.demo_catalog import CATEGORIES, generate_demo_catalog
+    from moodboard_local.demo_catalog import CATEGORIES, generate_demo_catalog
 
     largest = max(ctx.profile.loader_sizes + (n,))
     per_category = -(-largest // len(CATEGORIES))

@@ -2,7 +2,7 @@
 
 Each load runs in a fresh child process (`python -m benchmarks.perf.loader --child ...`) so its peak
 resident memory (VmHWM, plus RSS sampled during the load itself) belongs to that load alone:
-a generated catalog (images drawn by moodboard.demo_catalog) at two sizes with int8 (peak memory
+a generated catalog (images drawn by moodboard_local.demo_catalog) at two sizes with int8 (peak memory
 must not grow with catalog size beyond the index the load builds), the smaller one with fp32 too
 (int8 against fp32), and ../shared/data/clothing-dataset (real photos, 400x533 JPEGs) with both
 precisions when it is on this machine (skipped with a note when it is not: it is never required).

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
 
     # Local web stack.
     frontend_dir: Path | None = None
-    # `moodboard serve`'s data folder (moodboard.local_data) and its named team members' token file
+    # `moodboard serve`'s data folder (moodboard_local.local_data) and its named team members' token file
     # (moodboard.team): set by serve; a team token is accepted only where this is set.
     data_dir: Path | None = None
     team_file: Path | None = None

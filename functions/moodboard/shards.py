@@ -4,7 +4,7 @@
 A load job is planned (moodboard.shard_plan), its shards are embedded by workers, and a reduce step
 builds and publishes the bundle. On AWS a Step Functions Distributed Map runs the workers
 (infra_cdk/loads.py); `moodboard load --workers N` runs the same functions in a process pool
-(moodboard.local_load). A job's files (moodboard.shard_files: S3 `loads/<job>/`, or a folder):
+(moodboard_local.local_load). A job's files (moodboard.shard_files: S3 `loads/<job>/`, or a folder):
 
     plan.json                 Plan: model, the bundle the load started from, the version it publishes
     shards.json               the shard manifest: a JSON array of {"shard": i, "products": n}, read by

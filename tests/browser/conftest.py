@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from moodboard.demo_catalog import draw_mood_image
+from moodboard_local.demo_catalog import draw_mood_image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.browser.support import (
@@ -127,7 +127,7 @@ def app_url(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.Temp
         "XDG_CACHE_HOME": str(work / "xdg-cache"),
         "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),
     })
-    command = [sys.executable, "-m", "moodboard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(tiny_bundle), "--catalog", str(demo_catalog)]
     log_path = work / "serve.log"
     with log_path.open("wb") as log:

@@ -28,8 +28,8 @@ import boto3
 import httpx
 import pytest
 from moodboard.artifacts import ArtifactStore
-from moodboard.demo_catalog import generate_demo_catalog
-from moodboard.local_data import LocalData
+from moodboard_local.demo_catalog import generate_demo_catalog
+from moodboard_local.local_data import LocalData
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.support import ADMIN_TOKEN, CATEGORY, DESKTOP, PHONE, REPO, UI_TIMEOUT_MS, screenshot
@@ -79,7 +79,7 @@ class Stack:
             "AWS_SHARED_CREDENTIALS_FILE": str(self.work / "no-credentials"),
             "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),
         })
-        command = [sys.executable, "-m", "moodboard.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--model", str(self.model), "--aws", "moto", "--allow-loopback-fetch", "--data-dir", str(self.data)]
         if with_catalog:
             command += ["--catalog", str(self.catalog)]

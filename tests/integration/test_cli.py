@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from moodboard.cli import main
+from moodboard_local.cli import main
 
 
 @pytest.fixture(scope="module")

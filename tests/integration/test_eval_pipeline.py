@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from moodboard.cli import main
+from moodboard_local.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -229,7 +229,7 @@ def test_cli_export_model_offline_exits_2_with_one_line(tmp_path: Path) -> None:
         "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "moodboard.cli", "export-model", "--model", "nobody-here/no-such-clip",
+        [sys.executable, "-m", "moodboard_local.cli", "export-model", "--model", "nobody-here/no-such-clip",
          "--out", str(tmp_path / "bundle")],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )
@@ -240,7 +240,7 @@ def test_cli_export_model_offline_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_tiny_and_model_together_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from moodboard.cli import main
+    from moodboard_local.cli import main
 
     assert main(["export-model", "--tiny", "--model", "openai/clip-vit-base-patch32", "--out", str(tmp_path / "b")]) == 2
     assert "--tiny builds its own random model" in capsys.readouterr().err
@@ -249,8 +249,8 @@ def test_cli_tiny_and_model_together_is_a_usage_error(tmp_path: Path, capsys: py
 def test_cli_without_the_export_extra_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from moodboard.cli import main
-    from moodboard.commands import export_model
+    from moodboard_local.cli import main
+    from moodboard_local.commands import export_model
 
     monkeypatch.setattr(export_model, "EXPORT_PACKAGES", ("torch", "no_such_package_for_moodboard"))
     assert main(["export-model", "--tiny", "--out", str(tmp_path / "b")]) == 2

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from moodboard.demo_catalog import draw_mood_image
 from moodboard.embedder import Embedder
 from moodboard.index import ProductIndex
 from moodboard.ingest import load_catalog
 from moodboard.query import QueryParams, gist_search
 from moodboard.settings import Settings
+from moodboard_local.demo_catalog import draw_mood_image
 
 SNAPSHOT = Path(__file__).parent.parent / "snapshots" / "rankings.json"
 QUERIES = [

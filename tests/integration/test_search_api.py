@@ -25,15 +25,15 @@ import boto3
 import httpcore
 import pytest
 from moodboard.artifacts import ArtifactStore
-from moodboard.demo_catalog import draw_mood_image, generate_demo_catalog
 from moodboard.deps import get_history, get_image_fetcher
 from moodboard.errors import StoreError
 from moodboard.history import HistoryStore
 from moodboard.ingest import load_catalog
-from moodboard.local_stack import ensure_resources
 from moodboard.runtime import Runtime, set_runtime
 from moodboard.search_service import ImageFetcher
 from moodboard.settings import Settings, get_settings
+from moodboard_local.demo_catalog import draw_mood_image, generate_demo_catalog
+from moodboard_local.local_stack import ensure_resources
 from moto import mock_aws
 from PIL import Image
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from moodboard.demo_catalog import draw_mood_image, generate_demo_catalog
+from moodboard_local.demo_catalog import draw_mood_image, generate_demo_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "serve-test-admin-token"
@@ -70,7 +70,7 @@ def server(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempP
         "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-credentials"),
         "COLUMNS": "400",
     })
-    command = [sys.executable, "-m", "moodboard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(tiny_bundle), "--catalog", str(demo_catalog), "--aws", "moto",
                "--allow-loopback-fetch"]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -312,7 +312,7 @@ class FakeExporter:
 @pytest.mark.parametrize("reachable", [True, False])
 def test_serve_default_model_exports_once_and_falls_back_to_tiny(tmp_path: Path, reachable: bool,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from moodboard.commands.serve import default_model
+    from moodboard_local.commands.serve import default_model
 
     exporter = FakeExporter(hub_reachable=reachable)
     first = default_model(tmp_path, exporter=exporter)

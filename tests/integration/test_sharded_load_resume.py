@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from moodboard.demo_catalog import generate_demo_catalog
 from moodboard.embedder import Embedder
 from moodboard.index import ProductIndex, verify
 from moodboard.ingest import load_catalog
 from moodboard.settings import Settings
+from moodboard_local.demo_catalog import generate_demo_catalog
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +99,7 @@ def write_catalogs(folder: Path, slow_url: str) -> tuple[Path, Path]:
 
 
 def cli(*args: str, env: dict[str, str], **popen: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "moodboard.cli", "load", *args], env=env, cwd=REPO, text=True,
+    return subprocess.Popen([sys.executable, "-m", "moodboard_local.cli", "load", *args], env=env, cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
 
 
@@ -162,7 +162,7 @@ def test_a_killed_sharded_load_resumes_only_its_unfinished_shards_and_equals_an_
 
 
 def test_resume_of_an_unknown_job_is_a_one_line_error(tmp_path: Path, tiny_bundle: Path) -> None:
-    from moodboard.cli import main
+    from moodboard_local.cli import main
 
     assert main(["load", "--resume", "no-such-job", "--out", str(tmp_path / "index"), "--model",
                  str(tiny_bundle)]) == 2

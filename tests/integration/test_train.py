@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moodboard.cli import main
+from moodboard_local.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ PER_CATEGORY = 20
 
 @pytest.fixture(scope="module")
 def palette_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from moodboard.demo_catalog import generate_demo_catalog
+    from moodboard_local.demo_catalog import generate_demo_catalog
 
     return generate_demo_catalog(tmp_path_factory.mktemp("train-catalog"), per_category=PER_CATEGORY, seed=3)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from moodboard.catalog import Product, image_content_key, read_catalog
-from moodboard.demo_catalog import generate_demo_catalog
 from moodboard.errors import CatalogError
+from moodboard_local.demo_catalog import generate_demo_catalog
 from pydantic import ValidationError
 
 HEADER = "id,title,category,image,product_url,price,currency,palette\n"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from moodboard.catalog import Product, read_catalog
 from moodboard.catalog_diff import diff_catalog
-from moodboard.cli import main
+from moodboard_local.cli import main
 
 from tests.indexes import build_index
 

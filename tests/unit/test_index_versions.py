@@ -133,7 +133,7 @@ def test_retention_keeps_young_versions(store: ArtifactStore, tmp_path: Path) ->
 
 
 def test_cli_index_list_and_rollback(store: ArtifactStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from moodboard.cli import main
+    from moodboard_local.cli import main
 
     first = publish(store, tmp_path / "a", seed=1)
     second = publish(store, tmp_path / "b", seed=2)

@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 from moodboard.artifacts import CURRENT_KEY, ArtifactStore
-from moodboard.demo_catalog import generate_demo_catalog
 from moodboard.load_jobs import JobStore
 from moodboard.runtime import Runtime, set_runtime
 from moodboard.settings import Settings
 from moodboard.tables import create_tables
+from moodboard_local.demo_catalog import generate_demo_catalog
 from moto import mock_aws
 
 from tests.apigw import LambdaContext, load_event

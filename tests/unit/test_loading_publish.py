@@ -16,11 +16,11 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from moodboard.artifacts import CURRENT_KEY, ArtifactStore
-from moodboard.demo_catalog import generate_demo_catalog
 from moodboard.load_jobs import JobStore
 from moodboard.loading import CatalogLoader
 from moodboard.settings import Settings
 from moodboard.tables import create_tables
+from moodboard_local.demo_catalog import generate_demo_catalog
 from moto import mock_aws
 
 from tests.fakes import FakeEmbedder

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from moodboard import aws
-from moodboard.local_data import LocalData
-from moodboard.local_stack import MOTO_CREDENTIALS, ensure_resources, start_local_aws
 from moodboard.settings import Settings
+from moodboard_local.local_data import LocalData
+from moodboard_local.local_stack import MOTO_CREDENTIALS, ensure_resources, start_local_aws
 from moto.backends import get_backend
 
 

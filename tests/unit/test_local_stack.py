@@ -14,8 +14,8 @@ from moodboard.artifacts import ArtifactStore, Pointer
 from moodboard.errors import PublishConflict
 from moodboard.evaluations import EvaluationStore
 from moodboard.history import HistoryStore, make_history_record
-from moodboard.local_stack import MOTO_CREDENTIALS, LocalAWS, ensure_resources, start_local_aws
 from moodboard.settings import Settings
+from moodboard_local.local_stack import MOTO_CREDENTIALS, LocalAWS, ensure_resources, start_local_aws
 
 WRITERS = 16
 ROUNDS = 5

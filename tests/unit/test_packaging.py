@@ -67,9 +67,17 @@ def test_runtime_dependencies_exclude_torch_transformers_optimum() -> None:
 def test_importing_every_runtime_module_loads_no_torch_transformers_optimum(tmp_path: Path) -> None:
     result = _run_python(IMPORT_ALL, str(FUNCTIONS), *RUNTIME_PACKAGES, cwd=tmp_path)
     imported = result["imported"]
-    assert {"moodboard.model_bundle", "moodboard.commands.export_model", "moodboard.errors"} <= set(imported)
+    assert {"moodboard.model_bundle", "moodboard.errors", "search.app", "loader.handler"} <= set(imported)
     assert not _top_level(result["loaded"]) & set(HEAVY), sorted(_top_level(result["loaded"]) & set(HEAVY))
     assert "model_export" not in _top_level(result["loaded"])
+
+
+def test_the_cli_starts_without_torch_transformers_optimum(tmp_path: Path) -> None:
+    """Export and training commands import model_export only when they run."""
+    result = _run_python(IMPORT_ALL, str(ROOT), "moodboard_local", cwd=tmp_path)
+    assert {"moodboard_local.cli", "moodboard_local.commands.export_model", "moodboard_local.commands.train"} <= set(
+        result["imported"])
+    assert not _top_level(result["loaded"]) & {*HEAVY, "model_export"}
 
 
 def test_evaluations_app_imports_neither_onnxruntime_nor_numpy(tmp_path: Path) -> None:
@@ -83,12 +91,12 @@ def test_evaluations_app_imports_neither_onnxruntime_nor_numpy(tmp_path: Path) -
 
 def test_the_library_never_imports_a_lambda_entry_module() -> None:
     """Entry modules only wire (STYLE rule 19): routes live in the library, so nothing in moodboard/
-    (`moodboard serve` included) imports search.app, loader.handler or evaluations.app."""
+    or moodboard_local/ (`moodboard serve`) imports search.app, loader.handler or evaluations.app."""
     entries = {"search", "loader", "evaluations"}
     found = []
-    for path in sorted((FUNCTIONS / "moodboard").rglob("*.py")):
+    for path in sorted([*(FUNCTIONS / "moodboard").rglob("*.py"), *(ROOT / "moodboard_local").rglob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
-            found += [f"{path.relative_to(FUNCTIONS)}: {name}" for name in names if name.split(".")[0] in entries]
+            found += [f"{path.relative_to(ROOT)}: {name}" for name in names if name.split(".")[0] in entries]
     assert found == []

@@ -174,7 +174,7 @@ def test_round_report_progress_measures_comparison_and_agreement() -> None:
 
 
 def test_cli_team_add_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from moodboard.cli import main
+    from moodboard_local.cli import main
 
     data = str(tmp_path / "data")
     assert main(["team", "add", "alice", "--data-dir", data]) == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from moodboard.commands.serve import CLOTHING_DATASET_HIDDEN, serves_clothing_dataset
 from moodboard.settings import Settings
+from moodboard_local.commands.serve import CLOTHING_DATASET_HIDDEN, serves_clothing_dataset
 
 
 def _args(**values: object) -> argparse.Namespace:

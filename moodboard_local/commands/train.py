@@ -13,10 +13,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from moodboard.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR
-from moodboard.console import console, err_console, print_note
 from moodboard.errors import ConfigError
 from moodboard.model_bundle import load_manifest
+from moodboard_local.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR
+from moodboard_local.console import console, err_console, print_note
 
 TRAIN_PACKAGES = ("torch", "transformers", "optimum", "onnx", "model_export")
 DEFAULT_BASE = "openai/clip-vit-base-patch32"

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moodboard.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR, write_model_ref
-from moodboard.console import console, err_console, progress_bar
 from moodboard.errors import ConfigError, NothingLoaded
 from moodboard.settings import Settings, get_settings
+from moodboard_local.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR, write_model_ref
+from moodboard_local.console import console, err_console, progress_bar
 
 if TYPE_CHECKING:
     from moodboard.ingest import LoadReport
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def sharded(args: argparse.Namespace, settings: Settings) -> int:
-    """The load in shards (moodboard.local_load): the plan, N worker processes, the publish."""
-    from moodboard.local_load import run_local_load
+    """The load in shards (moodboard_local.local_load): the plan, N worker processes, the publish."""
+    from moodboard_local.local_load import run_local_load
 
     if args.shard_size is not None and args.shard_size < 1:
         raise ConfigError("--shard-size: at least 1")

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from moodboard.commands._common import DEFAULT_MODEL_DIR
-from moodboard.console import console, err_console, print_note
 from moodboard.errors import ConfigError
 from moodboard.model_bundle import ModelManifest, load_manifest
+from moodboard_local.commands._common import DEFAULT_MODEL_DIR
+from moodboard_local.console import console, err_console, print_note
 
 SIZES = ("tiny", "base")
 EXPORT_PACKAGES = ("torch", "transformers", "optimum", "onnx", "model_export")

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from moodboard import __version__
-from moodboard.commands._common import resolve_model, write_model_ref
-from moodboard.console import console, err_console, print_note, progress_bar
 from moodboard.errors import ConfigError, MoodboardError
 from moodboard.settings import Settings, get_settings
+from moodboard_local.commands._common import resolve_model, write_model_ref
+from moodboard_local.console import console, err_console, print_note, progress_bar
 
 DEFAULT_OUT = Path("artifacts/eval")
 DEFAULT_SWEEP = "0,0.25,0.5,1,2"

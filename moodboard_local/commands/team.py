@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from moodboard.console import console
 from moodboard.settings import get_settings
+from moodboard_local.console import console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moodboard.commands.serve import DEFAULT_DATA_DIR
     from moodboard.errors import ConfigError
-    from moodboard.local_data import LocalData
+    from moodboard_local.commands.serve import DEFAULT_DATA_DIR
+    from moodboard_local.local_data import LocalData
 
     team = LocalData(args.data_dir or get_settings().data_dir or DEFAULT_DATA_DIR).team()
     if args.action == "list":

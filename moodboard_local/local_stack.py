@@ -76,7 +76,7 @@ def real_credentials_configured(environ: dict[str, str] | None = None) -> bool:
 
 def start_local_aws(settings: Settings, mode: AwsMode = "auto", *, state_dir: Path | None = None) -> LocalAWS:
     """Choose (and, for moto, start) the AWS services of a local run; with `state_dir` moto's data is
-    restored from there and saved back (moodboard.local_data)."""
+    restored from there and saved back (moodboard_local.local_data)."""
     if settings.aws_endpoint_url and mode != "moto":
         return LocalAWS("endpoint", settings.aws_endpoint_url)
     if mode == "real" or (mode == "auto" and real_credentials_configured()):
@@ -146,7 +146,7 @@ class LocalMotoServer:
             app = _OneAtATime(DomainDispatcherApplication(create_backend_app), _atomic_in_aws)
         else:
             # Kept data: every change runs one at a time too, so a save never pickles half a request.
-            from moodboard.local_data import MotoState, changes_state, service_of
+            from moodboard_local.local_data import MotoState, changes_state, service_of
 
             lock = threading.Lock()
             self.state = state = MotoState(self._state_dir, lock)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from moodboard.commands._common import DEFAULT_INDEX_DIR, resolve_model
-from moodboard.console import console
 from moodboard.settings import get_settings
+from moodboard_local.commands._common import DEFAULT_INDEX_DIR, resolve_model
+from moodboard_local.console import console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from moodboard.console import console
 from moodboard.settings import get_settings
+from moodboard_local.console import console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from moodboard import __version__
-from moodboard.console import print_error
 from moodboard.errors import MoodboardError
+from moodboard_local.console import print_error
 
 COMMAND_MODULES = ["export_model", "train", "load", "search", "serve", "eval", "team", "index"]
 EXIT_USAGE = 2
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"moodboard.commands.{name}").register(subparsers)
+        importlib.import_module(f"moodboard_local.commands.{name}").register(subparsers)
     return parser
 
 

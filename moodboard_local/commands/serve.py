@@ -25,14 +25,14 @@ from typing import Any
 
 from moodboard.settings import get_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "data" / "clothing-dataset"
 LOCAL_REFRESH_SECONDS = "5"
 DEMO_PER_CATEGORY = 20
 # The clothing dataset's labels that are not product types (its labelling tool's leftovers): hidden
 # from the product types a shopper is offered (Settings.hidden_categories) unless configured.
 CLOTHING_DATASET_HIDDEN = ("Not sure", "Skip", "Other")
-# Where serve keeps its data between starts (moodboard.local_data), unless --data-dir or MOODBOARD_DATA_DIR.
+# Where serve keeps its data between starts (moodboard_local.local_data), unless --data-dir or MOODBOARD_DATA_DIR.
 DEFAULT_DATA_DIR = REPO_ROOT / ".moodboard-data"
 
 
@@ -69,15 +69,15 @@ def cache_home() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moodboard.console import console, print_note
-    from moodboard.local_data import LocalData
-    from moodboard.local_stack import (
+    from moodboard.runtime import Runtime, set_runtime
+    from moodboard_local.console import console, print_note
+    from moodboard_local.local_data import LocalData
+    from moodboard_local.local_stack import (
         LOCAL_BUCKET,
         MOTO_CREDENTIALS,
         ensure_resources,
         start_local_aws,
     )
-    from moodboard.runtime import Runtime, set_runtime
 
     settings = get_settings()
     if args.index is None and args.catalog is None and settings.index_dir:
@@ -184,7 +184,7 @@ def _kept_current(runtime: Any, fingerprint: str) -> bool:
 def choose_model(args: argparse.Namespace, settings: Any, cache: Path) -> tuple[Path, str]:
     """The model bundle to serve: --model, the index's model_ref.json, Settings.model_dir, else the
     default checkpoint exported once into the cache (the tiny model when the hub is unreachable)."""
-    from moodboard.commands._common import MODEL_REF_FILE, resolve_model
+    from moodboard_local.commands._common import MODEL_REF_FILE, resolve_model
 
     precision = args.precision or settings.precision
     if args.model is not None:
@@ -199,9 +199,9 @@ def choose_model(args: argparse.Namespace, settings: Any, cache: Path) -> tuple[
 def default_model(cache: Path, *, exporter: Any = None) -> Path:
     """The default real checkpoint's bundle, exported on first use; where the hub cannot be reached,
     the tiny random model (also cached), with a note on the console."""
-    from moodboard.console import print_note
     from moodboard.errors import ConfigError, HubUnreachable
     from moodboard.integrity import MANIFEST_FILE
+    from moodboard_local.console import print_note
 
     models = cache / "models"
     try:
@@ -259,8 +259,8 @@ def serves_clothing_dataset(args: argparse.Namespace, settings: Any, aws_kind: s
 def demo_catalog(settings: Any, cache: Path) -> Path:
     """The clothing dataset when found (Settings.demo_dataset or ../shared/data/clothing-dataset),
     else a generated demo catalog in the cache."""
-    from moodboard.console import print_note
-    from moodboard.demo_catalog import generate_demo_catalog
+    from moodboard_local.console import print_note
+    from moodboard_local.demo_catalog import generate_demo_catalog
 
     found = clothing_dataset(settings)
     if found is not None:
@@ -277,9 +277,9 @@ def demo_catalog(settings: Any, cache: Path) -> Path:
 
 def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path) -> Path:
     """Build (or refresh: unchanged images keep their vectors) the index of a catalog in the cache."""
-    from moodboard.console import console, err_console, progress_bar
     from moodboard.errors import ConfigError
     from moodboard.ingest import load_catalog
+    from moodboard_local.console import console, err_console, progress_bar
 
     if not catalog.exists():
         raise ConfigError(f"catalog {catalog} does not exist")
@@ -316,13 +316,12 @@ def _seed_index_cache(runtime: Any, index_dir: Path, version: str) -> None:
     import shutil
 
     from moodboard.runtime import INDEX_CACHE
+    from moodboard.staging import staged_dir
 
     seeded = Path(runtime.settings.cache_dir) / INDEX_CACHE / version
     if not seeded.exists():
-        staging = seeded.with_name(f".{version}.seed")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(index_dir, staging)
-        staging.rename(seeded)
+        with staged_dir(seeded, replace=False) as staging:
+            shutil.copytree(index_dir, staging, dirs_exist_ok=True)
 
 
 def build_local_app(settings: Any, *, runtime: Any, tiny: bool) -> Any:
@@ -331,11 +330,11 @@ def build_local_app(settings: Any, *, runtime: Any, tiny: bool) -> Any:
     from fastapi.responses import JSONResponse
     from fastapi.staticfiles import StaticFiles
 
-    from moodboard.console import print_note
     from moodboard.evaluation_routes import mount
     from moodboard.load_jobs import JobStore, ThreadLoadRunner
     from moodboard.loading import CatalogLoader
     from moodboard.search_routes import create_search_app
+    from moodboard_local.console import print_note
 
     app = create_search_app(settings)
     jobs = JobStore(runtime.dynamodb, settings.jobs_table)
