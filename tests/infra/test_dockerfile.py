@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -211,22 +212,129 @@ def dependency_closure(requirements: list[Requirement]) -> set[str]:
     return seen
 
 
-def test_layer_holds_everything_the_evaluations_app_imports() -> None:
-    probe = (
-        "import sys, json, importlib.metadata as md\n"
-        "import evaluations.app\n"
-        "dists = md.packages_distributions()\n"
-        "tops = {m.split('.')[0] for m in list(sys.modules)}\n"
-        "print(json.dumps(sorted({d for t in tops for d in dists.get(t, [])})))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True,
-                         check=True, timeout=120).stdout
-    imported = {canonicalize_name(d) for d in json.loads(out.strip().splitlines()[-1])}
-    provided = dependency_closure(reqs.read_pins(reqs.LAYER_REQUIREMENTS)) | LAMBDA_RUNTIME_PROVIDES
-    missing = imported - provided - OPTIONAL_IMPORTS - {"moodboard"}
-    assert missing == set()
-    assert imported.isdisjoint({"numpy", "onnxruntime", "hnswlib", "pillow"})
+# Run in a fresh interpreter whose imports are limited to `allowed` top-level names (and the
+# standard library): any other top-level module, installed or on the path, is refused as if absent.
+RESTRICTED_IMPORT = """
+import importlib, importlib.abc, json, sys
+
+allowed = set(json.loads(sys.argv[1]))
+
+
+class OnlyWhatShips(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        stdlib = top in sys.stdlib_module_names or top in sys.builtin_module_names or top.startswith("_sysconfigdata")
+        if top in allowed or stdlib:
+            return None
+        raise ModuleNotFoundError(f"No module named {top!r} in what ships", name=top)
+
+
+sys.meta_path.insert(0, OnlyWhatShips())
+module, _, attribute = sys.argv[2].rpartition(".")
+handler = getattr(importlib.import_module(module), attribute)
+assert callable(handler), sys.argv[2]
+print(json.dumps(sorted(name for name in sys.modules if name.partition(".")[0] in json.loads(sys.argv[3]))))
+"""
+
+
+def image_packages() -> set[str]:
+    """The packages the image copies from functions/ into the Lambda task root (its COPY lines)."""
+    packages = set()
+    for args in of("COPY"):
+        source, _, dest = args.partition(" ")
+        if source.startswith("functions/") and dest.startswith("${LAMBDA_TASK_ROOT}/"):
+            packages.add(dest.removeprefix("${LAMBDA_TASK_ROOT}/").strip("/"))
+    return packages
+
+
+def zip_packages() -> set[str]:
+    """The packages of functions/ the evaluations zip holds (the asset minus its excludes)."""
+    from infra_cdk.functions import EVALUATIONS_EXCLUDE
+
+    return {path.name for path in (ROOT / "functions").iterdir()
+            if (path / "__init__.py").is_file() and path.name not in EVALUATIONS_EXCLUDE}
+
+
+def importable(requirements: list[Requirement], packages: set[str]) -> set[str]:
+    """Top-level modules present where these requirements (and what they depend on) are installed
+    beside these packages."""
+    closure = dependency_closure(requirements)
+    installed = {top for top, dists in metadata.packages_distributions().items()
+                 if any(canonicalize_name(dist) in closure for dist in dists)}
+    return installed | packages
+
+
+def image_importable() -> set[str]:
+    return importable(reqs.read_pins(reqs.RUNTIME_REQUIREMENTS), image_packages())
+
+
+def zip_importable() -> set[str]:
+    provided = reqs.read_pins(reqs.LAYER_REQUIREMENTS) + [Requirement(name) for name in LAMBDA_RUNTIME_PROVIDES]
+    return importable(provided, zip_packages())
+
+
+def import_restricted(handler: str, allowed: set[str], packages: set[str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODBOARD_")}
+    env["PYTHONPATH"] = str(ROOT / "functions")
+    return subprocess.run([sys.executable, "-c", RESTRICTED_IMPORT, json.dumps(sorted(allowed)), handler,
+                           json.dumps(sorted(packages))], env=env, cwd=ROOT / "functions", capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+HANDLERS = {"search.app.handler": (image_importable, image_packages),
+            "loader.handler.handler": (image_importable, image_packages),
+            "evaluations.app.handler": (zip_importable, zip_packages)}
+
+
+@pytest.mark.parametrize("handler", sorted(HANDLERS))
+def test_each_handler_imports_with_only_what_its_function_ships(handler: str) -> None:
+    """A handler imports in an interpreter that can reach only its function's packages (the image's
+    COPY lines, or the evaluations zip) and requirements (the image's pins, or the layer's plus
+    what the Lambda runtime provides), with their dependencies: nothing else is needed."""
+    from infra_cdk.functions import EVALUATIONS_HANDLER, LOADER_HANDLER, SEARCH_HANDLER
+
+    assert set(HANDLERS) == {SEARCH_HANDLER, LOADER_HANDLER, EVALUATIONS_HANDLER}
+    allowed, packages = (make() for make in HANDLERS[handler])
+    result = import_restricted(handler, allowed, packages)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert handler.rpartition(".")[0] in loaded
+
+
+def test_the_restricted_import_refuses_what_does_not_ship() -> None:
+    """The same harness fails for a module that needs what the image lacks (rich, say), so the
+    handler test above can fail."""
+    allowed = image_importable()
+    assert "rich" not in allowed and "uvicorn" not in allowed
+    result = import_restricted("rich.console.Console", allowed, image_packages())
+    assert result.returncode != 0 and "No module named 'rich' in what ships" in result.stderr
+
+
+def imports_of(path: Path) -> set[str]:
+    """Top-level names of the absolute imports in a Python file (lazy ones in functions included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.partition(".")[0])
+    return names
+
+
+def test_the_image_carries_nothing_that_imports_what_it_lacks() -> None:
+    """Every import in every module the image carries, lazy ones included, is of the standard
+    library, a package the image carries or one its requirements install: the CLI, `serve`, the
+    local moto stack and the console helpers live outside it (moodboard_local). (The evaluations zip
+    carries the whole library for its handler; the handler test above covers it.)"""
+    allowed, packages = image_importable(), image_packages()
+    stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+    found = {}
+    for package in sorted(packages):
+        for path in sorted((ROOT / "functions" / package).rglob("*.py")):
+            missing = imports_of(path) - allowed - stdlib
+            if missing:
+                found[str(path.relative_to(ROOT))] = sorted(missing)
+    assert found == {}
 
 
 def test_layer_is_built_with_wheels_for_the_lambda_platform(tmp_path: Path) -> None:
