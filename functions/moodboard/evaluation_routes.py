@@ -1,74 +1,42 @@
 """The evaluations API's routes (docs/contracts.md, "HTTP API"): ratings, admin reads, search URLs and
-loads, with their repository providers and the app factory that wires them.
+loads, and the app factory that wires them (with the team routes of moodboard.team_routes).
 
 Light on purpose: no onnxruntime, numpy, hnswlib or Pillow, so the evaluations Lambda's cold start
 stays cheap. The Lambda module (functions/evaluations/app.py) builds the app and wraps it in Mangum;
-`moodboard serve` adds `router` to the search app with `mount`. Settings, the DynamoDB client and
-the history store come from moodboard.deps (shared with the search routes); the other repositories
-and the load runner are the providers below. Tests and `serve` swap any of them with
-`app.dependency_overrides`.
+`moodboard serve` adds `router` to the search app with `mount`. Settings, the repositories and the
+load runner come from moodboard.deps (shared with the search and team routes); tests and `serve`
+swap any of them with `app.dependency_overrides`.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 from pydantic import BaseModel
 
-from moodboard import __version__, aws
+from moodboard import __version__
 from moodboard.auth import AdminDep, gateway_subject
-from moodboard.deps import DynamoDep, HistoryDep, SettingsDep
+from moodboard.deps import (
+    EvaluationsDep,
+    HistoryDep,
+    JobsDep,
+    LoadRunnerDep,
+    SearchUrlsDep,
+    SettingsDep,
+    get_load_runner,
+)
 from moodboard.dynamo import Page
-from moodboard.errors import ConfigError, MoodboardError
+from moodboard.errors import MoodboardError
 from moodboard.evaluation_summary import Summary, summarize
-from moodboard.evaluations import ANONYMOUS, EvaluationRecord, EvaluationRequest, EvaluationStore
+from moodboard.evaluations import ANONYMOUS, EvaluationRecord, EvaluationRequest
 from moodboard.history import HistoryRecord
 from moodboard.http_errors import BodyLimitMiddleware, install
-from moodboard.load_jobs import JobRecord, JobStore, LambdaLoadRunner, LoadRequest, LoadRunner
-from moodboard.search_urls import SearchUrl, SearchUrlRequest, SearchUrlStore
-from moodboard.settings import Settings
+from moodboard.load_jobs import JobRecord, LoadRequest, LoadRunner
+from moodboard.search_urls import SearchUrl, SearchUrlRequest
 from moodboard.team_routes import router as team_router
 
 MAX_BODY_BYTES = 64 * 1024
-
-_lambda_clients: dict[tuple[str | None, str], Any] = {}
-_lambda_lock = threading.Lock()
-
-
-def _lambda_client(settings: Settings) -> Any:
-    """One boto3 Lambda client per endpoint per container (clients are thread-safe)."""
-    key = (settings.aws_endpoint_url, settings.aws_region)
-    with _lambda_lock:
-        if key not in _lambda_clients:
-            _lambda_clients[key] = aws.client("lambda", settings)
-        return _lambda_clients[key]
-
-
-def get_evaluation_store(settings: SettingsDep, dynamodb: DynamoDep) -> EvaluationStore:
-    return EvaluationStore(dynamodb, settings.evaluations_table)
-
-
-def get_search_url_store(settings: SettingsDep, dynamodb: DynamoDep) -> SearchUrlStore:
-    return SearchUrlStore(dynamodb, settings.search_urls_table)
-
-
-def get_job_store(settings: SettingsDep, dynamodb: DynamoDep) -> JobStore:
-    return JobStore(dynamodb, settings.jobs_table)
-
-
-def get_load_runner(settings: SettingsDep) -> LoadRunner:
-    """The loader Lambda in AWS; `moodboard serve` overrides this with a ThreadLoadRunner."""
-    if not settings.loader_function_name:
-        raise ConfigError("no loader is configured (MOODBOARD_LOADER_FUNCTION_NAME is unset)")
-    return LambdaLoadRunner(_lambda_client(settings), settings.loader_function_name)
-
-
-EvaluationsDep = Annotated[EvaluationStore, Depends(get_evaluation_store)]
-SearchUrlsDep = Annotated[SearchUrlStore, Depends(get_search_url_store)]
-JobsDep = Annotated[JobStore, Depends(get_job_store)]
-LoadRunnerDep = Annotated[LoadRunner, Depends(get_load_runner)]
 
 
 class EvaluationResponse(BaseModel):

@@ -8,47 +8,28 @@ in a body names the rater, so nobody can rate, change or clear a rating as someo
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from moodboard.auth import AdminDep
 from moodboard.catalog_diff import CatalogDiff, dry_run_in_bucket
-from moodboard.deps import DynamoDep, HistoryDep, RuntimeDep, SettingsDep
-from moodboard.evaluations import MAX_COMMENT, EvaluationRecord, EvaluationStore
-from moodboard.index_versions import IndexVersions, VersionList
+from moodboard.deps import EvaluationsDep, HistoryDep, RoundsDep, SearchUrlsDep, SettingsDep, VersionsDep
+from moodboard.evaluations import MAX_COMMENT, EvaluationRecord
+from moodboard.index_versions import VersionList
 from moodboard.load_jobs import LoadRequest
 from moodboard.rounds import (
     Round,
     RoundRequest,
-    RoundStore,
     RunRequest,
     round_from_request,
     round_queue,
     round_report,
     validate_run,
 )
-from moodboard.search_urls import SearchUrlStore
 
 router = APIRouter()
-
-
-def get_round_store(settings: SettingsDep, dynamodb: DynamoDep) -> RoundStore:
-    return RoundStore(dynamodb, settings.rounds_table)
-
-
-def get_team_evaluations(settings: SettingsDep, dynamodb: DynamoDep) -> EvaluationStore:
-    return EvaluationStore(dynamodb, settings.evaluations_table)
-
-
-def get_index_versions(runtime: RuntimeDep) -> IndexVersions:
-    return IndexVersions(runtime.artifact_store())
-
-
-RoundsDep = Annotated[RoundStore, Depends(get_round_store)]
-TeamEvaluationsDep = Annotated[EvaluationStore, Depends(get_team_evaluations)]
-VersionsDep = Annotated[IndexVersions, Depends(get_index_versions)]
 
 
 class Me(BaseModel):
@@ -96,7 +77,7 @@ def team_me(me: AdminDep) -> Me:
 
 @router.post("/team/evaluations", response_model=TeamEvaluationResponse, tags=["team"])
 def post_team_evaluation(body: TeamEvaluationRequest, me: AdminDep, history: HistoryDep,
-                         evaluations: TeamEvaluationsDep) -> TeamEvaluationResponse:
+                         evaluations: EvaluationsDep) -> TeamEvaluationResponse:
     """Rate one result as yourself (+1/-1, optional 0-3 grade and comment); a repeat changes it."""
     search = history.get(body.search_id)
     record, created = evaluations.rate(search, product_id=body.product_id, rater=me.subject, rating=body.rating,
@@ -106,7 +87,7 @@ def post_team_evaluation(body: TeamEvaluationRequest, me: AdminDep, history: His
 
 @router.delete("/team/evaluations/{search_id}/{product_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["team"])
 def delete_team_evaluation(search_id: str, product_id: str, me: AdminDep,
-                           evaluations: TeamEvaluationsDep) -> Response:
+                           evaluations: EvaluationsDep) -> Response:
     """Clear your own rating of one result; 404 when you have none."""
     evaluations.delete(search_id, product_id, me.subject, source="team")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -119,10 +100,9 @@ def list_rounds(_: AdminDep, rounds: RoundsDep) -> RoundList:
 
 
 @router.post("/rounds", response_model=Round, status_code=status.HTTP_201_CREATED, tags=["team"])
-def create_round(body: RoundRequest, me: AdminDep, rounds: RoundsDep, settings: SettingsDep,
-                 dynamodb: DynamoDep) -> Round:
+def create_round(body: RoundRequest, me: AdminDep, rounds: RoundsDep, search_urls: SearchUrlsDep) -> Round:
     """A new round from pictures and/or curated search URLs, each with its product type."""
-    urls = {entry.id: entry for entry in SearchUrlStore(dynamodb, settings.search_urls_table).all()}
+    urls = {entry.id: entry for entry in search_urls.all()}
     return rounds.create(round_from_request(body, created_by=me.subject, urls=urls))
 
 
@@ -144,7 +124,7 @@ def add_run(round_id: str, body: RunRequest, request: Request, me: AdminDep, rou
 
 @router.get("/rounds/{round_id}/report", tags=["team"])
 def get_round_report(round_id: str, request: Request, _: AdminDep, rounds: RoundsDep,
-                     evaluations: TeamEvaluationsDep) -> dict:
+                     evaluations: EvaluationsDep) -> dict:
     """Each rater's progress, P@k and nDCG@k with intervals per run, the paired comparison, kappa."""
     current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
     searches = {sid for run in current.runs for sid in run.searches.values()}
@@ -154,7 +134,7 @@ def get_round_report(round_id: str, request: Request, _: AdminDep, rounds: Round
 
 @router.get("/rounds/{round_id}/queue", tags=["team"])
 def get_round_queue(round_id: str, request: Request, me: AdminDep, rounds: RoundsDep, history: HistoryDep,
-                    evaluations: TeamEvaluationsDep) -> dict:
+                    evaluations: EvaluationsDep) -> dict:
     """What the caller rates in a round: per run, each item's search and its top k result ids, with
     the caller's own ratings of them so far."""
     current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))

@@ -18,9 +18,9 @@ import pytest
 from moto import mock_aws
 
 from evaluations import app as evaluations_app
+from moodboard.deps import get_load_runner
 from moodboard.dynamo import deserialize
 from moodboard.errors import StoreError
-from moodboard.evaluation_routes import get_load_runner
 from moodboard.evaluation_summary import summarize, weights_key
 from moodboard.evaluations import EvaluationRecord
 from moodboard.history import HistoryStore, make_history_record
