@@ -39,7 +39,7 @@ def load(catalog: Path, model: Path, out: Path, precision: str, extra: list[str]
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.parent / f".{out.name}.loads", ignore_errors=True)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "moodboard.cli", "load", str(catalog), "--model", str(model),
+    done = subprocess.run([sys.executable, "-m", "moodboard_local.cli", "load", str(catalog), "--model", str(model),
                            "--out", str(out), "--precision", precision, "--json", *extra],
                           capture_output=True, text=True, env=child_env(), check=True)
     wall = time.perf_counter() - started

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from moodboard.bundle import TrainingRecord, load_manifest, write_manifest
+from moodboard.model_bundle import TrainingRecord, load_manifest, write_manifest
 from moodboard.errors import BundleError
 from moodboard.integrity import MANIFEST_FILE
 from tests.unit.test_bundle import make_bundle
