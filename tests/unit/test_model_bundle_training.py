@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from moodboard.model_bundle import TrainingRecord, load_manifest, write_manifest
 from moodboard.errors import BundleError
 from moodboard.integrity import MANIFEST_FILE
-from tests.unit.test_bundle import make_bundle
+from moodboard.model_bundle import TrainingRecord, load_manifest, write_manifest
+from tests.unit.test_model_bundle import make_bundle
 
 RECORD = TrainingRecord(
     method="lit",
