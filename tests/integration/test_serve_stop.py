@@ -37,7 +37,7 @@ def start(tiny_bundle: Path, demo_catalog: Path, root: Path, port: int, log: Pat
         "MOODBOARD_ADMIN_TOKEN": TOKEN,
         "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-credentials"),
     })
-    command = [sys.executable, "-m", "moodboard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(tiny_bundle), "--catalog", str(demo_catalog), "--aws", "moto",
                "--data-dir", str(root / "data")]
     with log.open("wb") as out:
