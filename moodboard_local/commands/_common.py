@@ -1,7 +1,8 @@
-"""Helpers shared by CLI commands: default artifact locations and loading the model for an index."""
+"""Helpers shared by CLI commands: default artifact locations, the model for an index, argparse types."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -30,3 +31,11 @@ def resolve_model(index_dir: Path, model_dir: Path | None, precision: str | None
     if not (Path(chosen) / MANIFEST_FILE).exists():
         raise BundleError(f"no model bundle at {chosen} (run `moodboard export-model` first)")
     return Path(chosen), precision or ref.get("precision", "fp32")
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer of at least 1."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number

@@ -18,7 +18,7 @@ from typing import Any
 from moodboard import __version__
 from moodboard.errors import ConfigError, MoodboardError
 from moodboard.settings import Settings, get_settings
-from moodboard_local.commands._common import resolve_model, write_model_ref
+from moodboard_local.commands._common import positive_int, resolve_model, write_model_ref
 from moodboard_local.console import console, err_console, print_note, progress_bar
 
 DEFAULT_OUT = Path("artifacts/eval")
@@ -37,13 +37,6 @@ def _weights(value: str) -> tuple[float, ...]:
     return weights
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval", help="measure match quality: catalog retrieval metrics, human ratings, A/B tests",
@@ -58,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", type=Path, default=None,
                    help="reuse this index bundle's embeddings (built by `moodboard load` with the same model)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
-    p.add_argument("--queries", type=_positive, default=DEFAULT_QUERIES,
+    p.add_argument("--queries", type=positive_int, default=DEFAULT_QUERIES,
                    help=f"held-out query images (default {DEFAULT_QUERIES})")
     p.add_argument("--sweep", type=_weights, default=_weights(DEFAULT_SWEEP),
                    help=f"w_type values to sweep with w_image fixed (default {DEFAULT_SWEEP})")
@@ -75,14 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
                    help="A/B test two model fingerprints, index versions or weight sets in the ratings")
     p.add_argument("--compare-field", choices=["model_fingerprint", "index_version", "weights"], default=None)
-    p.add_argument("--compare-k", type=_positive, default=10, help="precision@k compared in the A/B test")
+    p.add_argument("--compare-k", type=positive_int, default=10, help="precision@k compared in the A/B test")
     p.add_argument("--against", type=Path, default=None, metavar="DIR",
                    help="compare --model (A) with this second model bundle (B) on the same held-out products: "
                         "caption/type/image retrieval, near-copies, diversity, bootstrap intervals, "
                         "neighbourhood overlap (writes comparison.json and comparison.html)")
     p.add_argument("--held-out", type=float, default=0.2,
                    help="with --against and no trained bundle: share of products held out (default 0.2)")
-    p.add_argument("--top-types", type=_positive, default=None,
+    p.add_argument("--top-types", type=positive_int, default=None,
                    help="with --against: type and image figures over the N largest types only")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON")
     p.set_defaults(func=run)

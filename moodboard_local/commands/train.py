@@ -15,19 +15,12 @@ from typing import Any
 
 from moodboard.errors import ConfigError
 from moodboard.model_bundle import load_manifest
-from moodboard_local.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR
+from moodboard_local.commands._common import DEFAULT_INDEX_DIR, DEFAULT_MODEL_DIR, positive_int
 from moodboard_local.console import console, err_console, print_note
 
 TRAIN_PACKAGES = ("torch", "transformers", "optimum", "onnx", "model_export")
 DEFAULT_BASE = "openai/clip-vit-base-patch32"
 EFFICIENTNET = "efficientnet-lite0"
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,14 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--work", type=Path, default=None,
                    help="checkpoint and cache folder (default OUT.train); the same command resumes from it")
     p.add_argument("--fresh", action="store_true", help="ignore a checkpoint in --work and start over")
-    p.add_argument("--epochs", type=_positive_int, default=20, help="most epochs (default 20)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="products per step (default 64)")
+    p.add_argument("--epochs", type=positive_int, default=20, help="most epochs (default 20)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="products per step (default 64)")
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default 1e-5 finetune / 5e-5 lit on a pretrained CLIP; "
                         "1e-3 lit / 5e-4 finetune where a tower starts random)")
     p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default 0.1)")
     p.add_argument("--warmup", type=float, default=0.1, help="share of steps spent warming up (default 0.1)")
-    p.add_argument("--patience", type=_positive_int, default=4,
+    p.add_argument("--patience", type=positive_int, default=4,
                    help="stop after this many epochs without a better held-out R@10 (default 4)")
     p.add_argument("--held-out", type=float, default=0.2, help="share of products held out (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampling and the init (default 0)")
