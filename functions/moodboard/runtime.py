@@ -335,6 +335,18 @@ def get_runtime(settings: Settings) -> Runtime:
     return _runtime
 
 
+def preload_at_init(settings: Settings) -> None:
+    """With Settings.preload (the stack sets it for the search function), load the model and the
+    current index now, in the Lambda's init phase. A preload that fails is logged and left to the
+    first request, which then answers with the error (503 with no index yet)."""
+    if not settings.preload:
+        return
+    try:
+        get_runtime(settings).preload()
+    except MoodboardError as exc:
+        logger.warning("preload failed, loading on first request instead: %s", exc.message)
+
+
 def set_runtime(runtime: Runtime | None) -> None:
     """Install a Runtime (moodboard serve, tests) or drop the current one (None)."""
     global _runtime
