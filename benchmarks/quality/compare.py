@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.quality import heldout
+from benchmarks.quality.report import fmt
 
 # (label, section, key in that section's per_query, higher is better)
 COMPARED = (
@@ -78,14 +79,6 @@ def write_comparison(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return html.escape(str(value))
-
-
 def render_html(report: dict[str, Any]) -> str:
     """A self-contained page: the two models, the differences table, types, overlap."""
     meta = report.get("meta", {})
@@ -97,7 +90,7 @@ def render_html(report: dict[str, Any]) -> str:
         mark = ("better" if better else "worse") if row["significant"] else "no clear difference"
         difference = "" if row["difference"] is None else f"{row['difference']:+.3f}"
         span = "" if not interval else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
-        rows.append(f"<tr><td>{html.escape(label)}</td><td>{_fmt(row['a'])}</td><td>{_fmt(row['b'])}</td>"
+        rows.append(f"<tr><td>{html.escape(label)}</td><td>{fmt(row['a'])}</td><td>{fmt(row['b'])}</td>"
                     f"<td>{difference}</td><td>{span}</td>"
                     f"<td>{row['n']} {row['unit']}s</td><td>{mark}</td></tr>")
     types_a = report["a"]["type_to_product"]["by_type"]
@@ -122,12 +115,12 @@ th{{background:#f3f3f3}}code{{background:#f6f6f6;padding:1px 3px}}</style></head
 <ul>{describe}</ul>
 <p>{report['products']} held-out products; split {split}. Differences are B − A with a paired
 percentile bootstrap interval ({report['bootstrap']['resamples']} resamples, 95%). Chance: caption R@1
-{_fmt(chance['caption_r_at_1'])}, R@10 {_fmt(chance['caption_r_at_10'])}, MRR {_fmt(chance['caption_mrr'])};
-type P@10 {_fmt(chance['type_p_at_10'])}; image label agreement {_fmt(chance['image_label_agreement'])}.</p>
+{fmt(chance['caption_r_at_1'])}, R@10 {fmt(chance['caption_r_at_10'])}, MRR {fmt(chance['caption_mrr'])};
+type P@10 {fmt(chance['type_p_at_10'])}; image label agreement {fmt(chance['image_label_agreement'])}.</p>
 <table><tr><th>metric</th><th>A</th><th>B</th><th>B − A</th><th>95% interval</th><th>n</th><th>verdict</th></tr>
 {''.join(rows)}</table>
 <h2>Within-type neighbourhood overlap</h2>
-<p>{_fmt(overlap['overlap'])} over {overlap['queries']} products: {html.escape(overlap['meaning'])}.</p>
+<p>{fmt(overlap['overlap'])} over {overlap['queries']} products: {html.escape(overlap['meaning'])}.</p>
 <h2>Type → product (top 10 of the held-out products)</h2>
 <table><tr><th>type</th><th>prompt</th><th>held out</th><th>A hits</th><th>B hits</th></tr>{type_rows}</table>
 </body></html>

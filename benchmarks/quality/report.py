@@ -213,7 +213,7 @@ def _short(label: str, width: int = 40) -> str:
 # --- HTML ---------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -223,7 +223,7 @@ def _fmt(value: Any) -> str:
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -250,9 +250,9 @@ def render_html(report: dict[str, Any]) -> str:
         kp, kr = zs["k_precision"], zs["k_recall"]
         parts.append("<h2>Zero-shot text → image (whole catalog)</h2>")
         o = zs["overall"]
-        parts.append(f"<p>mean precision@{kp} {_fmt(o[f'precision_at_{kp}'])}, mean recall@{kr} "
-                     f"{_fmt(o[f'recall_at_{kr}'])}, mAP {_fmt(o['map'])} over {o['categories']} categories "
-                     f"(chance precision {_fmt(o.get('chance_precision'))}).</p>")
+        parts.append(f"<p>mean precision@{kp} {fmt(o[f'precision_at_{kp}'])}, mean recall@{kr} "
+                     f"{fmt(o[f'recall_at_{kr}'])}, mAP {fmt(o['map'])} over {o['categories']} categories "
+                     f"(chance precision {fmt(o.get('chance_precision'))}).</p>")
         parts.append(_table(["category", "products", "prompt", f"P@{kp}", f"R@{kr}", "AP"],
                             [[c, r["count"], r["prompt"], r[f"precision_at_{kp}"], r[f"recall_at_{kr}"],
                               r["average_precision"]] for c, r in zs["by_category"].items()]))
@@ -262,7 +262,7 @@ def render_html(report: dict[str, Any]) -> str:
         o = i2i["overall"]
         parts.append("<h2>Image → image (held-out queries)</h2>")
         parts.append(f"<p>{o['queries']} held-out queries over {i2i['candidates']} candidates: same-category "
-                     f"precision@{k} {_fmt(o[f'precision_at_{k}'])}, mAP {_fmt(o['map'])}.</p>")
+                     f"precision@{k} {fmt(o[f'precision_at_{k}'])}, mAP {fmt(o['map'])}.</p>")
         parts.append(_table(["category", "queries", f"P@{k}", "AP"],
                             [[c, r["queries"], r[f"precision_at_{k}"], r["average_precision"]]
                              for c, r in i2i["by_category"].items()]))
@@ -326,5 +326,5 @@ def _compare_html(compare: dict[str, Any]) -> str:
     diff = compare.get("difference")
     return (f"<h2>A/B: {html.escape(compare['a'])} vs {html.escape(compare['b'])} ({compare['field']})</h2>"
             f"<p>Difference in mean per-search precision@{compare['k']}: "
-            f"{'–' if diff is None else f'{diff:+.3f}'}{ci_text}; p = {_fmt(compare.get('p_value'))}: "
+            f"{'–' if diff is None else f'{diff:+.3f}'}{ci_text}; p = {fmt(compare.get('p_value'))}: "
             f"<b>{verdict}</b> at α = {compare['alpha']}. Test: {html.escape(compare['test'])}.</p>")

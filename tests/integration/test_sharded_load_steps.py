@@ -6,7 +6,6 @@ conditional CURRENT write, and the loader starts one execution per job."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import zipfile
@@ -28,6 +27,7 @@ from moodboard_local.demo_catalog import generate_demo_catalog
 from moto import mock_aws
 
 from tests.apigw import LambdaContext, load_event
+from tests.catalogs import upload_demo_catalog
 
 BUCKET = "moodboard-artifacts-test"
 PREFIX = "catalogs/spring shop/"
@@ -70,17 +70,7 @@ def handler(step: str) -> Any:
 
 def upload_catalog(s3: Any, folder: Path, *, extra_rows: list[dict[str, str]] = ()) -> list[str]:
     """A generated catalog (2 types x 3) with its images under PREFIX; returns the product ids."""
-    catalog = generate_demo_catalog(folder, per_category=3, categories=["dress", "lamp"])
-    with catalog.open() as fh:
-        rows = list(csv.DictReader(fh))
-    with catalog.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        for row in extra_rows:
-            writer.writerow({**{k: "" for k in rows[0]}, **row})
-    s3.upload_file(str(catalog), BUCKET, PREFIX + "catalog.csv")
-    for image in (catalog.parent / "images").iterdir():
-        s3.upload_file(str(image), BUCKET, PREFIX + "images/" + image.name)
-    return [row["id"] for row in rows]
+    return upload_demo_catalog(s3, BUCKET, PREFIX, folder, extra_rows=extra_rows)
 
 
 def read(s3: Any, key: str) -> bytes:

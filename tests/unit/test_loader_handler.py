@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from moodboard_local.demo_catalog import generate_demo_catalog
 from moto import mock_aws
 
 from tests.apigw import LambdaContext, load_event
+from tests.catalogs import upload_demo_catalog
 from tests.fakes import FakeEmbedder
 
 BUCKET = "moodboard-artifacts-test"
@@ -55,17 +55,7 @@ def handler(settings: Settings) -> Any:
 
 def upload_catalog(s3: Any, tmp_path: Path, *, extra_rows: list[dict[str, str]] = ()) -> int:
     """A generated catalog (2 types x 3) plus extra rows, uploaded with its images; returns the good rows."""
-    catalog = generate_demo_catalog(tmp_path / "catalog", per_category=3, categories=["dress", "lamp"])
-    with catalog.open() as fh:
-        rows = list(csv.DictReader(fh))
-    with catalog.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        for row in extra_rows:
-            writer.writerow({**{k: "" for k in rows[0]}, **row})
-    s3.upload_file(str(catalog), BUCKET, PREFIX + "catalog.csv")
-    for image in (catalog.parent / "images").iterdir():
-        s3.upload_file(str(image), BUCKET, PREFIX + "images/" + image.name)
-    return len(rows)
+    return len(upload_demo_catalog(s3, BUCKET, PREFIX, tmp_path / "catalog", extra_rows=extra_rows))
 
 
 def current(s3: Any) -> dict[str, Any] | None:
