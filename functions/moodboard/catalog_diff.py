@@ -16,6 +16,7 @@ and the real load re-embeds it anyway since its content key changes).
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -25,7 +26,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from moodboard.catalog import CatalogRead, Product, is_url
-from moodboard.errors import CatalogError, NotFound, RequestTooLarge
+from moodboard.errors import CatalogError, LoadNeedsConfirmation, NotFound, RequestTooLarge
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_REMOVED_SHARE = 0.10
 LISTED = 50
@@ -131,6 +134,35 @@ def diff_catalog(new: CatalogRead, current: Iterable[Product] | None, *, current
         reasons=reasons)
 
 
+def confirmation_message(diff: CatalogDiff) -> str:
+    """The one line a refused load answers: what it would remove and how to confirm it."""
+    parts = []
+    if diff.removed_share > diff.max_removed_share:
+        parts.append(f"{diff.removed_share:.0%} of products ({diff.removed} of {diff.before})")
+    if diff.categories_lost:
+        names = ", ".join(repr(c) for c in diff.categories_lost[:10])
+        more = f" and {len(diff.categories_lost) - 10} more" if len(diff.categories_lost) > 10 else ""
+        parts.append(f"the product type{'s' if len(diff.categories_lost) > 1 else ''} {names}{more}")
+    return (f"this load would remove {' and '.join(parts)}; nothing was published; confirm it with confirm=true "
+            "(POST /admin/load) or --confirm")
+
+
+def check_load(new: CatalogRead, current: Iterable[Product] | None, *, confirm: bool, max_removed_share: float,
+               current_version: str | None = None) -> CatalogDiff:
+    """The one check every load runs before it builds anything (the single-process loader, the
+    sharded plan step, `moodboard load`): the diff against what it replaces, and
+    LoadNeedsConfirmation when the diff needs a confirmation the load was not given."""
+    diff = diff_catalog(new, current, current_version=current_version, max_removed_share=max_removed_share)
+    if diff.needs_confirmation and not confirm:
+        raise LoadNeedsConfirmation(confirmation_message(diff),
+                                    details={"removed": diff.removed, "before": diff.before,
+                                             "removed_share": diff.removed_share,
+                                             "categories_lost": diff.categories_lost[:LISTED]})
+    if diff.needs_confirmation:
+        logger.warning("confirmed load: it %s", "; ".join(diff.reasons))
+    return diff
+
+
 # --- the dry run of a catalog in the artifacts bucket (POST /admin/load/dry-run) ----------------
 
 CATALOG_PREFIX = "catalogs/"
@@ -176,9 +208,10 @@ def dry_run_in_bucket(store: Any, catalog_key: str, *, max_removed_share: float,
     from moodboard.catalog import read_catalog
 
     name = PurePath(catalog_key).name
-    if (not catalog_key.startswith(CATALOG_PREFIX) or ".." in PurePath(catalog_key).parts
-            or not name.lower().endswith(DRY_RUN_SUFFIXES)):
-        raise NotDryRunnable(f"a dry run reads a .csv or .jsonl catalog under {CATALOG_PREFIX} "
+    from moodboard.catalog_uploads import UPLOAD_PREFIX, is_catalog_prefix
+
+    if not is_catalog_prefix(catalog_key) or not name.lower().endswith(DRY_RUN_SUFFIXES):
+        raise NotDryRunnable(f"a dry run reads a .csv or .jsonl catalog under {CATALOG_PREFIX} or {UPLOAD_PREFIX} "
                              f"(got {catalog_key!r}); archives are checked by the load itself")
     missing = UnknownCatalog(f"no catalog at {catalog_key!r} in the artifacts bucket",
                              details={"catalog_key": catalog_key})

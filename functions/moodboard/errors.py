@@ -161,6 +161,12 @@ class NothingLoaded(CatalogError):
         self.report = report
 
 
+class LoadNeedsConfirmation(CatalogError):
+    """A load would remove too many products or a whole category and was not confirmed; nothing was published."""
+
+    status_code = 409
+
+
 class LoadBusy(MoodboardError):
     """Another load is writing the same output right now."""
 

@@ -151,7 +151,7 @@ def delete_search_url(entry_id: str, _: AdminDep, urls: SearchUrlsDep) -> Respon
 @router.post("/admin/load", response_model=LoadStarted, status_code=status.HTTP_202_ACCEPTED, tags=["admin"])
 def start_load(body: LoadRequest, _: AdminDep, jobs: JobsDep, runner: LoadRunnerDep) -> LoadStarted:
     """Build and publish an index from a catalog in the artifacts bucket; poll the job for progress."""
-    job = jobs.create(body.catalog_key)
+    job = jobs.create(body.catalog_key, confirm=body.confirm)
     try:
         runner.start(job.job_id, job.catalog_key)
     except MoodboardError as exc:

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -38,6 +38,9 @@ from moodboard.errors import (
 )
 from moodboard.index.manifest import PRODUCTS_FILE, IndexManifest, verify
 from moodboard.integrity import MANIFEST_FILE
+
+if TYPE_CHECKING:
+    from moodboard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -276,3 +279,17 @@ def _age(created: str, now: datetime) -> timedelta:
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def apply_retention(store: ArtifactStore, settings: Settings) -> list[str]:
+    """Prune old versions after a publish (IndexVersions.prune with the settings' rule), logging
+    what it deleted; a failure is logged and never fails the load that just published."""
+    try:
+        deleted = IndexVersions(store).prune(keep=settings.index_keep_versions, keep_days=settings.index_keep_days)
+    except Exception:  # retention is housekeeping: the publish already succeeded
+        logger.warning("retention of index versions failed; nothing more was deleted", exc_info=True)
+        return []
+    if not deleted:
+        logger.info("retention: no index version to delete (keep %d, %g days)", settings.index_keep_versions,
+                    settings.index_keep_days)
+    return deleted

@@ -35,6 +35,8 @@ class LoadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     catalog_key: str = Field(min_length=1, max_length=1024, description="S3 key, e.g. catalogs/spring.csv")
+    confirm: bool = Field(default=False, description="load even when it would remove more than "
+                                                     "load_confirm_removed_share of the products or a whole category")
 
 
 class JobRecord(BaseModel):
@@ -43,6 +45,7 @@ class JobRecord(BaseModel):
     job_id: str
     catalog_key: str
     status: JobStatus
+    confirm: bool = False
     progress: dict[str, Any] = Field(default_factory=dict)
     rejects: list[dict[str, Any]] = Field(default_factory=list)
     rejects_total: int = 0
@@ -65,11 +68,13 @@ class JobStore:
         self._client = client
         self._table = table_name
 
-    def create(self, catalog_key: str, *, job_id: str | None = None) -> JobRecord:
-        """A new queued job for `catalog_key`."""
+    def create(self, catalog_key: str, *, job_id: str | None = None, confirm: bool = False) -> JobRecord:
+        """A new queued job for `catalog_key`; `confirm` lets it remove what the load check guards
+        (moodboard.catalog_diff.check_load). S3-triggered jobs never confirm."""
         now = utc_now()
         job = JobRecord(
-            job_id=job_id or uuid.uuid4().hex, catalog_key=catalog_key, status="queued", created_at=now, updated_at=now
+            job_id=job_id or uuid.uuid4().hex, catalog_key=catalog_key, status="queued", confirm=confirm,
+            created_at=now, updated_at=now
         )
         with dynamo_errors("create the load job"):
             self._client.put_item(
@@ -78,6 +83,13 @@ class JobStore:
                 ConditionExpression="attribute_not_exists(job_id)",
             )
         return job
+
+    def confirmed(self, job_id: str) -> bool:
+        """Whether the job was started with confirm=true (False when it has no record)."""
+        try:
+            return self.get(job_id).confirm
+        except NotFound:
+            return False
 
     def get(self, job_id: str) -> JobRecord:
         """The job's current record; NotFound when there is no such job."""

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from moodboard.artifacts import ArtifactStore
-from moodboard.errors import CatalogError, ConfigError, MoodboardError, NotFound
+from moodboard.errors import CatalogError, ConfigError, LoadNeedsConfirmation, MoodboardError, NotFound
+from moodboard.index_versions import apply_retention
 from moodboard.load_jobs import JobStore
 from moodboard.loading import is_catalog_key
 from moodboard.observability import COUNT, record_metric
@@ -63,7 +64,11 @@ def plan(event: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"plan-{job_id[:24]}-", dir=_work_root(runtime)))
     try:
         job_plan = plan_s3(files, store, str(catalog_key), model_info(settings, store.client), settings=settings,
-                           work=work, source=source)
+                           work=work, source=source, confirm=record.confirm)
+    except LoadNeedsConfirmation as exc:  # nothing planned, nothing published: the job says why
+        jobs.update(job_id, status="failed", error=exc.message, progress={"stage": "plan"})
+        record_metric("LoadFailures", COUNT, 1)
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     progress = StoreJobProgress(jobs)
@@ -104,6 +109,7 @@ def reduce(event: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     if result["status"] == "succeeded":
         record_metric("ProductsLoaded", COUNT, result["loaded"])
+        apply_retention(store, runtime.settings)
     else:
         record_metric("LoadFailures", COUNT, 1)
     return result

@@ -39,6 +39,7 @@ from urllib.parse import unquote_plus
 from moodboard.archives import ArchiveLimits, extract, is_archive
 from moodboard.artifacts import CATALOG_PREFIX, ArtifactStore, Pointer
 from moodboard.catalog import CLOTHING_CSV, read_catalog
+from moodboard.catalog_uploads import UPLOAD_PREFIX, is_catalog_prefix
 from moodboard.errors import CatalogError, ConfigError, MoodboardError, NotFound, NothingLoaded
 from moodboard.load_staging import shared_work_root
 from moodboard.observability import COUNT, record_metric
@@ -71,9 +72,10 @@ class LoadJob:
 
 
 def is_catalog_key(key: str) -> bool:
-    """True for keys under catalogs/ that name a catalog file, an archive, or (direct only) a prefix."""
+    """True for keys under catalogs/ or uploads/catalogs/ (moodboard.catalog_uploads) that name a
+    catalog file, an archive, or (direct only) a prefix."""
     lowered = key.lower()
-    return key.startswith(CATALOG_PREFIX) and ".." not in PurePosixPath(key).parts and (
+    return is_catalog_prefix(key) and (
         lowered.endswith(CATALOG_SUFFIXES) or is_archive(key) or key.endswith("/"))
 
 
@@ -99,7 +101,7 @@ def jobs_from_event(event: dict[str, Any]) -> list[LoadJob]:
     if not job_id or not key:
         raise ConfigError("a loader event needs S3 Records or {\"job_id\", \"catalog_key\"}")
     if not is_catalog_key(str(key)):
-        raise CatalogError(f"{key!r} is not a catalog under {CATALOG_PREFIX} (.csv, .jsonl, an archive or a prefix/)")
+        raise CatalogError(f"{key!r} is not a catalog under {CATALOG_PREFIX} or {UPLOAD_PREFIX} (.csv, .jsonl, an archive or a prefix/)")
     return [LoadJob(job_id=str(job_id), catalog_key=str(key))]
 
 
@@ -238,6 +240,8 @@ class CatalogLoader:
         source = self.store if not bucket or bucket == self.store.bucket else ArtifactStore(bucket, self.store.client)
         catalog = fetch_catalog(source, catalog_key, files, limits=ArchiveLimits.from_settings(self.settings))
         base = self.store.current()
+        if base is not None:
+            self._check(job_id, catalog)
         previous = self._previous(base)
         self._update(job_id, progress={"stage": "embed", "done": 0})
         try:
@@ -262,7 +266,20 @@ class CatalogLoader:
         self._record_success(job_id, rejects=rejects, result=result,
                              progress={"stage": "published", "done": report.loaded, "total": report.loaded})
         logger.info("load job %s published %s: %s", job_id, pointer.version, report.summary())
+        from moodboard.index_versions import apply_retention
+
+        apply_retention(self.store, self.settings)
         return {"job_id": job_id, "status": "succeeded", **result}
+
+    def _check(self, job_id: str, catalog: Path) -> None:
+        """Refuse (LoadNeedsConfirmation, nothing published) a load that removes what the check
+        guards, unless its job was started with confirm=true."""
+        from moodboard.catalog_diff import check_load, current_products
+
+        current, version = current_products(self.store)
+        confirm = self.jobs.confirmed(job_id) if self.jobs is not None else False
+        check_load(read_catalog(catalog), current, confirm=confirm, current_version=version,
+                   max_removed_share=self.settings.load_confirm_removed_share)
 
     def _previous(self, base: Pointer | None) -> Path | None:
         """The CURRENT bundle, downloaded, when it was built with this model (for vector reuse)."""

@@ -30,6 +30,7 @@ from typing import Any
 from moodboard.archives import ARCHIVE_SUFFIXES, ArchiveLimits, extract
 from moodboard.artifacts import INDEX_PREFIX, ArtifactStore, s3_errors, split_s3_uri
 from moodboard.catalog import CLOTHING_CSV, CatalogRead, image_content_key, is_url, read_catalog
+from moodboard.catalog_diff import check_load
 from moodboard.errors import BundleError, ConfigError
 from moodboard.index.manifest import MANIFEST_FILE, PRODUCTS_FILE, read_manifest
 from moodboard.index.records import read_records
@@ -197,9 +198,10 @@ def stage_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: Archive
 
 
 def plan_s3(files: JobFiles, store: ArtifactStore, catalog_key: str, model: ModelInfo, *, settings: Settings,
-            work: Path, source: ArtifactStore | None = None) -> Plan:
+            work: Path, source: ArtifactStore | None = None, confirm: bool = False) -> Plan:
     """Plan a load of a catalog object (in `source`, by default the artifacts bucket), reusing the
-    vectors of CURRENT's unchanged products."""
+    vectors of CURRENT's unchanged products. Refused (LoadNeedsConfirmation, nothing planned) when
+    the load would remove what moodboard.catalog_diff.check_load guards and `confirm` is False."""
     if (plan := existing_plan(files)) is not None:
         return plan
     staged = stage_catalog(source or store, catalog_key, work / "catalog", limits=ArchiveLimits.from_settings(settings))
@@ -217,7 +219,8 @@ def plan_s3(files: JobFiles, store: ArtifactStore, catalog_key: str, model: Mode
         s3_key, size, etag = staged.objects.get(relative, (None, 0, ""))
         content_key = f"s3:{relative}:{size}:{etag}" if s3_key else f"s3:{relative}:missing"
         entries.append(ShardProduct(product=product, key=content_key, s3_key=s3_key or f"missing/{relative}"))
-    base, base_keys = _current_keys(store, model, work)
+    base, base_keys = _current_keys(store, model, work, read=read, confirm=confirm,
+                                    max_removed_share=settings.load_confirm_removed_share)
     return write_plan(files, catalog=catalog_key, read=read, entries=entries, model=model, base=base,
                       base_keys=base_keys, shard_size=settings.load_shard_size)
 
@@ -239,17 +242,19 @@ def _upload_images(files: JobFiles, products: Iterable[Any], root: str) -> dict[
         return dict(pool.map(upload, wanted.items()))
 
 
-def _current_keys(store: ArtifactStore, model: ModelInfo, work: Path) -> tuple[BaseBundle | None,
-                                                                                  dict[str, str | None] | None]:
-    """CURRENT as the load's base, and its products' content keys when it has this model's vectors
-    (only products.jsonl is read; reduce downloads the bundle for the vectors)."""
+def _current_keys(store: ArtifactStore, model: ModelInfo, work: Path, *, read: CatalogRead, confirm: bool,
+                  max_removed_share: float) -> tuple[BaseBundle | None, dict[str, str | None] | None]:
+    """CURRENT as the load's base, checked against the catalog (check_load), and its products'
+    content keys when it has this model's vectors (only products.jsonl is read; reduce downloads
+    the bundle for the vectors)."""
     pointer = store.current()
     if pointer is None:
         return None, None
     base = BaseBundle(version=pointer.version, model_fingerprint=pointer.model_fingerprint, etag=pointer.etag)
-    if pointer.model_fingerprint != model.fingerprint:
-        return base, None
     records = store.download_file(f"{INDEX_PREFIX}{pointer.version}/{PRODUCTS_FILE}",
                                   work / f"current-{pointer.version}" / PRODUCTS_FILE)
     products, _labels, keys = read_records(records)
+    check_load(read, products, confirm=confirm, current_version=pointer.version, max_removed_share=max_removed_share)
+    if pointer.model_fingerprint != model.fingerprint:
+        return base, None
     return base, {p.id: k for p, k in zip(products, keys)}

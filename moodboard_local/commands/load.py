@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="only show what the load would change against --out (added, removed, changed, categories, "
                         "rejects); writes nothing")
+    p.add_argument("--confirm", action="store_true",
+                   help="load even when it would remove more than MOODBOARD_LOAD_CONFIRM_REMOVED_SHARE of the "
+                        "products in --out or a whole category (refused otherwise, --out untouched)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="load in shards with N worker processes (what the AWS load state machine runs); a stopped "
                         "load can then be continued with --resume")
@@ -53,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.dry_run:
         return dry_run(args, settings)
+    if args.catalog is not None:
+        _check(args, settings)
     if args.batch_size:
         settings = settings.model_copy(update={"embed_batch_size": args.batch_size})
     if args.workers is not None or args.resume is not None:
@@ -113,18 +118,35 @@ def sharded(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def dry_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the diff of the catalog against the bundle at --out (none yet: everything is added)."""
-    from moodboard.catalog import read_catalog
-    from moodboard.catalog_diff import diff_catalog
+def _out_products(out: Path) -> tuple[list[Any] | None, str | None]:
+    """The products of the bundle at --out and its version; (None, None) when there is none yet."""
     from moodboard.index import read_manifest
     from moodboard.index.manifest import PRODUCTS_FILE
     from moodboard.index.records import read_records
 
-    current, version = None, None
-    if (args.out / PRODUCTS_FILE).is_file():
-        version = read_manifest(args.out).version
-        current = read_records(args.out / PRODUCTS_FILE)[0]
+    if not (out / PRODUCTS_FILE).is_file():
+        return None, None
+    return read_records(out / PRODUCTS_FILE)[0], read_manifest(out).version
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> None:
+    """The load check (moodboard.catalog_diff.check_load) against --out: LoadNeedsConfirmation
+    (exit 2, --out untouched) for a destructive load without --confirm."""
+    from moodboard.catalog import read_catalog
+    from moodboard.catalog_diff import check_load
+
+    current, version = _out_products(args.out)
+    if current is not None:
+        check_load(read_catalog(args.catalog), current, confirm=args.confirm, current_version=version,
+                   max_removed_share=settings.load_confirm_removed_share)
+
+
+def dry_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the diff of the catalog against the bundle at --out (none yet: everything is added)."""
+    from moodboard.catalog import read_catalog
+    from moodboard.catalog_diff import diff_catalog
+
+    current, version = _out_products(args.out)
     diff = diff_catalog(read_catalog(args.catalog), current, current_version=version,
                         max_removed_share=settings.load_confirm_removed_share)
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +329,98 @@ def test_a_job_leaves_the_folders_of_a_live_job_alone(handler: Any, aws: tuple[A
 
     assert outcome["status"] == "succeeded"
     assert live.is_dir()
+
+
+def _lamps_dropped(s3: Any, tmp_path: Path) -> None:
+    """The same catalog key again, without its lamps: half the products and a whole product type gone."""
+    import csv
+
+    folder = tmp_path / "smaller"
+    catalog = generate_demo_catalog(folder, per_category=3, categories=["dress", "lamp"])
+    with catalog.open() as fh:
+        rows = [row for row in csv.DictReader(fh) if row["category"] != "lamp"]
+    with catalog.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    s3.upload_file(str(catalog), BUCKET, PREFIX + "catalog.csv")
+
+
+def test_s3_upload_of_a_destructive_catalog_fails_its_job_and_keeps_current(
+        handler: Any, aws: tuple[Any, Any], settings: Settings, tmp_path: Path) -> None:
+    s3, dynamodb = aws
+    upload_catalog(s3, tmp_path)
+    first = handler(load_event("s3_catalog_created.json"), LambdaContext())["results"][0]
+    before = current(s3)
+    _lamps_dropped(s3, tmp_path)
+    event = load_event("s3_catalog_created.json")
+    event["Records"][0]["s3"]["object"]["sequencer"] = "0A1B2C3D4E5F67890B"  # a new upload, not a redelivery
+
+    outcome = handler(event, LambdaContext())["results"][0]
+
+    assert first["status"] == "succeeded" and outcome["status"] == "failed"
+    job = JobStore(dynamodb, settings.jobs_table).get(outcome["job_id"])
+    assert job.status == "failed" and job.confirm is False
+    assert job.error.startswith("this load would remove 50% of products (3 of 6) and the product type 'lamp'")
+    assert "confirm=true (POST /admin/load) or --confirm" in job.error
+    assert current(s3) == before
+
+
+def test_a_confirmed_job_loads_the_destructive_catalog(handler: Any, aws: tuple[Any, Any], settings: Settings,
+                                                       tmp_path: Path) -> None:
+    s3, dynamodb = aws
+    upload_catalog(s3, tmp_path)
+    handler(load_event("s3_catalog_created.json"), LambdaContext())
+    _lamps_dropped(s3, tmp_path)
+    jobs = JobStore(dynamodb, settings.jobs_table)
+    unconfirmed = jobs.create(PREFIX + "catalog.csv")
+    confirmed = jobs.create(PREFIX + "catalog.csv", confirm=True)
+
+    refused = handler({"job_id": unconfirmed.job_id, "catalog_key": PREFIX + "catalog.csv"}, LambdaContext())
+    loaded = handler({"job_id": confirmed.job_id, "catalog_key": PREFIX + "catalog.csv"}, LambdaContext())
+
+    assert refused["results"][0]["status"] == "failed"
+    assert loaded["results"][0]["status"] == "succeeded" and loaded["results"][0]["loaded"] == 3
+    assert current(s3)["version"] == loaded["results"][0]["version"]
+
+
+def test_retention_runs_after_each_publish(handler: Any, aws: tuple[Any, Any], settings: Settings,
+                                           tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from moodboard.index_versions import IndexVersions
+
+    s3, dynamodb = aws
+    keep = 2
+    set_runtime(Runtime(settings.model_copy(update={"index_keep_versions": keep, "index_keep_days": 0}),
+                        s3=s3, dynamodb=dynamodb, embedder=FakeEmbedder()))
+    upload_catalog(s3, tmp_path)
+    jobs = JobStore(dynamodb, settings.jobs_table)
+    versions = []
+    caplog.set_level("INFO", logger="moodboard")
+    for n in range(keep + 2):
+        if n:
+            time.sleep(1.05)  # a version's `created` has second resolution: one second apart, "newest" is clear
+        job = jobs.create(PREFIX + "catalog.csv")
+        versions.append(handler({"job_id": job.job_id, "catalog_key": PREFIX + "catalog.csv"},
+                                LambdaContext())["results"][0]["version"])
+
+    listed = IndexVersions(ArtifactStore(BUCKET, s3)).list()
+    assert [v.version for v in listed.items] == versions[::-1][:keep]
+    assert listed.current == versions[-1] and listed.previous == versions[-2]
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=f"indexes/{versions[0]}/").get("KeyCount")
+    assert "retention removed index versions" in caplog.text
+
+
+def test_a_failing_retention_never_fails_the_load(handler: Any, aws: tuple[Any, Any], settings: Settings,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moodboard.errors import StoreError
+    from moodboard.index_versions import IndexVersions
+
+    def broken(self: Any, **_: Any) -> list[str]:
+        raise StoreError("S3 failed to list indexes/")
+
+    monkeypatch.setattr(IndexVersions, "prune", broken)
+    upload_catalog(aws[0], tmp_path)
+
+    outcome = handler(load_event("s3_catalog_created.json"), LambdaContext())["results"][0]
+
+    assert outcome["status"] == "succeeded" and current(aws[0])["version"] == outcome["version"]
