@@ -86,7 +86,7 @@ def test_load_where_every_image_fails_keeps_the_existing_index_and_exits_2(
     catalog.write_text("id,title,category,image\na,A,dress,images/gone-a.jpg\nb,B,lamp,images/gone-b.jpg\n")
     capsys.readouterr()
 
-    assert main(["load", str(catalog), "--model", str(tiny_bundle), "--out", str(copy)]) == 2
+    assert main(["load", str(catalog), "--model", str(tiny_bundle), "--out", str(copy), "--confirm"]) == 2
 
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: no product of") and err[-1].endswith(f"nothing was written to {copy}")
@@ -96,6 +96,31 @@ def test_load_where_every_image_fails_keeps_the_existing_index_and_exits_2(
     assert sum(line.startswith("error:") for line in err) == 1
     assert files(copy) == before
     assert json.loads((copy / "manifest.json").read_text())["count"] == 60
+
+
+def test_a_destructive_load_needs_confirm(loaded_index: Path, tiny_bundle: Path, demo_catalog: Path,
+                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "index"
+    shutil.copytree(loaded_index, copy)
+    before = (copy / "manifest.json").read_bytes()
+    lines = demo_catalog.read_text().splitlines()
+    header = lines[0].split(",")
+    first_type = lines[1].split(",")[header.index("category")]
+    kept = [line for line in lines[1:] if line.split(",")[header.index("category")] == first_type]
+    catalog = demo_catalog.parent / "one-type.csv"  # beside the images its rows name by relative path
+    catalog.write_text("\n".join([lines[0], *kept]) + "\n")
+    capsys.readouterr()
+
+    assert main(["load", str(catalog), "--model", str(tiny_bundle), "--out", str(copy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: this load would remove 83% of products (50 of 60) and the "
+                                               "product types ")
+    assert err[0].endswith("confirm it with confirm=true (POST /admin/load) or --confirm")
+    assert (copy / "manifest.json").read_bytes() == before
+
+    assert main(["load", str(catalog), "--model", str(tiny_bundle), "--out", str(copy), "--confirm", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["loaded"] == 10 and report["reused"] == 10
 
 
 def test_console_script_runs_as_a_process(loaded_index: Path) -> None:

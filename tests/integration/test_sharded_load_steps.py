@@ -306,3 +306,55 @@ def test_a_prefix_holding_a_key_that_leaves_it_is_refused(aws: dict[str, Any], s
 
     assert not Path("/escape.csv").exists()
     assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="loads/escape-job/plan.json")
+
+
+def _published_once(aws: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    planned(aws, tmp_path)
+    handler("worker")(load_event("load_worker_batch.json"), LambdaContext())
+    return handler("reduce")({"job_id": JOB, "map": {}}, LambdaContext())
+
+
+def test_the_plan_refuses_a_destructive_catalog_unless_the_job_confirms_it(
+        aws: dict[str, Any], settings: Settings, jobs: JobStore, tmp_path: Path) -> None:
+    from moodboard.errors import LoadNeedsConfirmation
+
+    _published_once(aws, tmp_path)
+    before = current(aws["s3"])
+    lamps = aws["s3"].get_object(Bucket=BUCKET, Key=PREFIX + "catalog.csv")["Body"].read().decode().splitlines()
+    dresses = [line for line in lamps if ",lamp," not in line]
+    assert len(dresses) == 4  # the header and 3 dresses: the lamps are gone
+    aws["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "catalog.csv", Body="\n".join(dresses).encode() + b"\n")
+    jobs.create(PREFIX + "catalog.csv", job_id="unconfirmed")
+    jobs.create(PREFIX + "catalog.csv", job_id="confirmed", confirm=True)
+
+    with pytest.raises(LoadNeedsConfirmation, match="the product type 'lamp'"):
+        handler("plan")({"job_id": "unconfirmed", "catalog_key": PREFIX + "catalog.csv"}, LambdaContext())
+    record = jobs.get("unconfirmed")
+    assert record.status == "failed" and record.error.startswith("this load would remove 50% of products (3 of 6)")
+    assert aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="loads/unconfirmed/").get("KeyCount", 0) == 0
+    assert current(aws["s3"]) == before
+
+    plan = handler("plan")({"job_id": "confirmed", "catalog_key": PREFIX + "catalog.csv"}, LambdaContext())
+    result = handler("reduce")({"job_id": "confirmed", "map": {}}, LambdaContext())
+    assert (plan["reused"], result["status"], result["loaded"]) == (3, "succeeded", 3)
+    assert current(aws["s3"])["version"] == result["version"]
+
+
+def test_the_reduce_applies_retention_after_its_publish(aws: dict[str, Any], settings: Settings,
+                                                        tmp_path: Path) -> None:
+    import time
+
+    from moodboard.index_versions import IndexVersions
+
+    keep = 2
+    set_runtime(Runtime(settings.model_copy(update={"index_keep_versions": keep, "index_keep_days": 0}),
+                        s3=aws["s3"], dynamodb=aws["dynamodb"]))
+    versions = [_published_once(aws, tmp_path)["version"]]
+    for n in range(keep + 1):  # reloads: every product reused, no shard to embed
+        time.sleep(1.05)  # a version's `created` has second resolution: one second apart, "newest" is clear
+        handler("plan")({"job_id": f"reload-{n}", "catalog_key": PREFIX + "catalog.csv"}, LambdaContext())
+        versions.append(handler("reduce")({"job_id": f"reload-{n}", "map": {}}, LambdaContext())["version"])
+
+    listed = IndexVersions(ArtifactStore(BUCKET, aws["s3"])).list()
+    assert [v.version for v in listed.items] == versions[::-1][:keep]
+    assert (listed.current, listed.previous) == (versions[-1], versions[-2])

@@ -83,3 +83,33 @@ def test_cli_dry_run_prints_the_diff_and_writes_nothing(tmp_path: Path, capsys: 
     assert main(["load", str(catalog), "--out", str(tmp_path / "none"), "--dry-run"]) == 0
     assert "0 -> 2 products: 2 added" in capsys.readouterr().out
     assert not (tmp_path / "none").exists()
+
+
+def test_check_load_refuses_a_destructive_load_with_one_clear_line(tmp_path: Path) -> None:
+    from moodboard.catalog_diff import check_load
+    from moodboard.errors import LoadNeedsConfirmation
+
+    catalog = read_catalog(write_csv(tmp_path / "c.csv", [f"{p.id},{p.title},{p.category},{p.image}"
+                                                          for p in CURRENT if p.category != "lamp"][:3]))
+    with pytest.raises(LoadNeedsConfirmation) as refused:
+        check_load(catalog, CURRENT, confirm=False, max_removed_share=0.10)
+
+    assert refused.value.message == ("this load would remove 40% of products (2 of 5) and the product type 'lamp'; "
+                                     "nothing was published; confirm it with confirm=true (POST /admin/load) "
+                                     "or --confirm")
+    assert refused.value.details["categories_lost"] == ["lamp"]
+    diff = check_load(catalog, CURRENT, confirm=True, max_removed_share=0.10)
+    assert diff.needs_confirmation and diff.removed == 2
+
+
+def test_check_load_lets_a_small_change_and_a_first_load_through(tmp_path: Path) -> None:
+    from moodboard.catalog_diff import check_load
+
+    rows = [f"{p.id},{p.title},{p.category},{p.image}" for p in CURRENT]
+    catalog = read_catalog(write_csv(tmp_path / "c.csv", rows[1:]))  # 1 of 5 removed, no category lost
+    assert check_load(catalog, CURRENT, confirm=False, max_removed_share=0.25).removed == 1
+    assert check_load(catalog, None, confirm=False, max_removed_share=0.0).added == 4
+    only_share = read_catalog(write_csv(tmp_path / "d.csv", [rows[0], rows[2], rows[4]]))  # dress, lamp, shoes kept
+    from moodboard.errors import LoadNeedsConfirmation
+    with pytest.raises(LoadNeedsConfirmation, match=r"^this load would remove 40% of products \(2 of 5\); nothing"):
+        check_load(only_share, CURRENT, confirm=False, max_removed_share=0.10)

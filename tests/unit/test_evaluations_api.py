@@ -447,3 +447,18 @@ def test_admin_listing_with_a_deeply_nested_cursor_returns_400(api: Api, path: s
 
     assert status == 400
     assert body == {"detail": "the cursor is not one this listing returned", "error": "InvalidCursor"}
+
+
+def test_admin_load_records_the_confirmation_on_the_job(api: Api) -> None:
+    _, _, plain = api.call("POST", "/admin/load", body={"catalog_key": "catalogs/spring.csv"}, token=TOKEN)
+    status, _, confirmed = api.call("POST", "/admin/load", body={"catalog_key": "catalogs/spring.csv", "confirm": True},
+                                    token=TOKEN)
+    bad, _, _ = api.call("POST", "/admin/load", body={"catalog_key": "catalogs/spring.csv", "confirm": "maybe"},
+                         token=TOKEN)
+
+    assert status == 202 and bad == 422
+    jobs = JobStore(api.dynamodb, api.settings.jobs_table)
+    assert jobs.get(plain["job_id"]).confirm is False and jobs.confirmed(plain["job_id"]) is False
+    assert jobs.get(confirmed["job_id"]).confirm is True and jobs.confirmed(confirmed["job_id"]) is True
+    _, _, shown = api.call("GET", f"/admin/load/{confirmed['job_id']}", token=TOKEN)
+    assert shown["confirm"] is True
