@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     archive_max_member_bytes: int = 256 * MB
     archive_max_members: int = 100_000
     archive_max_ratio: float = 200.0  # uncompressed bytes per byte of archive (zip bombs reach 1000+)
+    # A catalog uploaded from the team page (POST /admin/catalog-uploads): S3 enforces it on the
+    # presigned POST (content-length-range).
+    catalog_upload_max_bytes: int = 1024 * MB
 
     # Load the model and the current index at import time (the search Lambda's init phase, which
     # runs before the first request) instead of on the first request.

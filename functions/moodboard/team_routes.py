@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moodboard.auth import AdminDep
 from moodboard.catalog_diff import CatalogDiff, dry_run_in_bucket
+from moodboard.catalog_uploads import CatalogUpload, CatalogUploadRequest, presign_upload
 from moodboard.deps import EvaluationsDep, HistoryDep, RoundsDep, SearchUrlsDep, SettingsDep, VersionsDep
 from moodboard.evaluations import MAX_COMMENT, EvaluationRecord
 from moodboard.index_versions import VersionList
@@ -163,3 +164,13 @@ def dry_run_load(body: LoadRequest, _: AdminDep, versions: VersionsDep, settings
     Publishes nothing."""
     return dry_run_in_bucket(versions.store, body.catalog_key,
                              max_removed_share=settings.load_confirm_removed_share)
+
+
+@router.post("/admin/catalog-uploads", response_model=CatalogUpload, tags=["admin"])
+def create_catalog_upload(body: CatalogUploadRequest, _: AdminDep, versions: VersionsDep,
+                          settings: SettingsDep) -> CatalogUpload:
+    """A presigned S3 POST for one catalog file (.csv, .jsonl, .ndjson or an archive) under
+    uploads/catalogs/, which the S3 trigger does not watch: dry-run it, then load it. 422 for another
+    kind of file, 413 over Settings.catalog_upload_max_bytes."""
+    return presign_upload(versions.store.client, versions.store.bucket, body,
+                          max_bytes=settings.catalog_upload_max_bytes)
