@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
@@ -19,18 +20,20 @@ from infra_cdk.storage import Storage, secure_bucket
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 CONFIG_FILE = "config.json"
 HSTS_MAX_AGE = Duration.days(730)
+UPLOAD_CORS_MAX_AGE_S = 3000
 
 
-def content_security_policy(api_origin: str) -> str:
-    """Scripts, styles and fonts from the site only; API calls to the site and `api_origin`;
-    product images from any https host (catalog image URLs) and local previews (blob:, data:)."""
+def content_security_policy(api_origin: str, *upload_origins: str) -> str:
+    """Scripts, styles and fonts from the site only; API calls to the site and `api_origin`, and the
+    catalog upload (a presigned S3 POST) to `upload_origins`; product images from any https host
+    (catalog image URLs) and local previews (blob:, data:)."""
     return "; ".join([
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
         "font-src 'self'",
         "img-src 'self' https: data: blob:",
-        f"connect-src 'self' {api_origin}",
+        " ".join(["connect-src 'self'", api_origin, *upload_origins]),
         "object-src 'none'",
         "base-uri 'self'",
         "form-action 'self'",
@@ -51,7 +54,8 @@ class Frontend(Construct):
             comment="moodboard: CSP, HSTS, nosniff, frame and referrer policies",
             security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
                 content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
-                    content_security_policy=content_security_policy(api_origin), override=True),
+                    content_security_policy=content_security_policy(api_origin, *self.upload_origins()),
+                    override=True),
                 strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
                     access_control_max_age=HSTS_MAX_AGE, include_subdomains=True, override=True),
                 content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
@@ -92,6 +96,17 @@ class Frontend(Construct):
         )
         domain = config.domain_name if config.custom_domain else self.distribution.distribution_domain_name
         self.origin = f"https://{domain}"
+        # The team page uploads catalogs straight to the artifacts bucket with a presigned POST
+        # (POST /admin/catalog-uploads): S3 answers that browser request only for the site's origin.
+        storage.artifacts_bucket.add_cors_rule(
+            allowed_methods=[s3.HttpMethods.POST], allowed_origins=[self.origin], allowed_headers=["*"],
+            max_age=UPLOAD_CORS_MAX_AGE_S)
+
+    def upload_origins(self) -> list[str]:
+        """Where a presigned POST of the artifacts bucket points (S3's global and regional endpoints).
+        Host wildcards, not the bucket's own domain: the bucket's CORS rule names the distribution, whose
+        headers policy this is, so naming the bucket here would be a dependency cycle."""
+        return ["https://*.s3.amazonaws.com", f"https://*.s3.{Stack.of(self).region}.amazonaws.com"]
 
     def publish(self, api_url: str) -> s3deploy.BucketDeployment:
         """Upload frontend/ with a generated config.json ({"apiBase": api_url}) and invalidate the cache."""

@@ -43,6 +43,9 @@ LOAD_REDUCE_HANDLER = "loader.reduce.handler"
 LOADER_MEMORY_MB = 512
 LOADER_TIMEOUT_S = 60
 LOADS_PREFIX = "loads/"
+# Catalogs uploaded from the team page (moodboard.catalog_uploads.UPLOAD_PREFIX): outside catalogs/, so the
+# S3 trigger never starts a load for one; the team dry-runs it, then loads it (POST /admin/load).
+UPLOADS_PREFIX = "uploads/catalogs/"
 EVALUATIONS_HANDLER = "evaluations.app.handler"
 # The image's Python; onnxruntime >= 1.20 wheels need glibc 2.28, which the 3.12 image (AL2023) has.
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -175,12 +178,14 @@ class Functions(Construct):
         jobs.grant(self.loader, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         # plan: reads the catalog and the CURRENT index's records, writes the job's shards under loads/.
         bucket.grant_read(self.load_plan, "catalogs/*")
+        bucket.grant_read(self.load_plan, f"{UPLOADS_PREFIX}*")
         bucket.grant_read(self.load_plan, "indexes/*")
         bucket.grant_read(self.load_plan, f"{LOADS_PREFIX}*")
         bucket.grant_put(self.load_plan, f"{LOADS_PREFIX}*")
         # worker: reads its shard and the shard's images (catalogs/, or an archive's under loads/),
         # writes the shard's vectors under loads/.
         bucket.grant_read(self.load_worker, "catalogs/*")
+        bucket.grant_read(self.load_worker, f"{UPLOADS_PREFIX}*")
         bucket.grant_read(self.load_worker, f"{LOADS_PREFIX}*")
         bucket.grant_put(self.load_worker, f"{LOADS_PREFIX}*")
         # reduce: reads the shards and the CURRENT index, publishes the new one under indexes/.
@@ -217,9 +222,13 @@ class Functions(Construct):
                        bucket.arn_for_objects(f"{INDEX_VERSIONS_PREFIX}*/manifest.json"),
                        # the dry run of a load: the catalog, and CURRENT's product records
                        bucket.arn_for_objects("catalogs/*"),
+                       bucket.arn_for_objects(f"{UPLOADS_PREFIX}*"),
                        bucket.arn_for_objects(f"{INDEX_VERSIONS_PREFIX}*/products.jsonl")]))
+        # PutObject on CURRENT (promotion) and on the uploads prefix: the presigned POST of
+        # POST /admin/catalog-uploads is signed with this role, so it may write nothing else.
         self.evaluations.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:PutObject"], resources=[bucket.arn_for_objects(CURRENT_KEY)]))
+            actions=["s3:PutObject"],
+            resources=[bucket.arn_for_objects(CURRENT_KEY), bucket.arn_for_objects(f"{UPLOADS_PREFIX}*")]))
 
     def _image_function(self, id: str, handler: str, memory_mb: int, timeout_s: int, *, ephemeral_mb: int,
                         environment: dict[str, str], description: str,

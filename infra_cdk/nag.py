@@ -60,7 +60,7 @@ def suppress(stack: MoodboardStack) -> None:
                "and writes the job's shard files under loads/ (grant_put's s3:Abort* ends unfinished multipart "
                "uploads); object keys vary per job, X-Ray accepts no resource.",
         applies_to=[XRAY, *S3_READ_ACTIONS, "Action::s3:Abort*", _artifacts("catalogs/"), _artifacts("indexes/"),
-                    _artifacts("loads/"), *model_prefix],
+                    _artifacts("loads/"), _artifacts("uploads/catalogs/"), *model_prefix],
     ))
     _add(fns.load_worker.role, NagPackSuppression(
         id="AwsSolutions-IAM5",
@@ -68,7 +68,7 @@ def suppress(stack: MoodboardStack) -> None:
                "loads/) and writes the shard's vectors under loads/, keys that vary per job and shard; no "
                "access to indexes/. X-Ray's trace upload takes no resource ARN.",
         applies_to=[XRAY, *S3_READ_ACTIONS, "Action::s3:Abort*", _artifacts("catalogs/"), _artifacts("loads/"),
-                    *model_prefix],
+                    _artifacts("uploads/catalogs/"), *model_prefix],
     ))
     _add(fns.load_reduce.role, NagPackSuppression(
         id="AwsSolutions-IAM5",
@@ -100,11 +100,13 @@ def suppress(stack: MoodboardStack) -> None:
                "promotion it reads (s3:GetObject only) each version's card under index-cards/ and each "
                "version's manifest.json under indexes/<version>/: version names are made per publish, so "
                "those two keys need a wildcard; CURRENT, the one key it writes, is named exactly. A load's "
-               "dry run reads the uploaded catalog (catalogs/) and CURRENT's products.jsonl, read-only.",
+               "dry run reads the uploaded catalog (catalogs/ or uploads/catalogs/) and CURRENT's "
+               "products.jsonl, read-only. It may put objects under uploads/catalogs/ only (besides CURRENT), "
+               "to sign the team page's presigned catalog upload, whose key is a new uuid each time.",
         applies_to=[XRAY, _gsi("History"), _regex(r"^Resource::<FunctionsLoader[0-9A-F]+\.Arn>:\*$"),
                     _artifacts("index-cards/"),
                     _regex(r"^Resource::<StorageArtifacts[0-9A-F]+\.Arn>\/indexes\/\*\/manifest\.json$"),
-                    _artifacts("catalogs/"),
+                    _artifacts("catalogs/"), _artifacts("uploads/catalogs/"),
                     _regex(r"^Resource::<StorageArtifacts[0-9A-F]+\.Arn>\/indexes\/\*\/products\.jsonl$")],
     ))
     _add(fns.evaluations, NagPackSuppression(

@@ -241,10 +241,11 @@ def test_csp_lets_the_site_call_only_its_api(default_synth: Synth, domain_synth:
     api_id = domain_synth.logical_id(domain_synth.stack.api.api)
     exact = directives(csp_text(header_policy(domain_synth)["SecurityHeadersConfig"]["ContentSecurityPolicy"]
                                 ["ContentSecurityPolicy"]))
-    assert exact["connect-src"] == ["'self'", f"<{api_id}.ApiEndpoint>"]
+    s3 = ["https://*.s3.amazonaws.com", "https://*.s3.eu-west-1.amazonaws.com"]  # the catalog upload (presigned POST)
+    assert exact["connect-src"] == ["'self'", f"<{api_id}.ApiEndpoint>", *s3]
     regional = directives(csp_text(header_policy(default_synth)["SecurityHeadersConfig"]["ContentSecurityPolicy"]
                                    ["ContentSecurityPolicy"]))
-    assert regional["connect-src"] == ["'self'", "https://*.execute-api.eu-west-1.amazonaws.com"]
+    assert regional["connect-src"] == ["'self'", "https://*.execute-api.eu-west-1.amazonaws.com", *s3]
 
 
 def test_site_gets_a_config_json_with_the_api_url(any_synth: Synth) -> None:
@@ -472,7 +473,8 @@ def test_load_roles_write_only_their_own_prefixes(any_synth: Synth, name: str, p
 def test_only_reduce_publishes_and_workers_never_read_indexes(any_synth: Synth) -> None:
     writers = {name for name in HANDLERS if "indexes/*" in s3_prefixes(any_synth, name, "s3:PutObject")}
     assert writers == {"load-reduce"}
-    assert s3_prefixes(any_synth, "load-worker", "s3:GetObject*") == {"", "catalogs/*", "loads/*"} | (
+    assert s3_prefixes(any_synth, "load-worker", "s3:GetObject*") == {"", "catalogs/*", "uploads/catalogs/*",
+                                                                       "loads/*"} | (
         set() if any_synth.stack.config.model_in_image else {MODEL_PREFIX + "*"})
     assert s3_prefixes(any_synth, "loader", "s3:GetObject*") == set()
 
