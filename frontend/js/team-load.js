@@ -105,7 +105,10 @@ async function startLoad() {
   }
   showError(ctx.teamError, "");
   try {
-    const started = await ctx.adminRequest("admin/load", { method: "POST", json: { catalog_key: $("catalog-key").value.trim() } });
+    // The loader itself refuses a destructive load unless the job carries confirm=true (what was ticked).
+    const confirm = Boolean(diff.needs_confirmation && $("confirm-load").checked);
+    const started = await ctx.adminRequest("admin/load",
+      { method: "POST", json: { catalog_key: $("catalog-key").value.trim(), confirm } });
     $("start-load").disabled = true;
     $("load-job").hidden = false;
     follow(started.job_id);

@@ -360,7 +360,7 @@ def test_a_dry_run_a_confirmed_load_then_a_rollback_from_the_page(browser: Brows
         # the dry run: what the load would change, nothing published, confirmation needed
         sign_in_as(page, stack, "alice", "load")
         page.get_by_label("Catalog key in the bucket").fill(key)
-        page.get_by_role("button", name="Dry run").click()
+        page.get_by_role("button", name="Dry run", exact=True).click()
         stats = page.locator("#diff-stats")
         expect(stats).to_contain_text(f"{products_before} → 8")
         expect(page.locator("#diff-details")).to_contain_text("Product types lost")
@@ -432,12 +432,12 @@ def test_the_load_and_index_pages_at_phone_width(browser: Browser, stack: Stack,
     try:
         sign_in_as(page, stack, "bob", "load")
         page.get_by_label("Catalog key in the bucket").fill("catalogs/next/catalog.csv")
-        page.get_by_role("button", name="Dry run").click()
+        page.get_by_role("button", name="Dry run", exact=True).click()
         expect(page.locator("#diff-stats")).to_contain_text("added")
         expect(page.get_by_role("button", name="Load and publish")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         page.get_by_label("Catalog key in the bucket").fill("catalogs/none.csv")
-        page.get_by_role("button", name="Dry run").click()
+        page.get_by_role("button", name="Dry run", exact=True).click()
         expect(page.locator("#team-error")).to_contain_text("Dry run failed: no catalog at 'catalogs/none.csv'")
         expect(page.locator("#dry-run")).to_be_hidden()
         assert_no_violations(page, "the load page with a dry-run error on a phone")

@@ -258,8 +258,8 @@ def test_serve_admin_load_publishes_and_search_swaps_to_it(server: Server, tmp_p
         s3.upload_file(str(image), "moodboard-local-artifacts", f"catalogs/next/images/{image.name}")
     admin = {"Authorization": f"Bearer {TOKEN}"}
 
-    with server.client(headers=admin) as client:
-        started = client.post("/admin/load", json={"catalog_key": "catalogs/next/catalog.csv"})
+    def finished(client: httpx.Client, body: dict[str, object]) -> dict[str, object]:
+        started = client.post("/admin/load", json=body)
         assert started.status_code == 202, started.text
         job_id = started.json()["job_id"]
         deadline = time.monotonic() + 120
@@ -267,6 +267,19 @@ def test_serve_admin_load_publishes_and_search_swaps_to_it(server: Server, tmp_p
         while job["status"] in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(0.5)
             job = client.get(f"/admin/load/{job_id}").json()
+        return job
+
+    with server.client(headers=admin) as client:
+        served = client.get("/version").json()["index"]["version"]
+        # every product type of the served index is lost: refused by the loader itself without confirm
+        refused = finished(client, {"catalog_key": "catalogs/next/catalog.csv"})
+        assert refused["status"] == "failed", refused
+        assert re.match(r"this load would remove \d+% of products \(\d+ of \d+\) and the product types 'bag', ",
+                        refused["error"]), refused
+        assert refused["error"].endswith("confirm it with confirm=true (POST /admin/load) or --confirm")
+        assert client.get("/version").json()["index"]["version"] == served
+
+        job = finished(client, {"catalog_key": "catalogs/next/catalog.csv", "confirm": True})
         assert job["status"] == "succeeded", job
         assert job["result"]["loaded"] == 8
 
