@@ -9,6 +9,7 @@ import { announce, formatTime, h, showDemoBannerIfTiny, showError } from "./dom.
 import { stateQuery } from "./state.js";
 import { loadIndexes, setupIndexes } from "./team-indexes.js";
 import { loadLoadView, setupLoad } from "./team-load.js";
+import { setupUpload } from "./team-upload.js";
 import { modelNames, nameOf } from "./team-models.js";
 import { loadRatings, setupRatings } from "./team-ratings.js";
 import { loadRounds, setupRounds } from "./team-rounds.js";
@@ -410,6 +411,7 @@ setupRounds(context);
 setupRatings(context);
 setupIndexes(context);
 setupLoad(context);
+setupUpload(context);
 showDemoBannerIfTiny($("demo-banner"));
 if (getToken()) showTeam();
 else showLogin();
