@@ -1,7 +1,7 @@
 """The catalog-load page's upload (issue 13 item 5): a CSV catalog chosen in the page goes to the
 bucket through a presigned S3 POST (the embedded moto server, whose flask-cors answers any origin:
-a multipart POST needs no preflight), lands under uploads/catalogs/ without starting a load, is dry-run, then loaded with the
-confirmation. Runs its own `moodboard serve` (test_evaluation_rounds' stack fixture)."""
+a multipart POST needs no preflight), lands under uploads/catalogs/ without starting a load, is
+dry-run, then loaded with the confirmation. Runs its own `moodboard serve` (test_evaluation_rounds' stack fixture)."""
 
 from __future__ import annotations
 
