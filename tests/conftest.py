@@ -48,5 +48,10 @@ def _fresh_settings_cache() -> Iterator[None]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the browser tests last: Playwright's sync API keeps an asyncio loop running in the main
-    thread for the rest of the session, which Mangum's handler (run_until_complete) cannot share."""
+    thread for the rest of the session, which Mangum's handler (run_until_complete) cannot share.
+    Every test under tests/browser is marked, so a new browser file cannot forget its marker."""
+    browser_dir = Path(__file__).parent / "browser"
+    for item in items:
+        if browser_dir in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.browser)
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
