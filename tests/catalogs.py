@@ -8,6 +8,10 @@ from typing import Any
 
 from moodboard_local.demo_catalog import generate_demo_catalog
 
+# The artifacts bucket and region of the moto fixture `moto_bucket` (tests/conftest.py).
+BUCKET = "moodboard-artifacts-test"
+REGION = "us-east-1"
+
 
 def upload_demo_catalog(s3: Any, bucket: str, prefix: str, folder: Path, *,
                         extra_rows: list[dict[str, str]] = ()) -> list[str]:

@@ -16,25 +16,17 @@ from moodboard.runtime import Runtime, set_runtime
 from moodboard.settings import Settings
 from moodboard.tables import create_tables
 from moodboard_local.demo_catalog import generate_demo_catalog
-from moto import mock_aws
 
 from tests.apigw import LambdaContext, load_event
-from tests.catalogs import upload_demo_catalog
+from tests.catalogs import BUCKET, upload_demo_catalog
 from tests.fakes import FakeEmbedder
 
-BUCKET = "moodboard-artifacts-test"
 PREFIX = "catalogs/spring shop/"
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        yield s3, boto3.client("dynamodb", region_name="us-east-1")
+def aws(moto_bucket: Any) -> tuple[Any, Any]:
+    return moto_bucket, boto3.client("dynamodb", region_name="us-east-1")
 
 
 @pytest.fixture
