@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from moodboard.rounds import RoundStore
     from moodboard.search_service import ImageFetcher
     from moodboard.search_urls import SearchUrlStore
+    from moodboard.served_models import ServedModels
 
 
 # The provider is `get_settings` itself (moodboard.auth uses it too): overriding it in
@@ -56,6 +57,11 @@ def get_embedder(runtime: RuntimeDep) -> EmbedderProtocol:
 def get_index(runtime: RuntimeDep) -> ProductIndex:
     """The index to serve for this request (refreshed from S3 at most once per interval)."""
     return runtime.index()
+
+
+def get_served_models(runtime: RuntimeDep) -> ServedModels:
+    """The models served next to the default one, for comparison (none unless configured)."""
+    return runtime.served_models()
 
 
 def get_history(runtime: RuntimeDep) -> HistoryStore:
@@ -138,11 +144,13 @@ if TYPE_CHECKING:
     HistoryDep = Annotated[HistoryStore, Depends(get_history)]
     FetcherDep = Annotated[ImageFetcher, Depends(get_image_fetcher)]
     IndexDep = Annotated[ProductIndex, Depends(get_index)]
+    ServedModelsDep = Annotated[ServedModels, Depends(get_served_models)]
 else:
     EmbedderDep = Annotated[Any, Depends(get_embedder)]
     HistoryDep = Annotated[Any, Depends(get_history)]
     FetcherDep = Annotated[Any, Depends(get_image_fetcher)]
     IndexDep = Annotated[Any, Depends(get_index)]
+    ServedModelsDep = Annotated[Any, Depends(get_served_models)]
 
 DynamoDep = Annotated[Any, Depends(get_dynamodb)]
 EvaluationsDep = Annotated[Any, Depends(get_evaluation_store)]

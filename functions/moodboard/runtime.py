@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from moodboard.embedder import EmbedderProtocol
     from moodboard.history import HistoryStore
     from moodboard.index import ProductIndex
+    from moodboard.served_models import ServedModels
 
 logger = logging.getLogger(__name__)
 
@@ -214,14 +215,18 @@ class Runtime:
     """The lazily built singletons of one container, from one Settings object."""
 
     def __init__(self, settings: Settings, *, s3: Any | None = None, dynamodb: Any | None = None,
-                 embedder: EmbedderProtocol | None = None) -> None:
+                 embedder: EmbedderProtocol | None = None,
+                 load_embedder: Callable[[Path], EmbedderProtocol] | None = None) -> None:
         self.settings = settings
         self._s3 = s3
         self._dynamodb = dynamodb
         self._embedder = embedder
+        self._load_embedder = load_embedder or self._onnx_embedder
         self._index: CurrentIndex | None = None
+        self._served: ServedModels | None = None
         self._history: HistoryStore | None = None
         self._model_lock = threading.Lock()
+        self._served_lock = threading.Lock()
         self._index_lock = threading.Lock()
 
     @property
@@ -262,12 +267,37 @@ class Runtime:
         if self._embedder is None:
             with self._model_lock:
                 if self._embedder is None:
-                    from moodboard.embedder import Embedder
-
-                    self._embedder = Embedder.load(self.model_dir(), precision=self.settings.precision,
-                                                   threads=self.settings.intra_op_threads,
-                                                   batch_size=self.settings.embed_batch_size)
+                    self._embedder = self._load_embedder(self.model_dir())
         return self._embedder
+
+    def _onnx_embedder(self, model_dir: Path) -> EmbedderProtocol:
+        from moodboard.embedder import Embedder
+
+        return Embedder.load(model_dir, precision=self.settings.precision, threads=self.settings.intra_op_threads,
+                             batch_size=self.settings.embed_batch_size)
+
+    def served_models(self) -> ServedModels:
+        """The models served next to the default one (Settings.compare_models), each with its own
+        index from its local bundle; loaded on first use, once. Empty, and nothing loaded, when none
+        is configured (AWS). ConfigError when one is the default model itself."""
+        if self._served is None:
+            with self._served_lock:
+                if self._served is None:
+                    self._served = self._load_compared()
+        return self._served
+
+    def _load_compared(self) -> ServedModels:
+        from moodboard.served_models import ComparedModel, ServedModels
+
+        compared = []
+        for bundle in self.settings.compare_models:
+            embedder = self._load_embedder(Path(bundle.model_dir))
+            compared.append(ComparedModel(embedder=embedder, index=CurrentIndex(
+                fingerprint=embedder.fingerprint, local_dir=Path(bundle.index_dir), cache_dir=self.settings.cache_dir)))
+        if compared and any(model.fingerprint == self.embedder().fingerprint for model in compared):
+            raise ConfigError(f"model {self.embedder().fingerprint} is the default model: "
+                              "it cannot also be served for comparison")
+        return ServedModels(compared)
 
     def current_index(self, fingerprint: str | None = None) -> CurrentIndex:
         """The index holder: a local bundle (Settings.index_dir) or the bucket's CURRENT version, for

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -30,6 +30,16 @@ class QueryDefaults(BaseSettings):
     mmr_lambda: float | None = None
 
 
+class ComparedBundle(BaseModel):
+    """A model served next to the default one, for comparison (moodboard.served_models): its bundle
+    and the local index bundle built with it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_dir: str
+    index_dir: str
+
+
 class Settings(BaseSettings):
     """Everything configurable about a moodboard process."""
 
@@ -46,6 +56,10 @@ class Settings(BaseSettings):
     index_dir: str | None = None
     artifacts_bucket: str | None = None
     index_refresh_seconds: float = 60.0
+    # Models served next to the default one so the team can compare them (JSON list of {"model_dir",
+    # "index_dir"} in MOODBOARD_COMPARE_MODELS; `moodboard serve --compare-model` sets it). A search
+    # names one with its `model` field; see GET /models.
+    compare_models: list[ComparedBundle] = Field(default_factory=list, max_length=3)
     # Retention of published index versions: the newest index_keep_versions and any younger than
     # index_keep_days are kept, and never CURRENT nor the version it replaced (moodboard.index_versions).
     index_keep_versions: int = Field(default=10, ge=2)
