@@ -91,6 +91,7 @@ class ResolvedImage(BaseModel):
     weight: float
     share: float
     box: Region | None = None
+    sha256: str | None = Field(default=None, description="sha256 of an uploaded or base64 picture's bytes")
 
 
 class ResolvedLessLike(BaseModel):

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from moodboard.agreement import agreement
 from moodboard.catalog import is_url
@@ -31,6 +31,7 @@ from moodboard.errors import Conflict, NotFound
 from moodboard.history import HistoryRecord
 from moodboard.index_versions import model_label
 from moodboard.measures import DEFAULT_KS, Judged, configuration_metrics, paired_comparison, per_search
+from moodboard.round_pictures import NAME_PATTERN, UPLOAD_PATH, UnknownPicture, sha256_of
 
 MAX_ITEMS = 200
 MAX_RUNS = 20
@@ -42,21 +43,30 @@ class UnknownRound(NotFound):
 
 
 class RoundItem(BaseModel):
-    """One inspiration picture of a round and the product type searched for it."""
+    """One inspiration picture of a round and the product type searched for it: an image URL, or an
+    uploaded picture stored in the bucket (moodboard.round_pictures), exactly one of the two."""
 
     model_config = ConfigDict(extra="forbid")
 
     item_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12], min_length=1, max_length=64)
-    image_url: str = Field(min_length=1, max_length=2048)
+    image_url: str | None = Field(default=None, min_length=1, max_length=2048)
+    picture: str | None = Field(default=None, pattern=NAME_PATTERN,
+                                description=f"an uploaded picture's name (<sha256>.<ext>, from POST {UPLOAD_PATH})")
     category: str = Field(min_length=1, max_length=200)
     note: str | None = Field(default=None, max_length=500)
 
     @field_validator("image_url")
     @classmethod
-    def _web_url(cls, value: str) -> str:
-        if not is_url(value):
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None and not is_url(value):
             raise ValueError("must be an http(s) URL")
         return value
+
+    @model_validator(mode="after")
+    def _one_picture(self) -> RoundItem:
+        if (self.image_url is None) == (self.picture is None):
+            raise ValueError("give the item either an image_url or an uploaded picture, exactly one")
+        return self
 
 
 class RoundRequest(BaseModel):
@@ -106,9 +116,15 @@ class Round(BaseModel):
     created_by: str
 
 
-def round_from_request(request: RoundRequest, *, created_by: str, urls: Mapping[str, Any]) -> Round:
-    """A new round; `urls` maps the curated search URL ids to their entries (url, category, note)."""
+def round_from_request(request: RoundRequest, *, created_by: str, urls: Mapping[str, Any],
+                       picture_stored: Callable[[str], bool] | None = None) -> Round:
+    """A new round; `urls` maps the curated search URL ids to their entries (url, category, note) and
+    `picture_stored` says whether an uploaded picture is in the bucket (UnknownPicture, 404, if not)."""
     items = list(request.items)
+    for item in items:
+        if item.picture is not None and (picture_stored is None or not picture_stored(item.picture)):
+            raise UnknownPicture(f"no uploaded picture {item.picture!r}; upload it first (POST {UPLOAD_PATH})",
+                                 details={"picture": item.picture, "upload_url": UPLOAD_PATH})
     for entry_id in request.search_url_ids:
         entry = urls.get(entry_id)
         if entry is None:
@@ -143,6 +159,10 @@ def validate_run(round_: Round, request: RunRequest, searches: Mapping[str, Hist
         if (search.category or "").casefold() != items[item_id].category.casefold():
             raise Conflict(f"search {search_id} was for {search.category!r}, item {item_id} asks for "
                            f"{items[item_id].category!r}", details={"item_id": item_id, "search_id": search_id})
+        picture = items[item_id].picture
+        if picture is not None and search.params.get("image_sha256") != sha256_of(picture):
+            raise Conflict(f"search {search_id} was not made from item {item_id}'s uploaded picture",
+                           details={"item_id": item_id, "search_id": search_id, "picture": picture})
         configs.add((search.model_fingerprint, search.index_version, tuple(sorted(search.weights().items()))))
     if len(configs) != 1:
         raise Conflict("the searches of one run must share one configuration (model, index version, weights)")
@@ -296,7 +316,8 @@ def round_queue(round_: Round, history: Any, evaluations: Any, *, rater: str) ->
             if item is None:
                 continue
             record = history.get(search_id)
-            entries.append({"item_id": item_id, "image_url": item.image_url, "category": item.category,
+            entries.append({"item_id": item_id, "image_url": item.image_url, "picture": item.picture,
+                            "category": item.category,
                             "note": item.note, "search_id": search_id,
                             "result_ids": record.result_ids[:round_.k], "mine": mine.get(search_id, {})})
         runs.append({"run_id": run.run_id, "label": run.label, "model": run.model, "items": entries})

@@ -33,6 +33,7 @@ from moodboard.api_models import (
 from moodboard.deps import EmbedderDep, FetcherDep, HistoryDep, IndexDep, SettingsDep
 from moodboard.errors import InvalidQuery
 from moodboard.http_errors import BodyLimitMiddleware, install
+from moodboard.round_picture_routes import router as round_picture_router
 from moodboard.settings import Settings, get_settings
 
 # /docs loads Swagger UI's script and stylesheet from here (files of the fastapi-offline wheel), never
@@ -123,6 +124,11 @@ def product_image(product_id: str, index: IndexDep) -> Response:
     if kind == "redirect":
         return RedirectResponse(target, status_code=307)
     return FileResponse(target, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
+
+
+# The upload of a round's picture is a team route of this function (it has the image decoder and the
+# search's limits), declared on this router so infra_cdk.routes deploys it behind the authorizer.
+router.routes.extend(round_picture_router.routes)
 
 
 async def read_search_request(request: Request, settings: Settings) -> tuple[SearchRequest, bytes | None]:

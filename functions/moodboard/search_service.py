@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -104,6 +105,7 @@ class QueryImage:
     image: Image.Image | None = None
     source: str | None = None
     resolved_url: str | None = None
+    sha256: str | None = None  # of the bytes sent (upload, base64): ties a search to a stored picture
 
 
 @dataclass(frozen=True)
@@ -192,10 +194,11 @@ def load_picture(spec: PictureSpec, *, settings: Settings, fetcher: Callable[[st
         assert isinstance(spec.value, bytes)
         if len(spec.value) > settings.max_image_bytes:
             raise _too_large(len(spec.value), settings)
-        return QueryImage(decode(spec.value), "upload")
+        return QueryImage(decode(spec.value), "upload", sha256=hashlib.sha256(spec.value).hexdigest())
     assert isinstance(spec.value, str)
     if spec.source == "base64":
-        return QueryImage(decode(decode_base64_image(spec.value, settings)), "base64")
+        data = decode_base64_image(spec.value, settings)
+        return QueryImage(decode(data), "base64", sha256=hashlib.sha256(data).hexdigest())
     started = time.perf_counter()
     try:
         fetched = fetcher(spec.value)
@@ -264,7 +267,7 @@ def run_search(request: SearchRequest, *, upload: bytes | None, embedder: Embedd
     pictures = load_pictures(specs, settings=settings, fetcher=fetcher)
     result = run_query(index, embedder, resolved, images=[picture.image for picture in pictures])
     images = [ResolvedImage(source=picture.source, resolved_image_url=picture.resolved_url, weight=part.weight,
-                            share=round(part.share, 6), box=part.box)
+                            share=round(part.share, 6), box=part.box, sha256=picture.sha256)
               for picture, part in zip(pictures, resolved.images)]
     query = ResolvedQuery(
         kind=resolved.kind, category=resolved.category, prompt=resolved.prompt, text=resolved.text,
@@ -300,6 +303,7 @@ def record_search(history: HistoryStore | None, *, query: ResolvedQuery, k: int,
     params = {"weights": query.weights, "k": k, "offset": offset, "near_copy_threshold": query.near_copy_threshold,
               "mmr_lambda": query.mmr_lambda, "text": query.text, "negative": query.negative,
               "prompt": query.prompt, "image_source": query.image_source,
+              "image_sha256": query.images[0].sha256 if len(query.images) == 1 else None,
               "images": [image.model_dump(exclude_none=True) for image in query.images] if len(query.images) > 1
               or any(image.box for image in query.images) else None,
               "less_like": [example.model_dump() for example in query.less_like] or None}

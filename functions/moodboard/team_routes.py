@@ -17,9 +17,11 @@ from moodboard.auth import AdminDep
 from moodboard.catalog_diff import CatalogDiff, dry_run_in_bucket
 from moodboard.catalog_uploads import CatalogUpload, CatalogUploadRequest, presign_upload
 from moodboard.deps import EvaluationsDep, HistoryDep, RoundsDep, SearchUrlsDep, SettingsDep, VersionsDep
+from moodboard.errors import NotFound
 from moodboard.evaluations import MAX_COMMENT, EvaluationRecord
 from moodboard.index_versions import VersionList
 from moodboard.load_jobs import LoadRequest
+from moodboard.round_pictures import picture_stored, read_picture
 from moodboard.rounds import (
     Round,
     RoundRequest,
@@ -101,16 +103,38 @@ def list_rounds(_: AdminDep, rounds: RoundsDep) -> RoundList:
 
 
 @router.post("/rounds", response_model=Round, status_code=status.HTTP_201_CREATED, tags=["team"])
-def create_round(body: RoundRequest, me: AdminDep, rounds: RoundsDep, search_urls: SearchUrlsDep) -> Round:
-    """A new round from pictures and/or curated search URLs, each with its product type."""
+def create_round(body: RoundRequest, me: AdminDep, rounds: RoundsDep, search_urls: SearchUrlsDep,
+                 versions: VersionsDep) -> Round:
+    """A new round from pictures (image URLs or uploaded pictures) and/or curated search URLs, each
+    with its product type; 404 for an uploaded picture that is not stored."""
     urls = {entry.id: entry for entry in search_urls.all()}
-    return rounds.create(round_from_request(body, created_by=me.subject, urls=urls))
+    bucket = versions.store
+    return rounds.create(round_from_request(body, created_by=me.subject, urls=urls,
+                                            picture_stored=lambda name: picture_stored(bucket.client, bucket.bucket,
+                                                                                       name)))
 
 
 @router.get("/rounds/{round_id}", response_model=Round, tags=["team"])
 def get_round(round_id: str, request: Request, _: AdminDep, rounds: RoundsDep) -> Round:
     """One round with its items and runs; 404 with the list URL when unknown."""
     return rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
+
+
+@router.get("/rounds/{round_id}/items/{item_id}/picture", tags=["team"], response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}})
+def get_round_picture(round_id: str, item_id: str, request: Request, _: AdminDep, rounds: RoundsDep,
+                      versions: VersionsDep) -> Response:
+    """An item's uploaded picture (the bytes the team page sends to /search to run it); 404 for an
+    unknown round (with the list URL), item, or an item with an image URL instead."""
+    current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
+    item = next((item for item in current.items if item.item_id == item_id), None)
+    if item is None or item.picture is None:
+        raise NotFound(f"round {round_id} has no item {item_id!r} with an uploaded picture",
+                       details={"round_id": round_id, "item_id": item_id,
+                                "round_url": str(request.url_for("get_round", round_id=round_id))})
+    data, media_type = read_picture(versions.store.client, versions.store.bucket, item.picture)
+    # A picture never changes (its name is its sha256): the browser may keep it.
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400, immutable"})
 
 
 @router.post("/rounds/{round_id}/runs", response_model=Round, tags=["team"])
