@@ -7,26 +7,38 @@ rejects with their reasons, and whether the load needs an explicit confirmation:
 would remove more than `max_removed_share` of the current products or any whole category (the
 catalog that replaced 5,398 products with 14 and broke every shared link is the case it stops).
 
-Nothing here writes anything: a dry run never publishes. Images are compared by what the text
-says: URLs as written, local files by their name (a dry run reads the catalog from wherever it was
-unpacked, so folders differ between runs; a changed file under the same name is not seen here,
-and the real load re-embeds it anyway since its content key changes).
+Nothing here publishes anything. Images are compared by what the text says: URLs as written,
+local files by their name (a dry run reads the catalog from wherever it was unpacked, so folders
+differ between runs; a changed file under the same name is not seen here, and the real load
+re-embeds it anyway since its content key changes). When the dry run has the catalog's files at
+hand (an archive it unpacked, a local catalog), a product whose image file is not there is rejected
+as the load would skip it: left out of the products after, listed with the rejected rows.
+
+A catalog in the bucket (POST /admin/load/dry-run) is a .csv/.jsonl, read alone, or an archive,
+fetched and unpacked by the loader's own helper (moodboard.loading.fetch_archive, within the
+archive_* limits) into a folder of its own under the cache, removed after the diff.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from moodboard.catalog import CatalogRead, Product, is_url
 from moodboard.errors import CatalogError, LoadNeedsConfirmation, NotFound, RequestTooLarge
+
+if TYPE_CHECKING:
+    from moodboard.archives import ArchiveLimits
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +80,7 @@ class CatalogDiff(BaseModel):
     categories: list[CategoryCount] = Field(default_factory=list)
     rejects: list[dict[str, object]] = Field(default_factory=list)
     rejects_total: int = 0
+    images_missing: int = 0
     duplicates: list[str] = Field(default_factory=list)
     removed_share: float
     max_removed_share: float
@@ -78,6 +91,8 @@ class CatalogDiff(BaseModel):
         """One line for the console."""
         line = (f"{self.before} -> {self.after} products: {self.added} added, {self.removed} removed, "
                 f"{self.changed} changed, {self.unchanged} unchanged; {self.rejects_total} rows rejected")
+        if self.images_missing:
+            line += f" ({self.images_missing} for a missing image file)"
         if self.categories_gained:
             line += f"; categories gained: {', '.join(self.categories_gained)}"
         if self.categories_lost:
@@ -101,11 +116,28 @@ def changed_fields(old: Product, new: Product) -> list[str]:
     return fields
 
 
+def missing_image_rejects(products: Iterable[Product], root: Path) -> list[dict[str, object]]:
+    """The products whose local image is not a file under `root` (the catalog's unpacked folder), as
+    rejects: the load would fail to read their image and skip them."""
+    rejects: list[dict[str, object]] = []
+    for product in products:
+        if product.is_url or os.path.isfile(product.image):
+            continue
+        name = Path(os.path.relpath(product.image, root)).as_posix()
+        rejects.append({"product_id": product.id, "image": name,
+                        "reason": f"image file {name} is not in the catalog's files; the load would skip it"})
+    return rejects
+
+
 def diff_catalog(new: CatalogRead, current: Iterable[Product] | None, *, current_version: str | None = None,
-                 max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE) -> CatalogDiff:
-    """Compare a read catalog with the products of the index it would replace (None: nothing yet)."""
+                 max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE, files_root: Path | None = None) -> CatalogDiff:
+    """Compare a read catalog with the products of the index it would replace (None: nothing yet).
+    With `files_root` (the folder the catalog's files are in), products whose image file is missing
+    there are rejected (missing_image_rejects) and left out of the products after."""
     old = {p.id: p for p in (current or [])}
-    fresh = {p.id: p for p in new.products}
+    image_rejects = missing_image_rejects(new.products, files_root) if files_root is not None else []
+    skipped = {str(r["product_id"]) for r in image_rejects}
+    fresh = {p.id: p for p in new.products if p.id not in skipped}
     added = [pid for pid in fresh if pid not in old]
     removed = [pid for pid in old if pid not in fresh]
     changes = [ChangedProduct(id=pid, fields=f) for pid in fresh if pid in old
@@ -121,7 +153,7 @@ def diff_catalog(new: CatalogRead, current: Iterable[Product] | None, *, current
     if lost:
         reasons.append(f"removes every product of {len(lost)} categor{'y' if len(lost) == 1 else 'ies'}: "
                        f"{', '.join(lost[:10])}")
-    rejects = [{"line": r.line, "reason": r.reason} for r in new.rejects]
+    rejects = [{"line": r.line, "reason": r.reason} for r in new.rejects] + image_rejects
     return CatalogDiff(
         current_version=current_version, before=len(old), after=len(fresh), added=len(added), removed=len(removed),
         changed=len(changes), unchanged=len(fresh) - len(added) - len(changes), added_ids=added[:LISTED],
@@ -129,7 +161,7 @@ def diff_catalog(new: CatalogRead, current: Iterable[Product] | None, *, current
         categories_lost=lost,
         categories=[CategoryCount(category=c, before=before.get(c, 0), after=after.get(c, 0))
                     for c in sorted(set(before) | set(after))],
-        rejects=rejects[:500], rejects_total=len(rejects), duplicates=list(new.duplicates)[:LISTED],
+        rejects=rejects[:500], rejects_total=len(rejects), images_missing=len(image_rejects), duplicates=list(new.duplicates)[:LISTED],
         removed_share=round(share, 4), max_removed_share=max_removed_share, needs_confirmation=bool(reasons),
         reasons=reasons)
 
@@ -163,11 +195,13 @@ def check_load(new: CatalogRead, current: Iterable[Product] | None, *, confirm: 
     return diff
 
 
-# --- the dry run of a catalog in the artifacts bucket (POST /admin/load/dry-run) ----------------
+# --- the dry run of a catalog in the artifacts bucket (POST /admin/load/dry-run) or on disk -------
 
 CATALOG_PREFIX = "catalogs/"
 DRY_RUN_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 MAX_DRY_RUN_BYTES = 64 * 1024 * 1024
+DRY_RUN_DIR = "dry-runs"
+DRY_RUN_PREFIX = "dry-run-"
 
 
 class UnknownCatalog(NotFound):
@@ -175,7 +209,7 @@ class UnknownCatalog(NotFound):
 
 
 class NotDryRunnable(CatalogError):
-    """A dry run reads a .csv or .jsonl catalog under catalogs/ only."""
+    """A dry run reads a .csv or .jsonl catalog, or an archive, under catalogs/ or uploads/catalogs/ only."""
 
 
 class CatalogTooLargeForDryRun(RequestTooLarge):
@@ -199,20 +233,48 @@ def current_products(store: Any) -> tuple[list[Product] | None, str | None]:
     return products, pointer.version
 
 
-def dry_run_in_bucket(store: Any, catalog_key: str, *, max_removed_share: float,
-                      max_bytes: int = MAX_DRY_RUN_BYTES) -> CatalogDiff:
-    """The diff a load of `catalog_key` (a CSV or JSONL under catalogs/) would make against CURRENT.
-    Reads only; NotDryRunnable for another key or kind, UnknownCatalog when it is not there,
-    CatalogTooLargeForDryRun above `max_bytes`, StoreError when S3 fails."""
+@contextmanager
+def dry_run_folder(cache_dir: Path) -> Iterator[Path]:
+    """A new folder under `<cache_dir>/dry-runs` for one dry run's files, removed after it. The root
+    is held like the loader's work root (moodboard.load_staging.shared_work_root): a dry run that
+    finds no other one alive first removes what killed ones left (a Lambda that timed out in the
+    middle of an unpack keeps its /tmp for the next request)."""
+    from moodboard.load_staging import shared_work_root
+
+    root = Path(cache_dir) / DRY_RUN_DIR
+
+    def clean() -> None:
+        for path in root.iterdir():
+            if path.name.startswith(DRY_RUN_PREFIX) and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                logger.warning("removed %s, left behind by a dry run that did not finish", path)
+
+    with shared_work_root(root, clean):
+        work = Path(tempfile.mkdtemp(prefix=DRY_RUN_PREFIX, dir=root))
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def dry_run_in_bucket(store: Any, catalog_key: str, *, max_removed_share: float, limits: ArchiveLimits,
+                      cache_dir: Path, max_bytes: int = MAX_DRY_RUN_BYTES) -> CatalogDiff:
+    """The diff a load of `catalog_key` (a CSV or JSONL, or an archive, under catalogs/ or
+    uploads/catalogs/) would make against CURRENT. Publishes nothing: a CSV or JSONL is read alone
+    (its images are compared by name, not fetched); an archive is unpacked within `limits` as the
+    loader does (ArchiveError when refused) and its image files checked. NotDryRunnable for another
+    key or kind, UnknownCatalog when it is not there, CatalogTooLargeForDryRun above `max_bytes`,
+    StoreError when S3 fails."""
+    from moodboard.archives import is_archive
     from moodboard.artifacts import s3_errors
     from moodboard.catalog import read_catalog
-
-    name = PurePath(catalog_key).name
     from moodboard.catalog_uploads import UPLOAD_PREFIX, is_catalog_prefix
 
-    if not is_catalog_prefix(catalog_key) or not name.lower().endswith(DRY_RUN_SUFFIXES):
-        raise NotDryRunnable(f"a dry run reads a .csv or .jsonl catalog under {CATALOG_PREFIX} or {UPLOAD_PREFIX} "
-                             f"(got {catalog_key!r}); archives are checked by the load itself")
+    name = PurePath(catalog_key).name
+    archive = is_archive(name)
+    if not is_catalog_prefix(catalog_key) or not (archive or name.lower().endswith(DRY_RUN_SUFFIXES)):
+        raise NotDryRunnable(f"a dry run reads a .csv, .jsonl or archive (.zip, .tar, .tar.gz) catalog under "
+                             f"{CATALOG_PREFIX} or {UPLOAD_PREFIX} (got {catalog_key!r})")
     missing = UnknownCatalog(f"no catalog at {catalog_key!r} in the artifacts bucket",
                              details={"catalog_key": catalog_key})
     with s3_errors(f"read {catalog_key}", missing=missing):
@@ -221,8 +283,37 @@ def dry_run_in_bucket(store: Any, catalog_key: str, *, max_removed_share: float,
         raise CatalogTooLargeForDryRun(f"{catalog_key} is {head['ContentLength']} bytes; a dry run reads at "
                                        f"most {max_bytes}")
     current, version = current_products(store)
-    with tempfile.TemporaryDirectory(prefix="moodboard-dry-run-") as work:
-        path = Path(work) / name
+    with dry_run_folder(cache_dir) as work:
+        if archive:
+            from moodboard.loading import fetch_archive
+
+            files = work / "catalog"
+            catalog = fetch_archive(store, catalog_key, files, limits=limits)
+            return diff_catalog(read_catalog(catalog), current, current_version=version,
+                                max_removed_share=max_removed_share, files_root=files)
+        path = work / name
         with s3_errors(f"read {catalog_key}", missing=missing):
             store.client.download_file(store.bucket, catalog_key, str(path))
         return diff_catalog(read_catalog(path), current, current_version=version, max_removed_share=max_removed_share)
+
+
+def dry_run_local(catalog: Path, current: Iterable[Product] | None, *, current_version: str | None,
+                  max_removed_share: float, limits: ArchiveLimits, cache_dir: Path) -> CatalogDiff:
+    """The diff a load of a catalog on disk (`moodboard load --dry-run`: a .csv/.jsonl, a
+    clothing-dataset folder, or an archive, unpacked within `limits` into a dry-run folder and
+    removed after) would make against `current`; its image files are checked. Writes nothing else."""
+    from moodboard.archives import is_archive
+    from moodboard.catalog import read_catalog
+
+    catalog = Path(catalog)
+    if catalog.is_file() and is_archive(catalog.name):
+        from moodboard.loading import unpack_catalog
+
+        with dry_run_folder(cache_dir) as work:
+            files = work / "catalog"
+            found = unpack_catalog(catalog, files, limits=limits, label=catalog.name)
+            return diff_catalog(read_catalog(found), current, current_version=current_version,
+                                max_removed_share=max_removed_share, files_root=files)
+    root = catalog if catalog.is_dir() else catalog.resolve().parent
+    return diff_catalog(read_catalog(catalog), current, current_version=current_version,
+                        max_removed_share=max_removed_share, files_root=root)

@@ -119,15 +119,29 @@ def fetch_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: Archive
         store.download_prefix(prefix, dest, preserve_mtime=True)
         return dest
     if is_archive(name):
-        archive = store.download_file(key, dest.parent / f".{dest.name}-{name}")
-        try:
-            extract(archive, dest, limits=limits, label=name)
-        finally:
-            archive.unlink(missing_ok=True)
-        return find_catalog(dest)
+        return fetch_archive(store, key, dest, limits=limits)
     catalog = store.download_file(key, dest / name, preserve_mtime=True)
     _fetch_local_images(store, catalog, prefix, dest)
     return catalog
+
+
+def fetch_archive(store: ArtifactStore, key: str, dest: Path, *, limits: ArchiveLimits) -> Path:
+    """Download the archive at `key` beside dest, unpack it into dest (unpack_catalog) and remove
+    the download; returns the catalog inside. Every reader of an archive catalog in the bucket
+    comes here: the loader, the sharded load's plan step and the dry run."""
+    name = PurePosixPath(key).name
+    archive = store.download_file(key, dest.parent / f".{dest.name}-{name}")
+    try:
+        return unpack_catalog(archive, dest, limits=limits, label=name)
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def unpack_catalog(archive: Path, dest: Path, *, limits: ArchiveLimits, label: str | None = None) -> Path:
+    """Unpack an archive catalog into dest (moodboard.archives, within `limits`; ArchiveError with
+    dest removed when refused) and return the catalog inside it (find_catalog)."""
+    extract(archive, dest, limits=limits, label=label)
+    return find_catalog(dest)
 
 
 def _fetch_local_images(store: ArtifactStore, catalog: Path, prefix: str, root: Path) -> None:

@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from moodboard.archives import ARCHIVE_SUFFIXES, ArchiveLimits, extract
+from moodboard.archives import ARCHIVE_SUFFIXES, ArchiveLimits
 from moodboard.artifacts import INDEX_PREFIX, ArtifactStore, s3_errors, split_s3_uri
 from moodboard.catalog import CLOTHING_CSV, CatalogRead, image_content_key, is_url, read_catalog
 from moodboard.catalog_diff import check_load
 from moodboard.errors import BundleError, ConfigError
 from moodboard.index.manifest import MANIFEST_FILE, PRODUCTS_FILE, read_manifest
 from moodboard.index.records import read_records
-from moodboard.loading import CATALOG_SUFFIXES, find_catalog
+from moodboard.loading import CATALOG_SUFFIXES, fetch_archive, find_catalog
 from moodboard.settings import Settings
 from moodboard.shard_files import JobFiles
 from moodboard.shards import (
@@ -187,12 +187,7 @@ def stage_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: Archive
             return StagedCatalog(catalog=dest, root=dest, objects=objects)
         return StagedCatalog(catalog=find_catalog(dest), root=dest, objects=objects)
     if name.lower().endswith(ARCHIVE_SUFFIXES):
-        archive = store.download_file(key, dest.parent / f".{dest.name}-{name}")
-        try:
-            extract(archive, dest, limits=limits, label=name)
-        finally:
-            archive.unlink(missing_ok=True)
-        return StagedCatalog(catalog=find_catalog(dest), root=dest, from_archive=True)
+        return StagedCatalog(catalog=fetch_archive(store, key, dest, limits=limits), root=dest, from_archive=True)
     catalog = store.download_file(key, dest / name)
     return StagedCatalog(catalog=catalog, root=dest, objects=list_objects(store, prefix))
 

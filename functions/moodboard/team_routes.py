@@ -13,6 +13,7 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from moodboard.archives import ArchiveLimits
 from moodboard.auth import AdminDep
 from moodboard.catalog_diff import CatalogDiff, dry_run_in_bucket
 from moodboard.catalog_uploads import CatalogUpload, CatalogUploadRequest, presign_upload
@@ -183,11 +184,11 @@ def promote_index(version: str, body: PromoteRequest, request: Request, _: Admin
 
 @router.post("/admin/load/dry-run", response_model=CatalogDiff, tags=["admin"])
 def dry_run_load(body: LoadRequest, _: AdminDep, versions: VersionsDep, settings: SettingsDep) -> CatalogDiff:
-    """What loading a catalog already in the bucket would change against CURRENT (products added,
-    removed, changed; categories gained and lost; rejected rows; whether it needs confirmation).
-    Publishes nothing."""
-    return dry_run_in_bucket(versions.store, body.catalog_key,
-                             max_removed_share=settings.load_confirm_removed_share)
+    """What loading a catalog already in the bucket (CSV, JSONL or an archive) would change against
+    CURRENT (products added, removed, changed; categories gained and lost; rejected rows; whether it
+    needs confirmation). Publishes nothing."""
+    return dry_run_in_bucket(versions.store, body.catalog_key, max_removed_share=settings.load_confirm_removed_share,
+                             limits=ArchiveLimits.from_settings(settings), cache_dir=settings.cache_dir)
 
 
 @router.post("/admin/catalog-uploads", response_model=CatalogUpload, tags=["admin"])

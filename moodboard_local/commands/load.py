@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the load report as JSON")
     p.add_argument("--dry-run", action="store_true",
                    help="only show what the load would change against --out (added, removed, changed, categories, "
-                        "rejects); writes nothing")
+                        "rejects); also reads a .zip/.tar/.tar.gz catalog archive; writes nothing")
     p.add_argument("--confirm", action="store_true",
                    help="load even when it would remove more than MOODBOARD_LOAD_CONFIRM_REMOVED_SHARE of the "
                         "products in --out or a whole category (refused otherwise, --out untouched)")
@@ -142,18 +142,21 @@ def _check(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def dry_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the diff of the catalog against the bundle at --out (none yet: everything is added)."""
-    from moodboard.catalog import read_catalog
-    from moodboard.catalog_diff import diff_catalog
+    """Print the diff of the catalog (a file, a folder or an archive, unpacked within the archive_*
+    limits and removed after) against the bundle at --out (none yet: everything is added)."""
+    from moodboard.archives import ArchiveLimits
+    from moodboard.catalog_diff import dry_run_local
 
     current, version = _out_products(args.out)
-    diff = diff_catalog(read_catalog(args.catalog), current, current_version=version,
-                        max_removed_share=settings.load_confirm_removed_share)
+    diff = dry_run_local(args.catalog, current, current_version=version,
+                         max_removed_share=settings.load_confirm_removed_share,
+                         limits=ArchiveLimits.from_settings(settings), cache_dir=settings.cache_dir)
     if args.json:
         console.print_json(diff.model_dump_json())
         return 0
     for reject in diff.rejects[:MAX_LISTED]:
-        err_console.print(f"rejected line {reject['line']}: {reject['reason']}", markup=False)
+        where = f"line {reject['line']}" if "line" in reject else f"product {reject['product_id']}"
+        err_console.print(f"rejected {where}: {reject['reason']}", markup=False)
     console.print(f"dry run against {args.out}" + (f" (version {version})" if version else " (no index yet)")
                   + ": nothing was written", markup=False)
     console.print(diff.summary(), markup=False)

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from fastapi.testclient import TestClient
+from moodboard.archives import ArchiveLimits
 from moodboard.artifacts import ArtifactStore
 from moodboard.catalog_diff import CatalogTooLargeForDryRun, dry_run_in_bucket
 from moodboard.evaluation_routes import create_evaluations_app
@@ -168,4 +169,5 @@ def test_dry_run_of_a_catalog_in_the_bucket_publishes_nothing(api: Any, tmp_path
                        json={"catalog_key": "indexes/CURRENT"}).status_code in (400, 422)
     assert client.post("/admin/load/dry-run", json={"catalog_key": "catalogs/next.csv"}).status_code == 401
     with pytest.raises(CatalogTooLargeForDryRun):
-        dry_run_in_bucket(store, "catalogs/next.csv", max_removed_share=0.1, max_bytes=10)
+        dry_run_in_bucket(store, "catalogs/next.csv", max_removed_share=0.1, max_bytes=10,
+                          limits=ArchiveLimits.from_settings(Settings()), cache_dir=tmp_path / "cache")
