@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moodboard.query import MAX_IMAGES, MAX_K, MAX_LESS_LIKE, MAX_OFFSET, MAX_WEIGHT, QueryKind
 from moodboard.regions import Region
+from moodboard.served_models import MIN_PREFIX
 
 MAX_TEXT = 500
 MAX_URL = 2048
@@ -62,6 +63,10 @@ class SearchRequest(BaseModel):
     near_copy_threshold: float | None = Field(default=None, ge=0, le=1,
                                               description="drop products at or above this cosine to the query image")
     mmr_lambda: float | None = Field(default=None, ge=0, le=1, description="diversify results (maximal marginal relevance)")
+    model: str | None = Field(default=None, min_length=MIN_PREFIX, max_length=128,
+                              description="the served model to answer with: its fingerprint, or a prefix of at least "
+                                          "6 characters no other served model shares (see /models); default: the "
+                                          "default model")
 
 
 class ProductFields(BaseModel):
@@ -182,6 +187,26 @@ class VersionResponse(BaseModel):
     code_version: str
     model: ModelInfo
     index: IndexInfo
+
+
+class ServedModelInfo(BaseModel):
+    """A model this process serves, and the index it answers from."""
+
+    name: str  # "source @ short fingerprint"
+    fingerprint: str
+    source: str | None
+    default: bool
+    tiny: bool
+    trained: bool
+    description: str | None = None
+    index_version: str | None  # None while its index cannot be served
+    count: int | None  # products in that index
+
+
+class ModelsResponse(BaseModel):
+    """The default model first, then the models served next to it for comparison."""
+
+    models: list[ServedModelInfo]
 
 
 class HealthResponse(BaseModel):

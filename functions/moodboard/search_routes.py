@@ -24,13 +24,14 @@ from moodboard.api_models import (
     MAX_K,
     CategoriesResponse,
     HealthResponse,
+    ModelsResponse,
     ProductOut,
     SearchRequest,
     SearchResponse,
     SimilarResponse,
     VersionResponse,
 )
-from moodboard.deps import EmbedderDep, FetcherDep, HistoryDep, IndexDep, SettingsDep
+from moodboard.deps import EmbedderDep, FetcherDep, HistoryDep, IndexDep, ServedModelsDep, SettingsDep
 from moodboard.errors import InvalidQuery
 from moodboard.http_errors import BodyLimitMiddleware, install
 from moodboard.round_picture_routes import router as round_picture_router
@@ -83,6 +84,13 @@ def version(embedder: EmbedderDep, index: IndexDep, settings: SettingsDep) -> Ve
     return search_service.version_info(embedder, index, settings)
 
 
+@router.get("/models", tags=["meta"])
+def models(embedder: EmbedderDep, index: IndexDep, compared: ServedModelsDep) -> ModelsResponse:
+    """The models served: the default one, then those served next to it for comparison (a search
+    names one by `model`)."""
+    return search_service.list_models(embedder, index, compared)
+
+
 @router.get("/categories", tags=["search"])
 def categories(index: IndexDep, settings: SettingsDep) -> CategoriesResponse:
     """Product types with their product counts (less those the catalog option hides)."""
@@ -91,12 +99,17 @@ def categories(index: IndexDep, settings: SettingsDep) -> CategoriesResponse:
 
 @router.post("/search", tags=["search"], openapi_extra=_SEARCH_OPENAPI)
 async def search(request: Request, settings: SettingsDep, embedder: EmbedderDep, index: IndexDep,
-                 history: HistoryDep, fetcher: FetcherDep) -> SearchResponse:
-    """Products with the gist of an image (URL, base64 or upload) within a product type."""
+                 compared: ServedModelsDep, history: HistoryDep, fetcher: FetcherDep) -> SearchResponse:
+    """Products with the gist of an image (URL, base64 or upload) within a product type, from the
+    default model or the served model named by `model`."""
     body, upload = await read_search_request(request, settings)
+    links = links_for(request)
+    chosen = compared.pick(body.model, default=embedder.fingerprint, list_url=links.models)
+    if chosen is not None:
+        embedder, index = chosen.embedder, await run_in_threadpool(chosen.index.get)
     return await run_in_threadpool(
         search_service.run_search, body, upload=upload, embedder=embedder, index=index, history=history,
-        fetcher=fetcher, settings=settings, links=links_for(request),
+        fetcher=fetcher, settings=settings, links=links,
     )
 
 

@@ -26,6 +26,7 @@ from moodboard.api_models import (
     ImageIn,
     IndexInfo,
     ModelInfo,
+    ModelsResponse,
     ProductOut,
     ResolvedImage,
     ResolvedLessLike,
@@ -33,10 +34,11 @@ from moodboard.api_models import (
     ResultItem,
     SearchRequest,
     SearchResponse,
+    ServedModelInfo,
     SimilarResponse,
     VersionResponse,
 )
-from moodboard.errors import FetchError, ImageTooLarge, InvalidQuery, NotFound
+from moodboard.errors import FetchError, ImageTooLarge, InvalidQuery, MoodboardError, NotFound
 from moodboard.fetch import (
     Fetched,
     FetchLimits,
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from moodboard.history import HistoryStore
     from moodboard.index import Hit, ProductIndex
     from moodboard.query import QueryParams
+    from moodboard.served_models import ComparedModel, ServedModels
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,10 @@ class Links:
     @property
     def categories(self) -> str:
         return f"{self.base_url.rstrip('/')}/categories"
+
+    @property
+    def models(self) -> str:
+        return f"{self.base_url.rstrip('/')}/models"
 
     def product_image(self, product_id: str) -> str:
         return f"{self.base_url.rstrip('/')}/products/{quote(product_id, safe='')}/image"
@@ -385,3 +392,30 @@ def version_info(embedder: EmbedderProtocol, index: ProductIndex, settings: Sett
         index=IndexInfo(version=index.version, model_fingerprint=index.manifest.model_fingerprint, count=len(index),
                         created=index.manifest.created),
     )
+
+
+def list_models(embedder: EmbedderProtocol, index: ProductIndex, compared: ServedModels) -> ModelsResponse:
+    """The default model with its index, then each model served next to it with its own."""
+    return ModelsResponse(models=[served_model_info(embedder, index, default=True),
+                                  *(served_model_info(model.embedder, _index_of(model), default=False)
+                                    for model in compared)])
+
+
+def _index_of(model: ComparedModel) -> ProductIndex | None:
+    """A compared model's index, or None (logged) when it cannot be served: the list still answers."""
+    try:
+        return model.index.get()
+    except MoodboardError as exc:
+        logger.warning("the index of model %s cannot be served: %s", model.fingerprint, exc.message)
+        return None
+
+
+def served_model_info(embedder: EmbedderProtocol, index: ProductIndex | None, *, default: bool) -> ServedModelInfo:
+    """A served model as GET /models lists it."""
+    from moodboard.index_versions import model_label
+
+    return ServedModelInfo(name=model_label(embedder.source, embedder.fingerprint), fingerprint=embedder.fingerprint,
+                           source=embedder.source, default=default, tiny=embedder.tiny, trained=embedder.trained,
+                           description=embedder.description,
+                           index_version=index.version if index is not None else None,
+                           count=len(index) if index is not None else None)
