@@ -5,6 +5,7 @@
 
 import { apiUrl, request } from "./api.js";
 import { announce, h, showError } from "./dom.js";
+import { servedModels } from "./team-models.js";
 
 const $ = (id) => document.getElementById(id);
 const GRADES = [["", "No grade"], ["0", "0: unrelated"], ["1", "1: loosely"], ["2", "2: close"], ["3", "3: exactly the gist"]];
@@ -89,6 +90,7 @@ async function openRound(roundId) {
   round = await ctx.adminRequest(`rounds/${encodeURIComponent(roundId)}`);
   queue = await ctx.adminRequest(`rounds/${encodeURIComponent(roundId)}/queue`);
   $("round-detail").hidden = false;
+  await showModelChoice();
   $("round-title").textContent = `Round “${round.name}”: ${round.items.length} picture${round.items.length === 1 ? "" : "s"}, top ${round.k} results each`;
   const choice = $("queue-run");
   const previous = choice.value;
@@ -101,8 +103,20 @@ async function openRound(roundId) {
   announce(ctx.status, `Round ${round.name} loaded.`);
 }
 
+/** The "Run this round on" choice, shown when more than one model is served (GET /models). */
+async function showModelChoice() {
+  const models = await servedModels();
+  const select = $("run-model");
+  const previous = select.value;
+  select.replaceChildren(...models.map((m) => h("option", { value: m.fingerprint }, m.default ? `${m.name} (default)` : m.name)));
+  if (models.some((m) => m.fingerprint === previous)) select.value = previous;
+  $("run-model-choice").hidden = models.length < 2;
+}
+
 async function runRound() {
-  announce(ctx.status, `Running ${round.items.length} searches…`);
+  const models = await servedModels();
+  const chosen = models.length > 1 ? models.find((m) => m.fingerprint === $("run-model").value) : null;
+  announce(ctx.status, `Running ${round.items.length} searches${chosen ? ` on ${chosen.name}` : ""}…`);
   const searches = {};
   const weights = {};
   for (const name of ["w_image", "w_type"]) {
@@ -110,11 +124,11 @@ async function runRound() {
     if (field.value.trim() !== "") weights[name] = Number(field.value);
   }
   for (const item of round.items) {
-    const body = await request("search", { method: "POST", json: { image_url: item.image_url, category: item.category, k: round.k, ...weights } });
+    const body = await request("search", { method: "POST", json: { image_url: item.image_url, category: item.category, k: round.k, ...weights, ...(chosen ? { model: chosen.fingerprint } : {}) } });
     searches[item.item_id] = body.search_id;
   }
-  const version = await request("version");
-  const source = version && version.model ? version.model.source : null;
+  const version = chosen ? null : await request("version");
+  const source = chosen ? chosen.source : version && version.model ? version.model.source : null;
   await ctx.adminRequest(`rounds/${encodeURIComponent(round.round_id)}/runs`, { method: "POST", json: { searches, model_source: source || undefined } });
   await openRound(round.round_id);
   $("queue-run").value = queue.runs[queue.runs.length - 1].run_id;
