@@ -6,6 +6,7 @@
       moto-state/s3.pickle       the embedded moto server's S3 (index versions, cards, catalogs, CURRENT)
       moto-state/dynamodb.pickle its DynamoDB (history, ratings, rounds, search URLs, jobs)
       cache/                     Settings.cache_dir: downloaded index versions, load work folders
+      compared-indexes/          indexes of the models served with --compare-model (by catalog and model)
 
 Why moto's state saved and restored, rather than a local backend behind the store interfaces: the
 stores talk boto3 (low-level clients, conditional writes, scans with filters, paginators); a second
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 ADMIN_TOKEN_FILE = "admin-token"
 STATE_DIR = "moto-state"
 CACHE_DIR = "cache"
+COMPARED_INDEXES_DIR = "compared-indexes"
 SERVICES = ("s3", "dynamodb")
 AUTOSAVE_SECONDS = 2.0
 
@@ -72,6 +74,10 @@ class LocalData:
     @property
     def cache_dir(self) -> Path:
         return self.root / CACHE_DIR
+
+    @property
+    def compared_indexes_dir(self) -> Path:
+        return self.root / COMPARED_INDEXES_DIR
 
     @property
     def state_dir(self) -> Path:

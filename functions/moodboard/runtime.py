@@ -224,6 +224,7 @@ class Runtime:
         self._load_embedder = load_embedder or self._onnx_embedder
         self._index: CurrentIndex | None = None
         self._served: ServedModels | None = None
+        self._compared_embedders: dict[Path, EmbedderProtocol] = {}
         self._history: HistoryStore | None = None
         self._model_lock = threading.Lock()
         self._served_lock = threading.Lock()
@@ -276,14 +277,24 @@ class Runtime:
         return Embedder.load(model_dir, precision=self.settings.precision, threads=self.settings.intra_op_threads,
                              batch_size=self.settings.embed_batch_size)
 
+    def compared_embedder(self, model_dir: Path) -> EmbedderProtocol:
+        """The embedder of a bundle served for comparison, loaded once (`moodboard serve` builds its
+        index with it before serving)."""
+        key = Path(model_dir).resolve()
+        with self._served_lock:
+            if key not in self._compared_embedders:
+                self._compared_embedders[key] = self._load_embedder(Path(model_dir))
+            return self._compared_embedders[key]
+
     def served_models(self) -> ServedModels:
         """The models served next to the default one (Settings.compare_models), each with its own
         index from its local bundle; loaded on first use, once. Empty, and nothing loaded, when none
         is configured (AWS). ConfigError when one is the default model itself."""
         if self._served is None:
+            compared = self._load_compared()
             with self._served_lock:
                 if self._served is None:
-                    self._served = self._load_compared()
+                    self._served = compared
         return self._served
 
     def _load_compared(self) -> ServedModels:
@@ -291,7 +302,7 @@ class Runtime:
 
         compared = []
         for bundle in self.settings.compare_models:
-            embedder = self._load_embedder(Path(bundle.model_dir))
+            embedder = self.compared_embedder(Path(bundle.model_dir))
             compared.append(ComparedModel(embedder=embedder, index=CurrentIndex(
                 fingerprint=embedder.fingerprint, local_dir=Path(bundle.index_dir), cache_dir=self.settings.cache_dir)))
         if compared and any(model.fingerprint == self.embedder().fingerprint for model in compared):

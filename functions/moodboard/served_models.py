@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from moodboard.errors import ConfigError, InvalidQuery, NotFound
-from moodboard.index_versions import model_label
 
 if TYPE_CHECKING:
     from moodboard.embedder import EmbedderProtocol
@@ -50,6 +49,8 @@ class ComparedModel:
     @property
     def name(self) -> str:
         """'source @ short fingerprint', as everywhere models are named for people."""
+        from moodboard.index_versions import model_label
+
         return model_label(self.embedder.source, self.embedder.fingerprint)
 
 

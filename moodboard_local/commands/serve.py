@@ -1,6 +1,7 @@
 """`moodboard serve`: the local web stack on one port (search API, evaluation routes, frontend).
 
     moodboard serve [--host 127.0.0.1] [--port 8000] [--model DIR] [--index DIR | --catalog PATH]
+                    [--compare-model DIR ...]
 
 With no --model it uses the default real checkpoint, exported once into ~/.cache/moodboard/models/,
 and falls back to the tiny random model where the hub cannot be reached, saying so here and on the
@@ -9,6 +10,12 @@ catalog, building the index once (later starts re-embed only what changed). S3 a
 from an embedded moto server unless an endpoint or real AWS credentials are configured; the index
 is published to that bucket and served through the same CURRENT pointer code as in AWS, so
 `POST /admin/load` swaps it live.
+
+`--compare-model DIR` (repeatable) serves another model bundle next to the default one, e.g. a
+trained bundle and its base, so an evaluation round can run on each (a search picks it by `model`,
+GET /models lists them). Its index is built from the same catalog (--catalog, else the demo's) into
+the data folder, keyed by model fingerprint and catalog, so a restart re-embeds nothing unchanged;
+it is served from that local bundle (a load from the team page changes the default model's index only).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from moodboard.served_models import MAX_COMPARED
 from moodboard.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="model bundle (default: the index's model, else the default checkpoint, exported once)")
     p.add_argument("--precision", choices=["fp32", "int8"], default=None)
+    p.add_argument("--compare-model", type=Path, action="append", default=[], metavar="DIR",
+                   help=f"also serve this model bundle, with its own index of the same catalog, so the team can "
+                        f"compare it with the default model (repeatable, at most {MAX_COMPARED}; GET /models "
+                        f"lists them, a search names one by `model`)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--index", type=Path, default=None, help="an index bundle to serve")
     source.add_argument("--catalog", type=Path, default=None,
@@ -83,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if args.index is None and args.catalog is None and settings.index_dir:
         args.index = Path(settings.index_dir)
     cache = cache_home()
+    model_dir, precision = choose_model(args, settings, cache)
+    compared = compared_bundles(args, model_dir)
     data = None if args.ephemeral else LocalData(args.data_dir or settings.data_dir or DEFAULT_DATA_DIR)
     local = start_local_aws(settings, args.aws, state_dir=data.state_dir if data else None)
     try:
@@ -111,12 +125,18 @@ def run(args: argparse.Namespace) -> int:
             env["MOODBOARD_FETCH_ALLOW_LOOPBACK"] = "true"
         if "MOODBOARD_HIDDEN_CATEGORIES" not in os.environ and serves_clothing_dataset(args, settings, local.kind):
             env["MOODBOARD_HIDDEN_CATEGORIES"] = json.dumps(CLOTHING_DATASET_HIDDEN)
+        catalog = compared_catalog(args, settings, cache, local.kind) if compared else None
+        if catalog is not None:
+            folder = data.compared_indexes_dir if data is not None else cache / "indexes"
+            env["MOODBOARD_COMPARE_MODELS"] = json.dumps([
+                {"model_dir": str(bundle), "index_dir": str(index_folder(folder, catalog, fingerprint))}
+                for bundle, fingerprint in compared])
         if "MOODBOARD_INDEX_REFRESH_SECONDS" not in os.environ:
             env["MOODBOARD_INDEX_REFRESH_SECONDS"] = LOCAL_REFRESH_SECONDS
-        model_dir, precision = choose_model(args, settings, cache)
         env["MOODBOARD_MODEL_DIR"] = str(model_dir)
         env["MOODBOARD_PRECISION"] = precision
         os.environ.pop("MOODBOARD_INDEX_DIR", None)
+        os.environ.pop("MOODBOARD_COMPARE_MODELS", None)  # serve's own --compare-model only
         os.environ.update(env)
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         get_settings.cache_clear()
@@ -135,15 +155,19 @@ def run(args: argparse.Namespace) -> int:
         kept = (data is not None and local.kind != "aws" and args.index is None and args.catalog is None
                 and _kept_current(runtime, embedder.fingerprint))
         index_dir = None if kept else choose_index(args, settings, embedder, cache,
-                                                   follow_bucket=local.kind == "aws")
+                                                   follow_bucket=local.kind == "aws", catalog=catalog)
         if index_dir is not None:
             if local.kind == "aws":
                 settings = settings.model_copy(update={"index_dir": str(index_dir)})
                 runtime = Runtime(settings, s3=runtime.s3, dynamodb=runtime.dynamodb, embedder=embedder)
             else:
                 publish_index(runtime, index_dir, embedder.fingerprint)
+        for bundle in settings.compare_models if catalog is not None else ():
+            build_index(catalog, settings, runtime.compared_embedder(Path(bundle.model_dir)), cache,
+                        out=Path(bundle.index_dir))
         set_runtime(runtime)
         loaded = runtime.index()
+        served = runtime.served_models()
 
         app = build_local_app(settings, runtime=runtime, tiny=tiny)
         url = f"http://{args.host}:{args.port}/"
@@ -151,6 +175,11 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"model {embedder.fingerprint} ({'tiny test model' if tiny else model_dir})"
                       + (f": {embedder.description}" if embedder.description else "") + "; "
                       f"index {loaded.version} with {len(loaded)} products", markup=False)
+        for model in served:
+            index = model.index.get()
+            console.print(f"compared model {model.name} ({model.fingerprint}): index {index.version} with "
+                          f"{len(index)} products; a search names it with \"model\": \"{model.fingerprint[:12]}\"",
+                          markup=False)
         if generated:
             console.print(f"admin token (MOODBOARD_ADMIN_TOKEN): {env['MOODBOARD_ADMIN_TOKEN']}", markup=False)
         if data is not None:
@@ -227,16 +256,59 @@ def default_model(cache: Path, *, exporter: Any = None) -> Path:
 
 
 def choose_index(args: argparse.Namespace, settings: Any, embedder: Any, cache: Path, *,
-                 follow_bucket: bool) -> Path | None:
-    """The index bundle to serve: --index, --catalog built, or the demo catalog built; None to follow
-    the bucket's CURRENT (real AWS with neither flag)."""
+                 follow_bucket: bool, catalog: Path | None = None) -> Path | None:
+    """The index bundle to serve: --index, --catalog built, or the demo catalog (`catalog` when
+    already found) built; None to follow the bucket's CURRENT (real AWS with neither flag)."""
     if args.index is not None:
         return args.index
     if args.catalog is not None:
         return build_index(args.catalog, settings, embedder, cache)
     if follow_bucket:
         return None
-    return build_index(demo_catalog(settings, cache), settings, embedder, cache)
+    return build_index(catalog or demo_catalog(settings, cache), settings, embedder, cache)
+
+
+def compared_bundles(args: argparse.Namespace, default_model: Path) -> list[tuple[Path, str]]:
+    """The --compare-model bundles with their fingerprints (read from their manifests; the runtime
+    verifies each file when it loads them). ConfigError or BundleError (exit 2) for more than
+    MAX_COMPARED, a folder that is no model bundle, a bundle given twice or the served model itself,
+    and with --index (there is no catalog to build the compared model's index from)."""
+    from moodboard.errors import BundleError, ConfigError
+    from moodboard.model_bundle import load_manifest
+
+    if not args.compare_model:
+        return []
+    if len(args.compare_model) > MAX_COMPARED:
+        raise ConfigError(f"--compare-model: at most {MAX_COMPARED} models can be compared with the served one")
+    if args.index is not None:
+        raise ConfigError("--compare-model needs the catalog to build its index from: "
+                          "pass --catalog (or neither --index nor --catalog for the demo catalog), not --index")
+    default = load_manifest(default_model, verify=False).fingerprint
+    found: list[tuple[Path, str]] = []
+    for folder in args.compare_model:
+        try:
+            fingerprint = load_manifest(folder, verify=False).fingerprint
+        except BundleError as exc:
+            raise BundleError(f"--compare-model {folder} is not a model bundle: {exc.message}") from exc
+        if fingerprint == default:
+            raise ConfigError(f"--compare-model {folder} is the model already served (fingerprint {fingerprint[:12]}): "
+                              "compare another bundle")
+        if any(fingerprint == seen for _, seen in found):
+            raise ConfigError(f"--compare-model {folder}: that model (fingerprint {fingerprint[:12]}) is given twice")
+        found.append((Path(folder).resolve(), fingerprint))
+    return found
+
+
+def compared_catalog(args: argparse.Namespace, settings: Any, cache: Path, aws_kind: str) -> Path:
+    """The catalog the compared models' indexes are built from: the one serve loads (--catalog, else
+    the demo catalog); ConfigError on real AWS without --catalog (serve then follows the bucket)."""
+    from moodboard.errors import ConfigError
+
+    if args.catalog is not None:
+        return Path(args.catalog)
+    if aws_kind == "aws":
+        raise ConfigError("--compare-model on real AWS needs --catalog: the served index comes from the bucket")
+    return demo_catalog(settings, cache)
 
 
 def clothing_dataset(settings: Any) -> Path | None:
@@ -275,16 +347,22 @@ def demo_catalog(settings: Any, cache: Path) -> Path:
     return generated / "catalog.csv"
 
 
-def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path) -> Path:
-    """Build (or refresh: unchanged images keep their vectors) the index of a catalog in the cache."""
+def index_folder(folder: Path, catalog: Path, fingerprint: str) -> Path:
+    """Where the index of `catalog` built with the model of `fingerprint` is kept under `folder`."""
+    key = hashlib.sha256(f"{catalog.resolve()}|{fingerprint}".encode()).hexdigest()[:16]
+    return folder / f"{_slug(catalog.stem)}-{key}"
+
+
+def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path, *, out: Path | None = None) -> Path:
+    """Build (or refresh: unchanged images keep their vectors) the index of a catalog in the cache
+    (or at `out`)."""
     from moodboard.errors import ConfigError
     from moodboard.ingest import load_catalog
     from moodboard_local.console import console, err_console, progress_bar
 
     if not catalog.exists():
         raise ConfigError(f"catalog {catalog} does not exist")
-    key = hashlib.sha256(f"{catalog.resolve()}|{embedder.fingerprint}".encode()).hexdigest()[:16]
-    out = cache / "indexes" / f"{_slug(catalog.stem)}-{key}"
+    out = out or index_folder(cache / "indexes", catalog, embedder.fingerprint)
     with progress_bar("embedding") as on_progress:
         report = load_catalog(catalog, embedder, out, settings=settings, on_progress=on_progress)
     for failure in report.image_failures[:5]:
