@@ -46,6 +46,9 @@ LOADS_PREFIX = "loads/"
 # Catalogs uploaded from the team page (moodboard.catalog_uploads.UPLOAD_PREFIX): outside catalogs/, so the
 # S3 trigger never starts a load for one; the team dry-runs it, then loads it (POST /admin/load).
 UPLOADS_PREFIX = "uploads/catalogs/"
+# Uploaded inspiration pictures of evaluation rounds (moodboard.round_pictures.PICTURES_PREFIX): the search
+# function stores them (POST /rounds/pictures, create-only), evaluations checks and serves them.
+ROUND_PICTURES_PREFIX = "rounds/pictures/"
 EVALUATIONS_HANDLER = "evaluations.app.handler"
 # The image's Python; onnxruntime >= 1.20 wheels need glibc 2.28, which the 3.12 image (AL2023) has.
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -173,6 +176,12 @@ class Functions(Construct):
         # search: reads index and model bundles, records each search (PutItem only).
         bucket.grant_read(self.search, "indexes/*")
         storage.history_table.grant(self.search, "dynamodb:PutItem")
+        # Its one write: a round's uploaded picture (its team route, POST /rounds/pictures), under
+        # rounds/pictures/ only and create-only: the put must carry If-None-Match, so S3 refuses to
+        # replace a stored picture even for a compromised search function.
+        self.search.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{ROUND_PICTURES_PREFIX}*")],
+            conditions={"Null": {"s3:if-none-match": "false"}}))
         # loader: creates the job record and starts the state machine (granted in infra_cdk/loads.py).
         jobs = storage.jobs_table
         jobs.grant(self.loader, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
@@ -223,7 +232,14 @@ class Functions(Construct):
                        # the dry run of a load: the catalog, and CURRENT's product records
                        bucket.arn_for_objects("catalogs/*"),
                        bucket.arn_for_objects(f"{UPLOADS_PREFIX}*"),
-                       bucket.arn_for_objects(f"{INDEX_VERSIONS_PREFIX}*/products.jsonl")]))
+                       bucket.arn_for_objects(f"{INDEX_VERSIONS_PREFIX}*/products.jsonl"),
+                       # a round's uploaded pictures (GET /rounds/{id}/items/{item}/picture)
+                       bucket.arn_for_objects(f"{ROUND_PICTURES_PREFIX}*")]))
+        # Creating a round checks its uploaded pictures are stored: a listing of the picture's own key
+        # (moodboard.round_pictures.picture_stored), so only under rounds/pictures/.
+        self.evaluations.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{ROUND_PICTURES_PREFIX}*"]}}))
         # PutObject on CURRENT (promotion) and on the uploads prefix: the presigned POST of
         # POST /admin/catalog-uploads is signed with this role, so it may write nothing else.
         self.evaluations.add_to_role_policy(iam.PolicyStatement(

@@ -45,8 +45,12 @@ def suppress(stack: MoodboardStack) -> None:
         id="AwsSolutions-IAM5",
         reason="Search reads index bundles (and an S3 model bundle) under fixed prefixes with grant_read's "
                "read-only s3:GetObject*/List* family; it writes only PutItem to the history table (the "
-               "grant also names the table's GSIs) and X-Ray PutTraceSegments has no resource-level scope.",
-        applies_to=[XRAY, *S3_READ_ACTIONS, _artifacts("indexes/"), _gsi("History"), *model_prefix],
+               "grant also names the table's GSIs) and X-Ray PutTraceSegments has no resource-level scope. "
+               "Its one write, by its team route, stores a round's uploaded picture under "
+               "rounds/pictures/<sha256>.<ext>: the key is the picture's hash, so it needs a wildcard, and "
+               "the put must carry If-None-Match (create-only), so no stored picture can be replaced.",
+        applies_to=[XRAY, *S3_READ_ACTIONS, _artifacts("indexes/"), _artifacts("rounds/pictures/"), _gsi("History"),
+                    *model_prefix],
     ))
     _add(fns.loader.role, NagPackSuppression(
         id="AwsSolutions-IAM5",
@@ -102,11 +106,12 @@ def suppress(stack: MoodboardStack) -> None:
                "those two keys need a wildcard; CURRENT, the one key it writes, is named exactly. A load's "
                "dry run reads the uploaded catalog (catalogs/ or uploads/catalogs/) and CURRENT's "
                "products.jsonl, read-only. It may put objects under uploads/catalogs/ only (besides CURRENT), "
-               "to sign the team page's presigned catalog upload, whose key is a new uuid each time.",
+               "to sign the team page's presigned catalog upload, whose key is a new uuid each time. It reads "
+               "(and lists, by key prefix) rounds' uploaded pictures under rounds/pictures/, named by hash.",
         applies_to=[XRAY, _gsi("History"), _regex(r"^Resource::<FunctionsLoader[0-9A-F]+\.Arn>:\*$"),
                     _artifacts("index-cards/"),
                     _regex(r"^Resource::<StorageArtifacts[0-9A-F]+\.Arn>\/indexes\/\*\/manifest\.json$"),
-                    _artifacts("catalogs/"), _artifacts("uploads/catalogs/"),
+                    _artifacts("catalogs/"), _artifacts("uploads/catalogs/"), _artifacts("rounds/pictures/"),
                     _regex(r"^Resource::<StorageArtifacts[0-9A-F]+\.Arn>\/indexes\/\*\/products\.jsonl$")],
     ))
     _add(fns.evaluations, NagPackSuppression(

@@ -13,6 +13,7 @@ from moodboard.catalog_uploads import UPLOAD_PREFIX
 from moodboard.index.manifest import PRODUCTS_FILE
 from moodboard.index_versions import CARD_PREFIX
 from moodboard.integrity import MANIFEST_FILE
+from moodboard.round_pictures import PICTURES_PREFIX
 
 from infra_cdk import functions as infra_functions
 from tests.infra.conftest import Synth
@@ -48,7 +49,8 @@ def test_evaluations_reads_cards_manifests_and_current_and_writes_only_current(a
     assert granted == {
         "s3:ListBucket": {""},
         "s3:GetObject": {CURRENT_KEY, f"{CARD_PREFIX}*", f"{INDEX_PREFIX}*/{MANIFEST_FILE}",
-                         f"{CATALOG_PREFIX}*", f"{UPLOAD_PREFIX}*", f"{INDEX_PREFIX}*/{PRODUCTS_FILE}"},
+                         f"{CATALOG_PREFIX}*", f"{UPLOAD_PREFIX}*", f"{INDEX_PREFIX}*/{PRODUCTS_FILE}",
+                         f"{PICTURES_PREFIX}*"},  # a round's uploaded pictures (moodboard.round_pictures)
         "s3:PutObject": {CURRENT_KEY, f"{UPLOAD_PREFIX}*"},  # the presigned catalog upload
     }
     listing = next(s for s in s3_statements(any_synth) if "s3:ListBucket" in as_list(s["Action"]))
