@@ -29,12 +29,13 @@ export async function loadIndexes() {
   $("indexes-table").tBodies[0].replaceChildren(...(listing.items.length
     ? listing.items.map((v) => h("tr", { dataset: { version: v.version } },
         h("th", { scope: "row" }, h("code", {}, v.version)),
-        h("td", {}, formatTime(v.created)),
-        h("td", {}, v.catalog_key || "—"),
-        h("td", { class: "num" }, String(v.count)),
-        h("td", {}, categoriesText(v.categories)),
-        h("td", {}, h("span", { title: v.model_fingerprint }, v.model)),
-        h("td", {}, v.current ? "current" : v.previous ? "previous" : ""),
+        // data-label: on a phone each row stacks into a card whose cells name their column (styles.css)
+        h("td", { dataset: { label: "Created" } }, formatTime(v.created)),
+        h("td", { dataset: { label: "Catalog" } }, v.catalog_key || "—"),
+        h("td", { class: "num", dataset: { label: "Products" } }, String(v.count)),
+        h("td", { dataset: { label: "Product types" } }, categoriesText(v.categories)),
+        h("td", { dataset: { label: "Model" } }, h("span", { title: v.model_fingerprint }, v.model)),
+        h("td", { dataset: { label: "Status" } }, v.current ? "current" : v.previous ? "previous" : ""),
         h("td", {}, v.current ? h("span", { class: "hint" }, "in use")
           : h("button", { type: "button", class: "button-small promote", onClick: () => promote(v) }, "Promote",
             h("span", { class: "visually-hidden" }, ` ${v.version}`)))))

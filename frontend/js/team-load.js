@@ -1,4 +1,5 @@
-// The catalog-load page (#load): name a catalog already in the artifacts bucket, see the dry run's
+// The catalog-load page (#load): name a catalog already in the artifacts bucket (a CSV, JSONL or an
+// archive with its pictures; team-upload.js puts an uploaded one there), see the dry run's
 // diff against the current index (POST /admin/load/dry-run), confirm a load that removes more than the
 // stated share of products or a whole product type, then start it (POST /admin/load) and follow its
 // progress and rejects live (GET /admin/load/{job}).
@@ -93,8 +94,9 @@ function rejectsTable(id, caption, rejects) {
   return h("div", { class: "table-wrap", role: "region", "aria-labelledby": `${id}-caption`, tabindex: 0 },
     h("table", { id },
       h("caption", { id: `${id}-caption` }, caption),
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Line"), h("th", { scope: "col" }, "Reason"))),
-      h("tbody", {}, rejects.map((r) => h("tr", {}, h("td", {}, String(r.line ?? "")),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Line or product"), h("th", { scope: "col" }, "Reason"))),
+      // A bad row has its line; a product whose image the load could not read (or an archive lacks) its id.
+      h("tbody", {}, rejects.map((r) => h("tr", {}, h("td", {}, String(r.line ?? r.product_id ?? "")),
         h("td", {}, String(r.reason ?? "")))))));
 }
 

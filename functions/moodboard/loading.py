@@ -268,7 +268,7 @@ class CatalogLoader:
                                 report=exc.report) from exc
         rejects = report_rejects(report)
         self._update(job_id, progress={"stage": "publish", "done": report.loaded, "total": report.loaded})
-        pointer = self.store.publish(work / "index", base=base)
+        pointer = self._publish(work / "index", catalog_key, base)
         result = {"version": pointer.version, "model_fingerprint": pointer.model_fingerprint,
                   "loaded": report.loaded, "embedded": report.embedded, "reused": report.reused,
                   "image_failures": len(report.image_failures), "rejected_rows": len(report.rejects),
@@ -284,6 +284,18 @@ class CatalogLoader:
 
         apply_retention(self.store, self.settings)
         return {"job_id": job_id, "status": "succeeded", **result}
+
+    def _publish(self, bundle: Path, catalog_key: str, base: Pointer | None) -> Pointer:
+        """Upload the bundle, write its card (its catalog key and product types for GET /admin/indexes;
+        best effort, as the sharded load's reduce step does), then move CURRENT from `base` to it."""
+        from moodboard.index_versions import IndexVersions
+
+        manifest = self.store.upload_version(bundle)
+        try:
+            IndexVersions(self.store).write_card(bundle, catalog_key=catalog_key)
+        except MoodboardError as exc:
+            logger.warning("index %s: no card written (%s)", manifest.version, exc.message)
+        return self.store.move_current(manifest.version, manifest.model_fingerprint, expected=base)
 
     def _check(self, job_id: str, catalog: Path) -> None:
         """Refuse (LoadNeedsConfirmation, nothing published) a load that removes what the check

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,17 +326,40 @@ def test_the_ratings_table_filters_and_exports(browser: Browser, stack: Stack) -
             context.close()
 
 
-def upload_catalog(stack: Stack, tmp: Path, categories: list[str]) -> str:
-    """Upload a small catalog (4 products per type, and one malformed row) to the stack's bucket."""
-    catalog = generate_demo_catalog(tmp / "next", per_category=4, categories=categories)
+NEXT_KEY = "catalogs/next/catalog.csv"
+BAD_ROW = ",No id here,lamp,images/none.jpg,1\n"  # 4 columns of the demo's 8: rejected
+
+
+def next_catalog(tmp: Path) -> Path:
+    """A small catalog (4 lamps and 4 sofas with their pictures) and one malformed row."""
+    catalog = generate_demo_catalog(tmp / "next", per_category=4, categories=["lamp", "sofa"])
     with catalog.open("a", encoding="utf-8") as fh:
-        fh.write(",No id here,lamp,images/none.jpg,1\n")
+        fh.write(BAD_ROW)
+    return catalog
+
+
+def upload_catalog(stack: Stack, tmp: Path) -> str:
+    """Put next_catalog and its pictures in the stack's bucket under catalogs/next/ (as a shop would)."""
+    catalog = next_catalog(tmp)
     s3 = boto3.client("s3", endpoint_url=stack.moto, region_name="us-east-1",
                       aws_access_key_id="moto-local", aws_secret_access_key="moto-local")
-    s3.upload_file(str(catalog), "moodboard-local-artifacts", "catalogs/next/catalog.csv")
+    s3.upload_file(str(catalog), "moodboard-local-artifacts", NEXT_KEY)
     for image in (catalog.parent / "images").iterdir():
         s3.upload_file(str(image), "moodboard-local-artifacts", f"catalogs/next/images/{image.name}")
-    return "catalogs/next/catalog.csv"
+    return NEXT_KEY
+
+
+def archive_catalog(tmp: Path) -> Path:
+    """next_catalog as a .zip with its pictures, plus a product whose picture the archive lacks."""
+    catalog = next_catalog(tmp)
+    with catalog.open("a", encoding="utf-8") as fh:
+        fh.write("ghost-1,Ghost lamp,lamp,images/ghost-1.jpg,https://shop.example/ghost-1,20.00,EUR,sand\n")
+    archive = tmp / "next.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(catalog, "catalog.csv")
+        for image in sorted((catalog.parent / "images").iterdir()):
+            zf.write(image, f"images/{image.name}")
+    return archive
 
 
 def wait_for_version(stack: Stack, version: str) -> None:
@@ -347,41 +371,77 @@ def wait_for_version(stack: Stack, version: str) -> None:
     pytest.fail(f"the server did not switch to index {version}")
 
 
-def test_a_dry_run_a_confirmed_load_then_a_rollback_from_the_page(browser: Browser, stack: Stack,
-                                                                   image_server: str, tmp_path: Path) -> None:
+def fits_the_width(page: Page, viewport: dict[str, int]) -> None:
+    """No horizontal scroll: nothing on the page is wider than the viewport (names the culprits if not)."""
+    width = viewport["width"]
+    wide = page.evaluate(f"""() => [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > {width + 1}).slice(0, 5)
+        .map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, wide
+
+
+@pytest.fixture(scope="module")
+def served_first(stack: Stack) -> str:
+    """CURRENT as the load tests first find it: each run of the flow starts from it and rolls back to it."""
+    with stack.client() as admin:
+        return admin.get("/admin/indexes").json()["current"]
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_a_dry_run_a_confirmed_load_then_a_rollback_from_the_page(browser: Browser, stack: Stack, image_server: str,
+                                                                   tmp_path: Path, served_first: str,
+                                                                   viewport: dict[str, int]) -> None:
+    """The whole load page at one width. On the phone the catalog is an archive uploaded from the page
+    (one of its products has no picture in it); on the desktop a CSV already in the bucket."""
+    phone = viewport == PHONE
+    width = "phone" if phone else "desktop"
     with stack.client() as admin:
         before = admin.get("/admin/indexes").json()["current"]
         products_before = admin.get("/version").json()["index"]["count"]
+    assert before == served_first  # the run before this one rolled back to where it started
     shared = f"{stack.url}/?image_url={image_server}/mood.jpg&category={CATEGORY}"
-    key = upload_catalog(stack, tmp_path, ["lamp", "sofa"])
 
-    context, page, errors = open_page(browser, DESKTOP)
+    context, page, errors = open_page(browser, viewport)
     try:
         # the dry run: what the load would change, nothing published, confirmation needed
         sign_in_as(page, stack, "alice", "load")
-        page.get_by_label("Catalog key in the bucket").fill(key)
-        page.get_by_role("button", name="Dry run", exact=True).click()
+        if phone:
+            page.get_by_label("Catalog file").set_input_files(archive_catalog(tmp_path))
+            page.get_by_role("button", name="Upload and dry run").click()
+            expect(page.get_by_label("Catalog key in the bucket")).to_have_value(
+                re.compile(r"^uploads/catalogs/[0-9a-f]{32}/next\.zip$"))
+        else:
+            page.get_by_label("Catalog key in the bucket").fill(upload_catalog(stack, tmp_path))
+            page.get_by_role("button", name="Dry run", exact=True).click()
         stats = page.locator("#diff-stats")
         expect(stats).to_contain_text(f"{products_before} → 8")
         expect(page.locator("#diff-details")).to_contain_text("Product types lost")
         expect(page.locator("#diff-details")).to_contain_text("dress")
         expect(page.locator("#diff-rejects")).to_contain_text("wrong column count")
+        if phone:  # the archive's product without its picture: rejected by the dry run, as the load would
+            expect(stats.locator(".stat", has_text="rows rejected").locator(".value")).to_have_text("2")
+            expect(page.locator("#diff-rejects tr", has_text="ghost-1")).to_contain_text(
+                "image file images/ghost-1.jpg is not in the catalog's files")
         expect(page.locator("#confirm-reasons")).to_contain_text("This load removes")
         start = page.get_by_role("button", name="Load and publish")
         expect(start).to_be_disabled()
         with stack.client() as admin:
             assert admin.get("/admin/indexes").json()["current"] == before  # a dry run never publishes
-        screenshot(page, "catalog-dry-run-desktop", full_page=True)
-        assert_no_violations(page, "a dry run that needs confirmation")
+        fits_the_width(page, viewport)
+        screenshot(page, f"catalog-dry-run-{width}", full_page=True)
+        assert_no_violations(page, f"a dry run that needs confirmation ({width})")
 
-        # the confirmed load, followed live, with its reject
+        # the confirmed load, followed live, with its rejects
         page.get_by_label("I understand what this load removes; publish it anyway").check()
         expect(start).to_be_enabled()
         start.click()
         expect(page.locator("#job-status")).to_contain_text("succeeded", timeout=120_000)
         expect(page.locator("#job-status")).to_contain_text("published with 8 products")
         expect(page.locator("#job-rejects-table")).to_contain_text("wrong column count")
-        assert_no_violations(page, "a finished load with its rejects")
+        if phone:
+            expect(page.locator("#job-rejects-table tr", has_text="ghost-1")).to_contain_text("cannot read image file")
+        fits_the_width(page, viewport)
+        assert_no_violations(page, f"a finished load with its rejects ({width})")
         with stack.client() as admin:
             loaded = admin.get("/admin/indexes").json()["current"]
         assert loaded != before
@@ -415,27 +475,26 @@ def test_a_dry_run_a_confirmed_load_then_a_rollback_from_the_page(browser: Brows
         expect(page.locator("#team-status")).to_contain_text(f"Index {before} is now current")
         expect(page.locator(f'#indexes-table tr[data-version="{before}"]')).to_contain_text("current")
         expect(page.locator("#team-error")).to_be_hidden()
-        screenshot(page, "index-versions-desktop", full_page=True)
-        assert_no_violations(page, "index versions after a rollback")
+        fits_the_width(page, viewport)
+        screenshot(page, f"index-versions-{width}", full_page=True)
+        assert_no_violations(page, f"index versions after a rollback ({width})")
         wait_for_version(stack, before)
 
+        # the shared link works again
         page.goto(shared)
         expect(page.locator("#results .card").first).to_be_visible()
         expect(page.locator("#category")).to_have_value(CATEGORY)
         assert errors == []
     finally:
         context.close()
+    with stack.client() as admin:
+        assert admin.get("/admin/indexes").json()["current"] == served_first
 
 
 def test_the_load_and_index_pages_at_phone_width(browser: Browser, stack: Stack, tmp_path: Path) -> None:
     context, page, errors = open_page(browser, PHONE)
     try:
         sign_in_as(page, stack, "bob", "load")
-        page.get_by_label("Catalog key in the bucket").fill("catalogs/next/catalog.csv")
-        page.get_by_role("button", name="Dry run", exact=True).click()
-        expect(page.locator("#diff-stats")).to_contain_text("added")
-        expect(page.get_by_role("button", name="Load and publish")).to_be_visible()
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         page.get_by_label("Catalog key in the bucket").fill("catalogs/none.csv")
         page.get_by_role("button", name="Dry run", exact=True).click()
         expect(page.locator("#team-error")).to_contain_text("Dry run failed: no catalog at 'catalogs/none.csv'")
@@ -455,9 +514,7 @@ def test_the_load_and_index_pages_at_phone_width(browser: Browser, stack: Stack,
         expect(page.locator("#team-error")).to_contain_text(f"Not promoted: index {other} was built with model")
         expect(page.locator("#team-error")).to_contain_text("CURRENT was not changed")
         assert store.current().version == current.version
-        wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)
-            .slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], wide
+        fits_the_width(page, PHONE)
         assert_no_violations(page, "a refused promotion on a phone")
         assert errors == []
     finally:

@@ -99,3 +99,12 @@ def test_job_store_down_after_publish_never_records_a_failed_job(aws: tuple[Any,
     job = jobs.get(result["job_id"])
     assert job.status == "running" and job.error is None  # never "failed": CURRENT moved
     assert "could not be marked succeeded" in caplog.text
+
+
+def test_a_load_writes_the_card_the_index_list_shows(aws: tuple[Any, Any, Settings]) -> None:
+    from moodboard.index_versions import IndexVersions
+
+    result, _, _ = run_load(aws, failures=0)
+    listed = IndexVersions(ArtifactStore(BUCKET, aws[0])).list(keep=10, keep_days=30)
+    version = next(v for v in listed.items if v.version == result["version"])
+    assert (version.catalog_key, version.categories, version.count) == (KEY, {"dress": 2, "lamp": 2}, 4)
