@@ -54,6 +54,10 @@ echo
 echo "demo: a text search with no product type: moodboard search --text 'a photo of a dress' -k 5"
 moodboard search --index "$INDEX" --text "a photo of a dress" -k 5
 
+echo
+echo "demo: to compare a bundle with another in the team's evaluation rounds (e.g. one from moodboard train"
+echo "demo: with its base), serve both: moodboard serve --model TRAINED --compare-model BASE --catalog $CATALOG"
+
 if [ "${1:-}" != "--no-serve" ]; then
   exec moodboard serve --model "$MODEL" --index "$INDEX" "$@"
 fi
