@@ -9,6 +9,10 @@ object they started with, so a swap never changes an index under a running searc
 bad in itself (no manifest, a sha256 or fingerprint mismatch) is refused for good; one that failed
 for a passing reason (S3 throttling, a 5xx, a dropped connection, a timeout) is tried again on a
 later refresh, after a backoff that doubles from RETRY_FIRST_SECONDS up to RETRY_MAX_SECONDS.
+
+Models compared with the default one (Settings.compare_models, `moodboard serve --compare-model`)
+are served from `Runtime.served_models()`: each has its own embedder and its own local index bundle,
+built with it (moodboard.served_models).
 """
 
 from __future__ import annotations

@@ -123,8 +123,8 @@ def test_a_round_runs_on_both_served_models_and_the_report_compares_them(browser
 
         with two_models.client() as admin:
             round_ = admin.get(f"/rounds/{round_id}").json()
-            assert [run["model_fingerprint"] for run in round_["runs"]] == [default["fingerprint"], other["fingerprint"]]
-            assert [run["index_version"] for run in round_["runs"]] == [default["index_version"], other["index_version"]]
+            runs = [(run["model_fingerprint"], run["index_version"]) for run in round_["runs"]]
+            assert runs == [(m["fingerprint"], m["index_version"]) for m in (default, other)]
             # every result of run 1 is a good match, only the first of each picture in run 2
             queue = admin.get(f"/rounds/{round_id}/queue").json()
             for run, good in zip(queue["runs"], (K, 1)):

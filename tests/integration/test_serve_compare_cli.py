@@ -40,7 +40,9 @@ def test_the_served_model_itself_exits_2(tiny_bundle: Path, capsys: pytest.Captu
 
 def test_more_than_three_compared_models_exit_2(tiny_bundle: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    code = serve("--model", str(tiny_bundle), *[arg for i in range(4) for arg in ("--compare-model", str(tmp_path / str(i)))])
+    four = [arg for i in range(4) for arg in ("--compare-model", str(tmp_path / str(i)))]
+
+    code = serve("--model", str(tiny_bundle), *four)
 
     assert code == 2
     assert "at most 3 models" in one_line_error(capsys)

@@ -124,7 +124,12 @@ def test_the_runtime_serves_a_compared_model_with_its_own_index(tmp_path: Path) 
 
 def test_nothing_compared_loads_nothing(tmp_path: Path) -> None:
     loaded: list[Path] = []
-    runtime = Runtime(Settings(cache_dir=tmp_path / "cache"), load_embedder=lambda path: loaded.append(path))  # type: ignore[arg-type,func-returns-value]
+
+    def load(path: Path) -> FakeEmbedder:
+        loaded.append(path)
+        return FakeEmbedder()
+
+    runtime = Runtime(Settings(cache_dir=tmp_path / "cache"), load_embedder=load)
 
     assert len(runtime.served_models()) == 0
     assert loaded == []
