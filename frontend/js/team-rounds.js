@@ -1,11 +1,12 @@
 // Evaluation rounds on the team page (#rounds, #rounds/<id>): the list, creating a round from the saved
-// search URLs, running a round on the served index, the signed-in member's grading queue (thumbs, an
+// search URLs and/or uploaded pictures (team-round-pictures.js), running a round on the served index, the signed-in member's grading queue (thumbs, an
 // optional 0-3 grade and a comment) and the round report (progress per rater, P@k and nDCG@k with
 // intervals, the paired comparison of runs with its effect size, Cohen's and Fleiss' kappa).
 
 import { apiUrl, request } from "./api.js";
 import { announce, h, showError } from "./dom.js";
 import { servedModels } from "./team-models.js";
+import { clearPictureRows, pictureBlob, pictureImage, pictureRows, setupPictureRows, uploadPicture } from "./team-round-pictures.js";
 
 const $ = (id) => document.getElementById(id);
 const GRADES = [["", "No grade"], ["0", "0: unrelated"], ["1", "1: loosely"], ["2", "2: close"], ["3", "3: exactly the gist"]];
@@ -37,6 +38,7 @@ function interval(estimate) {
 export function setupRounds(context) {
   ctx = context;
   $("round-form").addEventListener("submit", createRound);
+  setupPictureRows();
   $("round-run").addEventListener("click", () => runRound().catch((error) => showError(ctx.teamError, `Could not run the round: ${error.message}`)));
   $("queue-run").addEventListener("change", renderQueue);
 }
@@ -53,7 +55,7 @@ export async function loadRounds(roundId) {
         h("td", {}, r.created_by),
         h("td", {}, h("a", { class: "button-small", href: `#rounds/${encodeURIComponent(r.round_id)}` }, "Open",
           h("span", { class: "visually-hidden" }, ` ${r.name}`)))))
-    : [h("tr", {}, h("td", { colspan: 5 }, "No rounds yet. Save search URLs, then create one above."))]));
+    : [h("tr", {}, h("td", { colspan: 5 }, "No rounds yet. Save search URLs or add pictures, then create one above."))]));
   if (!roundId) {
     $("round-detail").hidden = true;
     announce(ctx.status, `${rounds.length} round${rounds.length === 1 ? "" : "s"}.`);
@@ -73,15 +75,45 @@ async function createRound(event) {
     name.focus();
     return;
   }
+  const rows = pictureRows();
+  for (const row of rows) {
+    for (const field of [row.fileInput, row.typeSelect]) field.removeAttribute("aria-invalid");
+    const missing = !row.file ? row.fileInput : !row.category ? row.typeSelect : null;
+    if (missing) {
+      missing.setAttribute("aria-invalid", "true");
+      showError(ctx.teamError, !row.file ? `Choose a file for picture ${row.n}, or remove it.` : `Choose the product type for picture ${row.n}.`);
+      missing.focus();
+      return;
+    }
+  }
+  let failed = null;
   try {
-    const urls = (await ctx.adminRequest("search-urls")).items || [];
-    if (!urls.length) throw new Error("there are no saved search URLs yet; add some under Search URLs");
-    const made = await ctx.adminRequest("rounds", { method: "POST", json: { name: name.value.trim(), k: Math.min(50, Math.max(1, Number($("round-k").value) || 10)), search_url_ids: urls.map((u) => u.id) } });
+    const useUrls = $("round-use-urls").checked;
+    const urls = useUrls ? (await ctx.adminRequest("search-urls")).items || [] : [];
+    if (!urls.length && !rows.length) {
+      throw new Error(useUrls ? "there are no saved search URLs yet; add some under Search URLs, or add pictures" : "add a picture, or include the saved search URLs");
+    }
+    const items = [];
+    for (const row of rows) {
+      announce(ctx.status, `Uploading picture ${row.n} (${row.file.name})…`);
+      try {
+        items.push({ picture: (await uploadPicture(row.file, ctx.adminRequest)).picture, category: row.category });
+      } catch (error) {
+        failed = row.fileInput;
+        throw new Error(`picture ${row.n} (${row.file.name}): ${error.message}`);
+      }
+    }
+    const made = await ctx.adminRequest("rounds", { method: "POST", json: { name: name.value.trim(), k: Math.min(50, Math.max(1, Number($("round-k").value) || 10)), items, search_url_ids: urls.map((u) => u.id) } });
     name.value = "";
+    clearPictureRows();
     showError(ctx.teamError, "");
     window.location.hash = `#rounds/${encodeURIComponent(made.round_id)}`;
   } catch (error) {
     showError(ctx.teamError, `Could not create the round: ${error.message}`);
+    if (failed) {
+      failed.setAttribute("aria-invalid", "true");
+      failed.focus();
+    }
   }
 }
 
@@ -124,8 +156,8 @@ async function runRound() {
     if (field.value.trim() !== "") weights[name] = Number(field.value);
   }
   for (const item of round.items) {
-    const body = await request("search", { method: "POST", json: { image_url: item.image_url, category: item.category, k: round.k, ...weights, ...(chosen ? { model: chosen.fingerprint } : {}) } });
-    searches[item.item_id] = body.search_id;
+    const params = { category: item.category, k: round.k, ...weights, ...(chosen ? { model: chosen.fingerprint } : {}) };
+    searches[item.item_id] = (await searchItem(item, params)).search_id;
   }
   const version = chosen ? null : await request("version");
   const source = chosen ? chosen.source : version && version.model ? version.model.source : null;
@@ -134,6 +166,16 @@ async function runRound() {
   $("queue-run").value = queue.runs[queue.runs.length - 1].run_id;
   await renderQueue();
   announce(ctx.status, "The round ran; its results are ready to grade.");
+}
+
+/** One item's search: its image URL, or its stored picture sent as an upload (history keeps its sha256,
+ *  which the run is checked against). */
+async function searchItem(item, params) {
+  if (!item.picture) return request("search", { method: "POST", json: { image_url: item.image_url, ...params } });
+  const form = new FormData();
+  form.append("image", await pictureBlob(round.round_id, item), item.picture);
+  for (const [name, value] of Object.entries(params)) form.append(name, String(value));
+  return request("search", { method: "POST", form });
 }
 
 async function product(id) {
@@ -162,8 +204,11 @@ async function renderQueue() {
     const rated = Object.keys(item.mine).length;
     sections.push(h("section", { class: "queue-item", dataset: { searchId: item.search_id }, "aria-labelledby": `queue-item-${index}` },
       h("h4", { id: `queue-item-${index}` }, `Picture ${index + 1} of ${run.items.length}: ${item.category}`),
-      h("p", { class: "hint" }, h("a", { href: item.image_url, class: "url" }, item.image_url), item.note ? ` (${item.note})` : "",
-        ` · you graded ${rated} of ${item.result_ids.length}`),
+      item.picture
+        ? h("p", { class: "hint queue-picture" }, pictureImage(round.round_id, item, `Uploaded picture ${index + 1}`),
+          h("span", {}, "Uploaded picture", item.note ? ` (${item.note})` : "", ` · you graded ${rated} of ${item.result_ids.length}`))
+        : h("p", { class: "hint" }, h("a", { href: item.image_url, class: "url" }, item.image_url), item.note ? ` (${item.note})` : "",
+          ` · you graded ${rated} of ${item.result_ids.length}`),
       h("ol", { class: "grade-list" }, rows)));
   }
   if (generation !== renderGeneration) return;

@@ -183,7 +183,7 @@ def test_two_raters_work_through_one_round(browser: Browser, stack: Stack) -> No
     context, page, errors = open_page(browser, DESKTOP)
     try:
         sign_in_as(page, stack, "alice", "rounds")
-        page.get_by_label("New round from the saved search URLs").fill("Spring round")
+        page.get_by_label("Name of the new round").fill("Spring round")
         page.get_by_label("Results graded per picture").fill(str(K))
         page.get_by_role("button", name="Create round").click()
         expect(page.locator("#round-title")).to_contain_text("Round “Spring round”: 2 pictures, top 3 results")
