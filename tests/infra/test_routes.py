@@ -90,6 +90,8 @@ def test_the_apps_routes_include_both_functions_and_admin_routes() -> None:
     assert "GET /evaluations" in admin and "POST /evaluations" not in admin
     # the search function's one team route: a round's picture upload, which needs its image decoder
     assert {route.key for route in routes if route.function == "search" and route.admin} == {"POST /rounds/pictures"}
+    # the served models are listed publicly, like /version
+    assert [(r.function, r.admin) for r in routes if r.key == "GET /models"] == [("search", False)]
 
 
 def test_reading_the_routes_loads_no_model_runtime_no_entry_module_and_no_aws_client() -> None:
