@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,30 +33,15 @@ from PIL import Image
 from pydantic import ValidationError
 
 from tests.fakes import FakeEmbedder
+from tests.integration.test_search_api import jpeg, png_bomb
 
 BUCKET = "moodboard-round-uploads-test"
 MAX_IMAGE = 64 * 1024
 MAX_PIXELS = 4_000_000
 
 
-def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
-
-
 OCEAN = jpeg(draw_mood_image("ocean", seed=3, size=96))
-FOREST = jpeg(draw_mood_image("earthy", seed=5, size=96))
-
-
-def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
-    """A few hundred bytes of valid PNG whose header claims width x height pixels."""
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+EARTHY = jpeg(draw_mood_image("earthy", seed=5, size=96))
 
 
 def noise_png(side: int = 300) -> bytes:
@@ -154,7 +137,7 @@ def test_the_upload_needs_a_team_member(api: Api) -> None:
 ])
 def test_a_bad_picture_is_refused_as_search_refuses_it_and_nothing_is_lost(api: Api, name: str, data: bytes,
                                                                              status: int, error: str) -> None:
-    kept = api.upload(FOREST).json()["picture"]
+    kept = api.upload(EARTHY).json()["picture"]
 
     refused = api.upload(data)
     searched = api.search_upload(data, "dress")
@@ -163,18 +146,18 @@ def test_a_bad_picture_is_refused_as_search_refuses_it_and_nothing_is_lost(api: 
     assert (searched.status_code, searched.json()["error"]) == (status, error), name  # the same as /search
     assert refused.json()["detail"]
     assert api.stored_keys() == [picture_key(kept)]  # nothing added, nothing already stored lost
-    assert api.s3.get_object(Bucket=BUCKET, Key=picture_key(kept))["Body"].read() == FOREST
+    assert api.s3.get_object(Bucket=BUCKET, Key=picture_key(kept))["Body"].read() == EARTHY
 
 
 def test_a_round_of_uploaded_pictures_runs_through_search_and_is_rated(api: Api) -> None:
     ocean = api.upload(OCEAN).json()["picture"]
-    forest = api.upload(FOREST).json()["picture"]
+    earthy = api.upload(EARTHY).json()["picture"]
     made = api.client.post("/rounds", headers=api.auth(), json={"name": "Uploads", "k": 3, "items": [
         {"item_id": "i1", "picture": ocean, "category": "dress", "note": "from a magazine"},
-        {"item_id": "i2", "picture": forest, "category": "shoes"}]})
+        {"item_id": "i2", "picture": earthy, "category": "shoes"}]})
     assert made.status_code == 201, made.text
     round_id = made.json()["round_id"]
-    assert [(i["picture"], i["image_url"]) for i in made.json()["items"]] == [(ocean, None), (forest, None)]
+    assert [(i["picture"], i["image_url"]) for i in made.json()["items"]] == [(ocean, None), (earthy, None)]
 
     # the team page fetches each picture (as a team member) and sends it to /search as an upload
     searches = {}
@@ -188,7 +171,7 @@ def test_a_round_of_uploaded_pictures_runs_through_search_and_is_rated(api: Api)
     assert api.history.get(searches["i1"]).params["image_sha256"] == hashlib.sha256(OCEAN).hexdigest()
 
     # a search of the right product type made from another picture does not count for an item
-    swapped = api.search_upload(FOREST, "dress").json()["search_id"]
+    swapped = api.search_upload(EARTHY, "dress").json()["search_id"]
     wrong = api.client.post(f"/rounds/{round_id}/runs", headers=api.auth(),
                             json={"searches": {"i1": swapped, "i2": searches["i2"]}})
     assert wrong.status_code == 409 and "uploaded picture" in wrong.json()["detail"]
@@ -246,7 +229,7 @@ def test_validate_run_ties_an_uploaded_item_to_a_search_of_its_bytes() -> None:
     run = validate_run(made, RunRequest(searches={"i1": "s1"}), {"s1": search({"image_sha256": sha})},
                        created_by="alice")
     assert run.searches == {"i1": "s1"}
-    for params in ({"image_sha256": hashlib.sha256(FOREST).hexdigest()}, {}, {"image_source": "url"}):
+    for params in ({"image_sha256": hashlib.sha256(EARTHY).hexdigest()}, {}, {"image_source": "url"}):
         with pytest.raises(Conflict):
             validate_run(made, RunRequest(searches={"i1": "s1"}), {"s1": search(params)}, created_by="alice")
     with pytest.raises(ValidationError):
