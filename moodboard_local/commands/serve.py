@@ -163,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 publish_index(runtime, index_dir, embedder.fingerprint)
         for bundle in settings.compare_models if catalog is not None else ():
-            build_index(catalog, settings, runtime.compared_embedder(Path(bundle.model_dir)), cache,
-                        out=Path(bundle.index_dir))
+            # Like the default model's: kept data with no --catalog serves the index built before as is.
+            if not (data is not None and args.catalog is None and _kept_bundle(Path(bundle.index_dir))):
+                build_index(catalog, settings, runtime.compared_embedder(Path(bundle.model_dir)), cache,
+                            out=Path(bundle.index_dir))
         set_runtime(runtime)
         loaded = runtime.index()
         served = runtime.served_models()
@@ -208,6 +210,18 @@ def _kept_current(runtime: Any, fingerprint: str) -> bool:
     """Whether the restored bucket already has a CURRENT index built with this model."""
     current = runtime.artifact_store().current()
     return current is not None and current.model_fingerprint == fingerprint
+
+
+def _kept_bundle(index_dir: Path) -> bool:
+    """Whether a complete, intact index bundle is at index_dir (its files' sha256 checked)."""
+    from moodboard.errors import BundleError
+    from moodboard.index import verify
+
+    try:
+        verify(index_dir)
+    except (BundleError, OSError):
+        return False
+    return True
 
 
 def choose_model(args: argparse.Namespace, settings: Any, cache: Path) -> tuple[Path, str]:
