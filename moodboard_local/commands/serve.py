@@ -14,8 +14,8 @@ is published to that bucket and served through the same CURRENT pointer code as 
 `--compare-model DIR` (repeatable) serves another model bundle next to the default one, e.g. a
 trained bundle and its base, so an evaluation round can run on each (a search picks it by `model`,
 GET /models lists them). Its index is built from the same catalog (--catalog, else the demo's) into
-the data folder, keyed by model fingerprint and catalog, so a restart re-embeds nothing unchanged;
-it is served from that local bundle (a load from the team page changes the default model's index only).
+the data folder, keyed by model fingerprint and catalog: a restart without --catalog serves it as
+it was, one with --catalog re-embeds only what changed. It is served from that local bundle (a load from the team page changes the default model's index only).
 """
 
 from __future__ import annotations
