@@ -159,3 +159,15 @@ def test_compared_models_come_from_one_json_setting(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("MOODBOARD_COMPARE_MODELS", '[{"model_dir": "/m/base", "index_dir": "/i/base"}]')
 
     assert Settings().compare_models == [ComparedBundle(model_dir="/m/base", index_dir="/i/base")]
+
+
+def test_the_list_shows_a_compared_model_whose_index_cannot_be_served_without_a_version(tmp_path: Path) -> None:
+    from moodboard.search_service import list_models
+
+    runtime, base, _ = two_model_runtime(tmp_path, compared_index_model=FakeEmbedder(fingerprint=OTHER))
+
+    listed = list_models(base, runtime.index(), runtime.served_models()).models
+
+    assert [(m.fingerprint, m.default, m.count) for m in listed] == [(BASE, True, 4), (TRAINED, False, None)]
+    assert listed[1].index_version is None and listed[0].index_version == runtime.index().version
+    assert listed[1].name == f"model @ {TRAINED[:6]}"  # a fake has no source
