@@ -33,8 +33,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PROMPT_TEMPLATE = "a photo of a {category}"
+PROMPT_TEMPLATE = "a photo of {article} {category}"
 PLURAL_PROMPT_TEMPLATE = "a photo of {category}"
+# "an" before a word starting with a vowel letter ("an outwear", "an umbrella"): a spelling rule,
+# not a pronunciation one, so "an unicorn" and "a hour" are its known misses.
+VOWEL_LETTERS = "aeiou"
 MAX_WEIGHT = 5.0
 MAX_K = 100
 MAX_OFFSET = 1000
@@ -135,11 +138,19 @@ class GistResult:
 
 
 def type_prompt(category: str) -> str:
-    """The text prompt for a product type: "a photo of a t-shirt" for "T-Shirt"."""
+    """The text prompt for a product type: "a photo of a t-shirt" for "T-Shirt", "a photo of an outwear"
+    for "Outwear" (the article by the first letter, VOWEL_LETTERS). The search and the training
+    captions (model_export.train.captions) both use it, so a trained model learns the search's prompt."""
     words = re.sub(r"[\s_]+", " ", category).strip().lower()
     if words.endswith("s") and not words.endswith(("ss", "us")):
         return PLURAL_PROMPT_TEMPLATE.format(category=words)  # "a photo of pants", not "a pants"
-    return PROMPT_TEMPLATE.format(category=words)
+    return PROMPT_TEMPLATE.format(article=indefinite_article(words), category=words)
+
+
+def indefinite_article(phrase: str) -> str:
+    """"an" before a phrase whose first letter is a vowel (VOWEL_LETTERS), else "a"."""
+    phrase = phrase.strip().lower()
+    return "an" if phrase and phrase[0] in VOWEL_LETTERS else "a"
 
 
 def resolve_query(index: ProductIndex, *, has_image: bool = False, images: Sequence[ImagePart] | None = None,

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from moodboard.catalog import Product
-from moodboard.query import type_prompt
+from moodboard.query import indefinite_article, type_prompt
 
 # name -> (template, what it needs). Order: most specific first (the primary caption).
 TEMPLATES: dict[str, str] = {
-    "attributes": "a photo of a {attributes} {type}",
+    "attributes": "a photo of {a_or_an} {attributes} {type}",  # moodboard.query.indefinite_article
     "fields": "{type}, {fields}",
     "title": "{title}",
     "type": "{type_prompt}",
@@ -85,8 +85,9 @@ def product_captions(product: Product) -> ProductCaptions:
     title = informative_title(product)
     values: dict[str, str] = {}
     if attributes:
-        values["attributes"] = TEMPLATES["attributes"].format(
-            attributes=" ".join(v for _, v in attributes), type=category)
+        words = " ".join(v for _, v in attributes)
+        values["attributes"] = TEMPLATES["attributes"].format(a_or_an=indefinite_article(words), attributes=words,
+                                                              type=category)
         values["fields"] = TEMPLATES["fields"].format(
             type=category, fields=", ".join(f"{n.replace('_', ' ')}: {v}" for n, v in attributes))
     if title:

@@ -418,6 +418,14 @@ def test_type_prompt() -> None:
     assert type_prompt("Blouse") == "a photo of a blouse"
 
 
+def test_type_prompt_takes_an_before_a_vowel_letter() -> None:
+    assert type_prompt("Outwear") == "a photo of an outwear"
+    assert type_prompt(" Umbrella") == "a photo of an umbrella"
+    assert type_prompt("Eye_mask") == "a photo of an eye mask"
+    assert type_prompt("Hat") == "a photo of a hat"  # by the letter: "a hat", and "an hour" would be missed
+    assert type_prompt("Earrings") == "a photo of earrings"  # plural: no article at all
+
+
 @pytest.mark.parametrize("field, value", [
     ("w_image", 5.1), ("w_type", -0.1), ("w_text", 6), ("w_neg", -1), ("near_copy_threshold", 1.01),
     ("near_copy_threshold", -0.1), ("k", 0), ("k", 101), ("offset", -1), ("offset", 1001), ("mmr_lambda", 1.5),

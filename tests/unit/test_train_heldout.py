@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.quality import heldout
 from moodboard.catalog import Product
+from moodboard.query import type_prompt
 
 
 def _product(pid: str, category: str, title: str | None = None, **attributes) -> Product:
@@ -104,6 +105,14 @@ def test_captions_use_type_title_and_look_attributes_but_not_ids_or_numbers() ->
         "title": "Linen summer dress",
         "type": "a photo of a dress",
     }
+
+
+def test_captions_take_an_before_a_vowel_letter_like_the_search_prompt() -> None:
+    from model_export.train.captions import product_captions
+
+    captions = product_captions(_product("sku-2", "Outwear", title="", palette="earthy"))
+    assert captions.by_template["attributes"] == "a photo of an earthy outwear"
+    assert captions.by_template["type"] == "a photo of an outwear" == type_prompt("Outwear")
 
 
 def test_clothing_dataset_captions_name_only_the_type_and_the_kids_flag() -> None:
