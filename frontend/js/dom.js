@@ -74,24 +74,26 @@ export function formatTime(value) {
 }
 
 /**
- * Show the "demo model" banner when config.json or GET /version says the model is untrained.
- * Returns true when it is shown.
+ * Say what the served model is: a trained one (GET /version's model.trained) by its own description,
+ * also when its base was the random test model (which a server before that fix also called tiny);
+ * else the "demo model" banner when config.json or GET /version says it is the untrained random one.
+ * Returns true when the demo banner is shown.
  */
 export async function showDemoBannerIfTiny(banner) {
   const config = await loadConfig();
-  let tiny = Boolean(config.tinyModel);
   let model = null;
-  if (!tiny) {
-    try {
-      const version = await request("version");
-      model = (version && version.model) || null;
-      tiny = Boolean(version && (version.tiny_model || (model && model.tiny)));
-    } catch {
-      tiny = false;
-    }
+  try {
+    const version = await request("version");
+    model = (version && version.model) || null;
+  } catch {
+    model = null;
   }
+  if (model && model.trained && model.description) {
+    showModelBanner(banner, model.description);
+    return false;
+  }
+  const tiny = Boolean(config.tinyModel || (model && model.tiny));
   if (tiny) setDemoBanner(banner, true);
-  else if (model && model.trained && model.description) showModelBanner(banner, model.description);
   return tiny;
 }
 

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 MODEL_FORMAT = "moodboard-model/1"
 FINGERPRINT_HEX_CHARS = 32
 PRECISIONS = ("fp32", "int8")
+# Ends the description of a model trained from the random test model.
+RANDOM_BASE_NOTE = "; the base is a random test model"
 
 Graph = Literal["vision", "text"]
 Precision = Literal["fp32", "int8"]
@@ -37,7 +39,8 @@ class _Frozen(BaseModel):
 
 
 class ModelSource(_Frozen):
-    """Where the weights came from: hub id (or local dir name), revision, and whether it is a test model."""
+    """Where the weights came from: hub id (or local dir name), revision, and whether they are (or, for
+    a trained bundle, started as) the random test model."""
 
     id: str
     revision: str
@@ -129,14 +132,24 @@ class ModelManifest(_Frozen):
 
     @property
     def tiny(self) -> bool:
-        """True for the random test model: its results mean nothing."""
-        return self.source.tiny
+        """True for the untrained random test model: its results mean nothing. A model `moodboard train`
+        made from it learned the catalog: not tiny here (its source still says so; see random_base)."""
+        return self.source.tiny and self.training is None
+
+    @property
+    def random_base(self) -> bool:
+        """True for a trained model whose base was the random test model."""
+        return self.source.tiny and self.training is not None
 
     @property
     def description(self) -> str:
-        """One line saying what the model is, for the CLI and the web page's banner."""
+        """One line saying what the model is, for the CLI and the web page's banner: the training
+        record's description (saying when the base was the random test model), else the source."""
         if self.training is not None:
-            return self.training.description
+            described = self.training.description
+            if self.random_base and not described.endswith(RANDOM_BASE_NOTE):
+                described += RANDOM_BASE_NOTE
+            return described
         if self.tiny:
             return f"{self.source.id}: a random test model, results are not meaningful"
         return f"{self.source.id}@{self.source.revision[:12]}"

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from benchmarks.quality import heldout as metrics
 from moodboard.errors import ConfigError, HubUnreachable
-from moodboard.model_bundle import ModelSource, PreprocessConfig, TrainingRecord, load_manifest
+from moodboard.model_bundle import RANDOM_BASE_NOTE, ModelSource, PreprocessConfig, TrainingRecord, load_manifest
 from model_export.train import captions as captions_mod
 from model_export.train.data import Catalog, load_catalog, load_pixels, normalise
 from model_export.train.towers import (
@@ -550,7 +550,7 @@ class Trainer:
         else:
             description = f"{self.base.info['id']} fine-tuned (all weights) on {trained_on}"
         if self.base.tiny:
-            description += "; the base is a random test model"
+            description += RANDOM_BASE_NOTE  # ModelManifest.description adds it to a record without it too
         hyper = {**asdict(config), "lr": self.lr, "ignore": list(config.ignore), "total_steps": self.total_steps,
                  "warmup_steps": self.warmup_steps, "steps_per_epoch": self.steps_per_epoch,
                  "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6), no decay on gains, biases, temperature",

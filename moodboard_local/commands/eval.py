@@ -139,7 +139,7 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
     meta = report["meta"]
     manifest = embedder.manifest
     meta.update(model_fingerprint=embedder.fingerprint, model_source=manifest.source.id,
-                model_revision=manifest.source.revision, tiny_model=bool(manifest.source.tiny),
+                model_revision=manifest.source.revision, tiny_model=manifest.tiny,
                 precision=precision, catalog=str(args.catalog))
 
     mark = time.perf_counter()

@@ -9,7 +9,7 @@ import pytest
 
 from moodboard.errors import BundleError
 from moodboard.integrity import MANIFEST_FILE
-from moodboard.model_bundle import TrainingRecord, load_manifest, write_manifest
+from moodboard.model_bundle import ModelSource, TrainingRecord, load_manifest, write_manifest
 from tests.unit.test_model_bundle import make_bundle
 
 RECORD = TrainingRecord(
@@ -23,6 +23,7 @@ RECORD = TrainingRecord(
     held_out={"before": {}, "after": {}},
     seconds_training=12.5,
 )
+LIT_SOURCE = ModelSource(id="efficientnet-lite0+lit", revision="catalog-0123456789ab", tiny=False)
 
 
 def test_exported_bundle_has_no_training_field_and_describes_its_source(tmp_path: Path) -> None:
@@ -34,13 +35,37 @@ def test_exported_bundle_has_no_training_field_and_describes_its_source(tmp_path
 
 
 def test_training_record_round_trips_and_is_the_description(tmp_path: Path) -> None:
-    written = make_bundle(tmp_path).model_copy(update={"training": RECORD})
+    written = make_bundle(tmp_path).model_copy(update={"training": RECORD, "source": LIT_SOURCE})
     write_manifest(written, tmp_path)
     loaded = load_manifest(tmp_path)
     assert loaded.training == RECORD
     assert loaded.training.seconds_training == 12.5  # extra fields are kept
     assert loaded.description == RECORD.description
+    assert (loaded.tiny, loaded.random_base) == (False, False)
     assert loaded.fingerprint == written.fingerprint  # the record is not part of the embedding space
+
+
+def test_a_model_trained_from_the_random_test_model_is_not_tiny_and_says_its_base(tmp_path: Path) -> None:
+    finetuned = RECORD.model_copy(update={"method": "finetune",
+                                          "description": "tiny-random-clip fine-tuned (all weights) on 384 "
+                                                         "captions of 96 products of demo-catalog (24 held out)"})
+    write_manifest(make_bundle(tmp_path).model_copy(update={"training": finetuned}), tmp_path)
+    loaded = load_manifest(tmp_path)
+    assert loaded.source.tiny is True  # the manifest keeps where the weights started
+    assert (loaded.tiny, loaded.random_base) == (False, True)
+    assert loaded.description == finetuned.description + "; the base is a random test model"
+
+
+def test_a_description_that_already_says_its_random_base_says_it_once(tmp_path: Path) -> None:
+    said = RECORD.model_copy(update={"description": "tiny-random-clip fine-tuned; the base is a random test model"})
+    write_manifest(make_bundle(tmp_path).model_copy(update={"training": said}), tmp_path)
+    assert load_manifest(tmp_path).description == "tiny-random-clip fine-tuned; the base is a random test model"
+
+
+def test_the_untrained_random_test_model_is_tiny(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    loaded = load_manifest(tmp_path)
+    assert (loaded.tiny, loaded.random_base) == (True, False)
 
 
 def test_training_record_with_an_unknown_method_is_refused(tmp_path: Path) -> None:
