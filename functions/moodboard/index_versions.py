@@ -10,6 +10,9 @@ product count, products per category, model source and fingerprint, who publishe
 costs one small GET per version instead of reading products.jsonl. Versions published before cards
 existed are listed from their manifest (categories unknown).
 
+Every publisher publishes through `publish_version` (the single-process loader, the sharded load's
+reduce step, `moodboard serve`): upload the version, write its card, move CURRENT, apply retention.
+
 Retention (`prune`): keep the newest `keep` versions and every version younger than `keep_days`;
 never CURRENT nor the version it replaced (CURRENT's `previous`), re-read before each deletion.
 A version is deleted manifest first, so a half-deleted one reads as incomplete, never as valid.
@@ -31,12 +34,13 @@ from moodboard.artifacts import INDEX_PREFIX, ArtifactStore, Pointer, check_vers
 from moodboard.errors import (
     BundleError,
     IndexModelMismatch,
+    MoodboardError,
     NotFound,
     PublishConflict,
     StoreError,
     UnknownIndexVersion,
 )
-from moodboard.index.manifest import PRODUCTS_FILE, IndexManifest, verify
+from moodboard.index.manifest import PRODUCTS_FILE, IndexManifest, read_manifest
 from moodboard.integrity import MANIFEST_FILE
 
 if TYPE_CHECKING:
@@ -109,8 +113,8 @@ class IndexVersions:
     def write_card(self, index_dir: Path, *, catalog_key: str | None = None, model_source: str | None = None,
                    published_by: str | None = None) -> VersionCard:
         """Write the card of a bundle just uploaded (best effort: a missing card only costs the list
-        its categories)."""
-        manifest = verify(Path(index_dir))
+        its categories). The upload verified the files: only the manifest is read here."""
+        manifest = read_manifest(Path(index_dir))
         card = VersionCard(version=manifest.version, created=manifest.created,
                            model_fingerprint=manifest.model_fingerprint, model_precision=manifest.model_precision,
                            model_source=model_source, count=manifest.count, categories=categories_of(index_dir),
@@ -279,6 +283,29 @@ def _age(created: str, now: datetime) -> timedelta:
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def publish_version(store: ArtifactStore, bundle: Path, *, base: Pointer | None, settings: Settings,
+                    catalog_key: str | None = None, model_source: str | None = None) -> Pointer:
+    """Publish an index bundle, the one way every publisher does it: upload it as an immutable
+    version (one uploaded before by an earlier try of this publish is kept: a version name is never
+    reused for another bundle), write its card (catalog key, product types; best effort: a missing
+    card only costs the list its categories), move CURRENT from `base` with the conditional write
+    (PublishConflict when it moved meanwhile, CURRENT untouched), then apply the retention rule
+    (best effort). Returns the new pointer."""
+    bundle = Path(bundle)
+    try:
+        manifest = store.upload_version(bundle)
+    except PublishConflict:
+        manifest = read_manifest(bundle)
+        logger.info("index %s was uploaded before; moving CURRENT to it", manifest.version)
+    try:
+        IndexVersions(store).write_card(bundle, catalog_key=catalog_key, model_source=model_source)
+    except MoodboardError as exc:
+        logger.warning("index %s: no card written (%s)", manifest.version, exc.message)
+    pointer = store.move_current(manifest.version, manifest.model_fingerprint, expected=base)
+    apply_retention(store, settings)
+    return pointer
 
 
 def apply_retention(store: ArtifactStore, settings: Settings) -> list[str]:

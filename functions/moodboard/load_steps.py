@@ -14,7 +14,6 @@ from typing import Any
 
 from moodboard.artifacts import ArtifactStore
 from moodboard.errors import CatalogError, ConfigError, LoadNeedsConfirmation, MoodboardError, NotFound
-from moodboard.index_versions import apply_retention
 from moodboard.load_jobs import JobStore
 from moodboard.loading import is_catalog_key
 from moodboard.observability import COUNT, record_metric
@@ -101,15 +100,14 @@ def reduce(event: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="reduce-", dir=_work_root(runtime)))
     try:
         result = run_reduce(event, files_for=lambda job_id: S3JobFiles(store, job_id),
-                            publisher=S3Publisher(store, work), jobs=StoreJobProgress(_jobs(runtime)))
+                            publisher=S3Publisher(store, work, settings=runtime.settings), jobs=StoreJobProgress(_jobs(runtime)))
     except MoodboardError:
         record_metric("LoadFailures", COUNT, 1)
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if result["status"] == "succeeded":
-        record_metric("ProductsLoaded", COUNT, result["loaded"])
-        apply_retention(store, runtime.settings)
+        record_metric("ProductsLoaded", COUNT, result["loaded"])  # retention ran in the publish
     else:
         record_metric("LoadFailures", COUNT, 1)
     return result

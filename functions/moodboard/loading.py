@@ -280,22 +280,14 @@ class CatalogLoader:
         self._record_success(job_id, rejects=rejects, result=result,
                              progress={"stage": "published", "done": report.loaded, "total": report.loaded})
         logger.info("load job %s published %s: %s", job_id, pointer.version, report.summary())
-        from moodboard.index_versions import apply_retention
-
-        apply_retention(self.store, self.settings)
         return {"job_id": job_id, "status": "succeeded", **result}
 
     def _publish(self, bundle: Path, catalog_key: str, base: Pointer | None) -> Pointer:
-        """Upload the bundle, write its card (its catalog key and product types for GET /admin/indexes;
-        best effort, as the sharded load's reduce step does), then move CURRENT from `base` to it."""
-        from moodboard.index_versions import IndexVersions
+        """Publish the bundle from `base` (moodboard.index_versions.publish_version: upload, card with
+        the catalog key, CURRENT moved, retention)."""
+        from moodboard.index_versions import publish_version
 
-        manifest = self.store.upload_version(bundle)
-        try:
-            IndexVersions(self.store).write_card(bundle, catalog_key=catalog_key)
-        except MoodboardError as exc:
-            logger.warning("index %s: no card written (%s)", manifest.version, exc.message)
-        return self.store.move_current(manifest.version, manifest.model_fingerprint, expected=base)
+        return publish_version(self.store, bundle, base=base, settings=self.settings, catalog_key=catalog_key)
 
     def _check(self, job_id: str, catalog: Path) -> None:
         """Refuse (LoadNeedsConfirmation, nothing published) a load that removes what the check

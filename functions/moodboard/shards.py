@@ -416,9 +416,10 @@ class Publisher(Protocol):
 class S3Publisher:
     """Publishes to the artifacts bucket with the two-phase, conditional publish of ArtifactStore."""
 
-    def __init__(self, store: ArtifactStore, work: Path, *, catalog_key: str | None = None) -> None:
+    def __init__(self, store: ArtifactStore, work: Path, *, settings: Settings, catalog_key: str | None = None) -> None:
         self.store = store
         self.work = Path(work)
+        self.settings = settings
         self.catalog_key = catalog_key
 
     def base_bundle(self, plan: Plan) -> Path | None:
@@ -429,22 +430,16 @@ class S3Publisher:
         return current is not None and current.version == plan.version
 
     def publish(self, builder: IndexBuilder, plan: Plan, thumbs: Path) -> None:
+        from moodboard.index_versions import publish_version
+
         bundle = self.work / "bundles" / plan.version
         builder.write(bundle, catalog_sha256=plan.catalog_sha256, write_extra=thumbs_into(thumbs),
                       version=plan.version)
-        try:
-            self.store.upload_version(bundle)
-        except PublishConflict:  # uploaded by an earlier run of this reduce, which stopped before the move
-            logger.info("index %s was uploaded before; moving CURRENT to it", plan.version)
-        try:
-            from moodboard.index_versions import IndexVersions
-
-            IndexVersions(self.store).write_card(bundle, catalog_key=self.catalog_key or plan.catalog)
-        except MoodboardError as exc:
-            logger.warning("index %s: no card written (%s)", plan.version, exc.message)
         expected = (Pointer(version=plan.base.version, model_fingerprint=plan.base.model_fingerprint,
                             etag=plan.base.etag or "") if plan.base else None)
-        self.store.move_current(plan.version, plan.model_fingerprint, expected=expected)
+        # A version uploaded by an earlier run of this reduce (stopped before the move) is moved to.
+        publish_version(self.store, bundle, base=expected, settings=self.settings,
+                        catalog_key=self.catalog_key or plan.catalog)
         shutil.rmtree(bundle, ignore_errors=True)
 
 

@@ -154,14 +154,14 @@ def run(args: argparse.Namespace) -> int:
         # published since is the team's choice), without reading the demo catalog again.
         kept = (data is not None and local.kind != "aws" and args.index is None and args.catalog is None
                 and _kept_current(runtime, embedder.fingerprint))
-        index_dir = None if kept else choose_index(args, settings, embedder, cache,
-                                                   follow_bucket=local.kind == "aws", catalog=catalog)
+        index_dir, built_from = (None, None) if kept else choose_index(
+            args, settings, embedder, cache, follow_bucket=local.kind == "aws", catalog=catalog)
         if index_dir is not None:
             if local.kind == "aws":
                 settings = settings.model_copy(update={"index_dir": str(index_dir)})
                 runtime = Runtime(settings, s3=runtime.s3, dynamodb=runtime.dynamodb, embedder=embedder)
             else:
-                publish_index(runtime, index_dir, embedder.fingerprint)
+                publish_index(runtime, index_dir, embedder.fingerprint, catalog=built_from)
         for bundle in settings.compare_models if catalog is not None else ():
             # Like the default model's: kept data with no --catalog serves the index built before as is.
             if not (data is not None and args.catalog is None and _kept_bundle(Path(bundle.index_dir))):
@@ -270,16 +270,18 @@ def default_model(cache: Path, *, exporter: Any = None) -> Path:
 
 
 def choose_index(args: argparse.Namespace, settings: Any, embedder: Any, cache: Path, *,
-                 follow_bucket: bool, catalog: Path | None = None) -> Path | None:
-    """The index bundle to serve: --index, --catalog built, or the demo catalog (`catalog` when
-    already found) built; None to follow the bucket's CURRENT (real AWS with neither flag)."""
+                 follow_bucket: bool, catalog: Path | None = None) -> tuple[Path | None, Path | None]:
+    """The index bundle to serve and the catalog it was built from: --index (no catalog known),
+    --catalog built, or the demo catalog (`catalog` when already found) built; (None, None) to
+    follow the bucket's CURRENT (real AWS with neither flag)."""
     if args.index is not None:
-        return args.index
+        return args.index, None
     if args.catalog is not None:
-        return build_index(args.catalog, settings, embedder, cache)
+        return build_index(args.catalog, settings, embedder, cache), Path(args.catalog)
     if follow_bucket:
-        return None
-    return build_index(catalog or demo_catalog(settings, cache), settings, embedder, cache)
+        return None, None
+    source = catalog or demo_catalog(settings, cache)
+    return build_index(source, settings, embedder, cache), source
 
 
 def compared_bundles(args: argparse.Namespace, default_model: Path) -> list[tuple[Path, str]]:
@@ -385,10 +387,13 @@ def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path, *, out
     return out
 
 
-def publish_index(runtime: Any, index_dir: Path, fingerprint: str) -> None:
-    """Publish a local bundle to the (local) bucket unless CURRENT already is that version."""
+def publish_index(runtime: Any, index_dir: Path, fingerprint: str, *, catalog: Path | None = None) -> None:
+    """Publish a local bundle to the (local) bucket unless CURRENT already is that version, as every
+    load publishes (moodboard.index_versions.publish_version: its card names `catalog`, the catalog's
+    local path, and its product types for GET /admin/indexes; retention applies)."""
     from moodboard.errors import FingerprintMismatch
     from moodboard.index import verify
+    from moodboard.index_versions import publish_version
 
     manifest = verify(index_dir)
     if manifest.model_fingerprint != fingerprint:
@@ -398,7 +403,8 @@ def publish_index(runtime: Any, index_dir: Path, fingerprint: str) -> None:
     store = runtime.artifact_store()
     current = store.current()
     if current is None or current.version != manifest.version:
-        store.publish(index_dir, base=current)
+        publish_version(store, index_dir, base=current, settings=runtime.settings,
+                        catalog_key=str(Path(catalog).resolve()) if catalog is not None else None)
     _seed_index_cache(runtime, index_dir, manifest.version)
 
 
