@@ -1,8 +1,9 @@
-"""The HTTP API: public search and rating routes, admin routes behind a Cognito JWT authorizer.
+"""The HTTP API: public search and rating routes, team and admin routes behind a Cognito JWT authorizer.
 
 The routes are the Lambda apps' own (infra_cdk.routes reads them from the FastAPI routers): each
-goes to the function whose app serves it, and the admin ones (those that depend on the app's admin
-check) get the JWT authorizer. CORS preflights are answered by API Gateway (no OPTIONS routes, no
+goes to the function whose app serves it, and the team and admin ones (those that depend on the
+app's team or admin check) get the JWT authorizer. The user pool's `moodboard-admins` group
+(moodboard.auth.ADMIN_GROUP) makes a user an admin: the app reads it from the `cognito:groups` claim. CORS preflights are answered by API Gateway (no OPTIONS routes, no
 $default route). The default stage throttles every route and the expensive POST /search harder;
 access logs go to their own log group as JSON.
 """
@@ -61,7 +62,7 @@ class JsonAccessLogs:
 
 
 class Api(Construct):
-    """`user_pool`, `user_pool_client`, `api` (HttpApi) and its `stage`; `url` is the base URL.
+    """`user_pool`, its `admin_group`, `user_pool_client`, `api` (HttpApi) and its `stage`; `url` is the base URL.
 
     `app_routes` are the routes deployed: the `routes` argument, by default every route of the two
     apps (infra_cdk.routes.app_routes); `routes` maps each route key to its HttpRoute.
@@ -70,6 +71,8 @@ class Api(Construct):
     def __init__(self, scope: Construct, id: str, *, config: StackConfig, search: lambda_.IFunction,
                  evaluations: lambda_.IFunction, site_origin: str,
                  routes: Sequence[AppRoute] | None = None) -> None:
+        from moodboard.auth import ADMIN_GROUP
+
         super().__init__(scope, id)
         self.app_routes = check_unique(app_routes() if routes is None else routes)
         self.user_pool = cognito.UserPool(
@@ -85,6 +88,10 @@ class Api(Construct):
             account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
             removal_policy=log_removal(config),
         )
+        # Its members are admins (promote index versions, load catalogs); every other user is a team member.
+        self.admin_group = cognito.CfnUserPoolGroup(
+            self, "AdminGroup", user_pool_id=self.user_pool.user_pool_id, group_name=ADMIN_GROUP,
+            description="moodboard admins: promote index versions, dry-run and load catalogs, upload catalogs")
         self.user_pool_client = self.user_pool.add_client(
             "Team",
             auth_flows=cognito.AuthFlow(user_srp=True, user_password=True),
@@ -130,7 +137,7 @@ class Api(Construct):
         for route in self.app_routes:
             (self.routes[route.key],) = self.api.add_routes(
                 path=route.path, methods=[apigw.HttpMethod[route.method]], integration=integration_of[route.function],
-                authorizer=self.authorizer if route.admin else apigw.HttpNoneAuthorizer(),
+                authorizer=self.authorizer if route.authorized else apigw.HttpNoneAuthorizer(),
             )
         if SEARCH_ROUTE_KEY not in self.routes:
             raise ValueError(f"the stage throttles {SEARCH_ROUTE_KEY}, which no app serves")
@@ -154,6 +161,6 @@ class Api(Construct):
         return sorted({route.method for route in self.app_routes})
 
     @property
-    def admin_route_keys(self) -> set[str]:
-        """Keys of the routes behind the Cognito JWT authorizer."""
-        return {route.key for route in self.app_routes if route.admin}
+    def authorized_route_keys(self) -> set[str]:
+        """Keys of the routes behind the Cognito JWT authorizer (team and admin routes)."""
+        return {route.key for route in self.app_routes if route.authorized}

@@ -120,13 +120,13 @@ def suppress(stack: MoodboardStack) -> None:
                "(lambda/python:3.12) and the wheels its dependency layer is built for; upgrade all together.",
     ))
 
-    admin = stack.api.admin_route_keys
+    authorized = stack.api.authorized_route_keys
     for key, route in stack.api.routes.items():
-        if key not in admin:
+        if key not in authorized:
             _add(route, NagPackSuppression(
                 id="AwsSolutions-APIG4",
                 reason=f"{key} is public by design (anonymous shoppers search and rate); the stage throttles "
-                       "it and only the admin routes carry the Cognito JWT authorizer.",
+                       "it and only the team and admin routes carry the Cognito JWT authorizer.",
             ))
 
     _add(stack.api.user_pool, NagPackSuppression(

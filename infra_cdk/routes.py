@@ -1,10 +1,12 @@
 """The HTTP API's routes, read from the FastAPI routers the Lambdas serve (STYLE rule 20).
 
 Each function serves one router: `search` the routes of `moodboard.search_routes.router`,
-`evaluations` those of `moodboard.evaluation_routes.router`. A route needs API Gateway's Cognito
-JWT authorizer exactly when it depends on `moodboard.auth.require_admin` (the `AdminDep` the app
-checks admins with), so a route added to either router is deployed, behind the authorizer when it
-is an admin route, with no list to update here. The apps' own `/docs`, `/redoc` and `/openapi.json` are not on
+`evaluations` those of `moodboard.evaluation_routes.router`. A route's role is "admin" when it
+depends on `moodboard.auth.require_admin` (`AdminDep`), "team" when it depends only on
+`moodboard.auth.require_team` (`TeamDep`, which the admin check builds on), else "public"; team and
+admin routes both need API Gateway's Cognito JWT authorizer (the app itself tells the roles apart,
+from the `cognito:groups` claim). So a route added to either router is deployed, behind the
+authorizer when it needs a team credential, with no list to update here. The apps' own `/docs`, `/redoc` and `/openapi.json` are not on
 the routers and are not deployed.
 
 Reading the routers imports the two route modules, not the Lambda entry modules (those read the
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+RouteRole = Literal["public", "team", "admin"]
 
 # API Gateway HTTP API methods a route may use (ANY and HEAD are never produced by the routers).
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -25,12 +29,17 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 @dataclass(frozen=True)
 class AppRoute:
     """One API Gateway route: method, path in API Gateway's spelling, the function serving it,
-    and whether it needs the admin authorizer."""
+    and who may call it."""
 
     method: str
     path: str
     function: str
-    admin: bool
+    role: RouteRole
+
+    @property
+    def authorized(self) -> bool:
+        """Whether the route needs the Cognito JWT authorizer (a team or an admin route)."""
+        return self.role != "public"
 
     @property
     def key(self) -> str:
@@ -75,7 +84,7 @@ def routes_of(router: Any, function: str) -> list[AppRoute]:
     """The routes of one FastAPI router, served by `function`."""
     from fastapi.routing import APIRoute
 
-    from moodboard.auth import require_admin
+    from moodboard.auth import require_admin, require_team
 
     found = []
     for route in router.routes:
@@ -83,11 +92,12 @@ def routes_of(router: Any, function: str) -> list[AppRoute]:
             raise TypeError(f"{function}: {route!r} is not an API route (a nested router or a plain Starlette "
                             "route): declare the route on the router itself so its API Gateway route can be derived")
         path = gateway_path(route.path, route.param_convertors)
-        admin = depends_on(route, require_admin)
+        role: RouteRole = ("admin" if depends_on(route, require_admin)
+                           else "team" if depends_on(route, require_team) else "public")
         for method in sorted(route.methods):
             if method not in METHODS:
                 raise ValueError(f"{function}: {method} {route.path} is not a method API Gateway routes")
-            found.append(AppRoute(method=method, path=path, function=function, admin=admin))
+            found.append(AppRoute(method=method, path=path, function=function, role=role))
     return found
 
 

@@ -202,9 +202,15 @@ class PublishConflict(StoreError):
 
 
 class Unauthorized(MoodboardError):
-    """An admin route was called without valid credentials."""
+    """A team or admin route was called without valid credentials."""
 
     status_code = 401
+
+
+class Forbidden(MoodboardError):
+    """A signed-in team member called a route that needs the admin role."""
+
+    status_code = 403
 
 
 class InvalidCursor(MoodboardError):

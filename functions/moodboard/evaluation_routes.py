@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 from pydantic import BaseModel
 
 from moodboard import __version__
-from moodboard.auth import AdminDep, gateway_subject
+from moodboard.auth import AdminDep, TeamDep, admin_action, gateway_subject
 from moodboard.deps import (
     EvaluationsDep,
     HistoryDep,
@@ -85,7 +85,7 @@ def delete_evaluation(
 
 @router.get("/evaluations", response_model=Page[EvaluationRecord], tags=["admin"])
 def list_evaluations(
-    _: AdminDep,
+    _: TeamDep,
     evaluations: EvaluationsDep,
     model_fingerprint: str | None = None,
     index_version: str | None = None,
@@ -103,7 +103,7 @@ def list_evaluations(
 
 @router.get("/evaluations/summary", response_model=Summary, tags=["admin"])
 def evaluations_summary(
-    _: AdminDep,
+    _: TeamDep,
     evaluations: EvaluationsDep,
     model_fingerprint: str | None = None,
     index_version: str | None = None,
@@ -120,7 +120,7 @@ def evaluations_summary(
 
 @router.get("/history", response_model=Page[HistoryRecord], tags=["admin"])
 def recent_history(
-    _: AdminDep,
+    _: TeamDep,
     history: HistoryDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
@@ -130,25 +130,26 @@ def recent_history(
 
 
 @router.get("/search-urls", response_model=SearchUrlList, tags=["admin"])
-def list_search_urls(_: AdminDep, urls: SearchUrlsDep) -> SearchUrlList:
+def list_search_urls(_: TeamDep, urls: SearchUrlsDep) -> SearchUrlList:
     """The team's curated inspiration URLs, oldest first."""
     return SearchUrlList(items=urls.all())
 
 
 @router.post("/search-urls", response_model=SearchUrl, status_code=status.HTTP_201_CREATED, tags=["admin"])
-def add_search_url(body: SearchUrlRequest, admin: AdminDep, urls: SearchUrlsDep) -> SearchUrl:
+def add_search_url(body: SearchUrlRequest, me: TeamDep, urls: SearchUrlsDep) -> SearchUrl:
     """Add an inspiration URL with its product type."""
-    return urls.add(body, created_by=admin.subject)
+    return urls.add(body, created_by=me.subject)
 
 
 @router.delete("/search-urls/{entry_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["admin"])
-def delete_search_url(entry_id: str, _: AdminDep, urls: SearchUrlsDep) -> Response:
+def delete_search_url(entry_id: str, _: TeamDep, urls: SearchUrlsDep) -> Response:
     """Remove an inspiration URL."""
     urls.delete(entry_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/admin/load", response_model=LoadStarted, status_code=status.HTTP_202_ACCEPTED, tags=["admin"])
+@router.post("/admin/load", response_model=LoadStarted, status_code=status.HTTP_202_ACCEPTED, tags=["admin"],
+             openapi_extra=admin_action("loading a catalog"))
 def start_load(body: LoadRequest, _: AdminDep, jobs: JobsDep, runner: LoadRunnerDep) -> LoadStarted:
     """Build and publish an index from a catalog in the artifacts bucket; poll the job for progress."""
     job = jobs.create(body.catalog_key, confirm=body.confirm)
@@ -160,7 +161,8 @@ def start_load(body: LoadRequest, _: AdminDep, jobs: JobsDep, runner: LoadRunner
     return LoadStarted(job_id=job.job_id)
 
 
-@router.get("/admin/load/{job_id}", response_model=JobRecord, tags=["admin"])
+@router.get("/admin/load/{job_id}", response_model=JobRecord, tags=["admin"],
+            openapi_extra=admin_action("following a catalog load"))
 def load_status(job_id: str, _: AdminDep, jobs: JobsDep) -> JobRecord:
     """A load job's status, progress, rejects and error."""
     return jobs.get(job_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile, status
 
-from moodboard.auth import AdminDep
+from moodboard.auth import TeamDep
 from moodboard.deps import RuntimeDep, SettingsDep
 from moodboard.round_pictures import StoredPicture, store_picture
 
@@ -15,7 +15,7 @@ router = APIRouter()
 
 
 @router.post("/rounds/pictures", response_model=StoredPicture, status_code=status.HTTP_201_CREATED, tags=["team"])
-def upload_round_picture(image: Annotated[UploadFile, File(description="the inspiration picture")], _: AdminDep,
+def upload_round_picture(image: Annotated[UploadFile, File(description="the inspiration picture")], _: TeamDep,
                          runtime: RuntimeDep, settings: SettingsDep) -> StoredPicture:
     """Store an inspiration picture for a round, checked with the search's limits (413, 415, 422);
     a round item then names it as `picture`."""

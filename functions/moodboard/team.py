@@ -1,9 +1,12 @@
 """Named team members for the local stack: one bearer token per person, kept in the data folder.
 
 In AWS a team member is a Cognito user and API Gateway's authorizer proves who calls; locally
-`moodboard team add NAME` creates a member and prints their token once. The file (team.json in
-the data folder, mode 0600) holds each member's name, when they were added and the sha256 of their
-token, never the token itself, so reading the file does not let anyone sign in as a member.
+`moodboard team add NAME [--admin]` creates a member and prints their token once. The file (team.json
+in the data folder, mode 0600) holds each member's name, role, when they were added and the sha256 of
+their token, never the token itself, so reading the file does not let anyone sign in as a member.
+A member's role is "member" (rates, works rounds, reads the dashboards) or "admin" (also promotes
+index versions and loads catalogs: moodboard.auth); an entry without a role, as written before roles
+existed, is a plain member, the safe default.
 Tokens are compared in constant time. There is no shared or anonymous team token: a rating made
 with a member's token is that member's, and nothing in a request body can name another rater.
 """
@@ -21,6 +24,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Literal
 
 from moodboard.dynamo import utc_now
 from moodboard.errors import Conflict, NotFound
@@ -31,6 +35,10 @@ TEAM_FILE = "team.json"
 TOKEN_BYTES = 24
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
 RESERVED = frozenset({"admin", "anonymous"})
+Role = Literal["member", "admin"]
+MEMBER: Final = "member"
+ADMIN: Final = "admin"
+ROLES: tuple[Role, ...] = (MEMBER, ADMIN)
 _lock = threading.Lock()
 
 
@@ -40,6 +48,7 @@ class Member:
 
     name: str
     created_at: str
+    role: Role = MEMBER
 
 
 def _digest(token: str) -> str:
@@ -84,22 +93,38 @@ class LocalTeam:
 
     def members(self) -> list[Member]:
         """Every member, by name."""
-        return [Member(name, entry.get("created_at", "")) for name, entry in sorted(self._read().items())]
+        return [_member(name, entry) for name, entry in sorted(self._read().items())]
 
-    def add(self, name: str, *, rotate: bool = False) -> str:
-        """Add a member and return their new token (shown once). Conflict when the name exists,
-        unless `rotate` (a new token replaces the old one)."""
+    def add(self, name: str, *, rotate: bool = False, admin: bool = False) -> str:
+        """Add a member (an admin with `admin`) and return their new token (shown once). Conflict when
+        the name exists, unless `rotate` (a new token replaces the old one; the role stays, or becomes
+        admin with `admin`)."""
         check_name(name)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         with _lock:
             members = self._read()
             if name in members and not rotate:
                 raise Conflict(f"team member {name!r} already exists (use --rotate for a new token)")
-            created = members.get(name, {}).get("created_at") or utc_now()
-            members[name] = {"token_sha256": _digest(token), "created_at": created}
+            before = members.get(name, {})
+            role: Role = ADMIN if admin else _member(name, before).role
+            members[name] = {"token_sha256": _digest(token), "created_at": before.get("created_at") or utc_now(),
+                             "role": role}
             self._write(members)
-        logger.info("team member %s %s", name, "given a new token" if rotate else "added")
+        logger.info("team member %s (%s) %s", name, role, "given a new token" if rotate else "added")
         return token
+
+    def set_role(self, name: str, role: Role) -> Member:
+        """Make a member an admin or a plain member (their token stays); NotFound when there is none."""
+        if role not in ROLES:
+            raise Conflict(f"{role!r} is not a role (one of {', '.join(ROLES)})")
+        with _lock:
+            members = self._read()
+            if name not in members:
+                raise NotFound(f"no team member {name!r}", details={"list_url": "/team/members"})
+            members[name] = {**members[name], "role": role}
+            self._write(members)
+        logger.info("team member %s is now a %s", name, role)
+        return _member(name, members[name])
 
     def remove(self, name: str) -> None:
         """Remove a member (their ratings stay); NotFound when there is none."""
@@ -111,12 +136,23 @@ class LocalTeam:
             self._write(members)
 
     def who(self, token: str) -> str | None:
-        """The member whose token this is, or None."""
+        """The name of the member whose token this is, or None."""
+        member = self.member(token)
+        return member.name if member else None
+
+    def member(self, token: str) -> Member | None:
+        """The member (with their role) whose token this is, or None."""
         if not token:
             return None
         digest = _digest(token)
         found = None
         for name, entry in self._read().items():
             if hmac.compare_digest(entry.get("token_sha256", ""), digest):
-                found = name
+                found = _member(name, entry)
         return found
+
+
+def _member(name: str, entry: dict[str, str]) -> Member:
+    # No role (a file written before roles) or an unknown one: a plain member, never an admin.
+    role: Role = ADMIN if entry.get("role") == ADMIN else MEMBER
+    return Member(name, entry.get("created_at", ""), role)

@@ -1,7 +1,9 @@
 """Team routes: who I am, team judgements, evaluation rounds and index versions (docs/contracts.md).
 
-Every route here needs a team credential (AdminDep: the Cognito JWT checked by API Gateway in AWS,
-a named member's token or the admin token locally), so API Gateway puts them behind the authorizer.
+Every route here needs a team credential (TeamDep: the Cognito JWT checked by API Gateway in AWS,
+a named member's token or the admin token locally), so API Gateway puts them behind the authorizer;
+the index versions are listed to every team member, while promoting one, a load's dry run and a
+catalog upload need the admin role (AdminDep: 403 for a team member).
 A team rating is always written under the caller's own name, taken from the credential; nothing
 in a body names the rater, so nobody can rate, change or clear a rating as someone else.
 """
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from moodboard.archives import ArchiveLimits
-from moodboard.auth import AdminDep
+from moodboard.auth import AdminDep, TeamDep, admin_action
 from moodboard.catalog_diff import CatalogDiff, dry_run_in_bucket
 from moodboard.catalog_uploads import CatalogUpload, CatalogUploadRequest, presign_upload
 from moodboard.deps import EvaluationsDep, HistoryDep, RoundsDep, SearchUrlsDep, SettingsDep, VersionsDep
@@ -39,6 +41,7 @@ router = APIRouter()
 class Me(BaseModel):
     name: str
     method: str
+    role: Literal["member", "admin"] = Field(description="admin: may also promote index versions and load catalogs")
 
 
 class TeamEvaluationRequest(BaseModel):
@@ -74,13 +77,13 @@ class Promoted(BaseModel):
 
 
 @router.get("/team/me", response_model=Me, tags=["team"])
-def team_me(me: AdminDep) -> Me:
-    """Who the credential says the caller is (the name ratings are stored under)."""
-    return Me(name=me.subject, method=me.method)
+def team_me(me: TeamDep) -> Me:
+    """Who the credential says the caller is (the name ratings are stored under) and their role."""
+    return Me(name=me.subject, method=me.method, role=me.role)
 
 
 @router.post("/team/evaluations", response_model=TeamEvaluationResponse, tags=["team"])
-def post_team_evaluation(body: TeamEvaluationRequest, me: AdminDep, history: HistoryDep,
+def post_team_evaluation(body: TeamEvaluationRequest, me: TeamDep, history: HistoryDep,
                          evaluations: EvaluationsDep) -> TeamEvaluationResponse:
     """Rate one result as yourself (+1/-1, optional 0-3 grade and comment); a repeat changes it."""
     search = history.get(body.search_id)
@@ -90,7 +93,7 @@ def post_team_evaluation(body: TeamEvaluationRequest, me: AdminDep, history: His
 
 
 @router.delete("/team/evaluations/{search_id}/{product_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["team"])
-def delete_team_evaluation(search_id: str, product_id: str, me: AdminDep,
+def delete_team_evaluation(search_id: str, product_id: str, me: TeamDep,
                            evaluations: EvaluationsDep) -> Response:
     """Clear your own rating of one result; 404 when you have none."""
     evaluations.delete(search_id, product_id, me.subject, source="team")
@@ -98,13 +101,13 @@ def delete_team_evaluation(search_id: str, product_id: str, me: AdminDep,
 
 
 @router.get("/rounds", response_model=RoundList, tags=["team"])
-def list_rounds(_: AdminDep, rounds: RoundsDep) -> RoundList:
+def list_rounds(_: TeamDep, rounds: RoundsDep) -> RoundList:
     """Evaluation rounds, newest first."""
     return RoundList(items=rounds.all())
 
 
 @router.post("/rounds", response_model=Round, status_code=status.HTTP_201_CREATED, tags=["team"])
-def create_round(body: RoundRequest, me: AdminDep, rounds: RoundsDep, search_urls: SearchUrlsDep,
+def create_round(body: RoundRequest, me: TeamDep, rounds: RoundsDep, search_urls: SearchUrlsDep,
                  versions: VersionsDep) -> Round:
     """A new round from pictures (image URLs or uploaded pictures) and/or curated search URLs, each
     with its product type; 404 for an uploaded picture that is not stored."""
@@ -116,14 +119,14 @@ def create_round(body: RoundRequest, me: AdminDep, rounds: RoundsDep, search_url
 
 
 @router.get("/rounds/{round_id}", response_model=Round, tags=["team"])
-def get_round(round_id: str, request: Request, _: AdminDep, rounds: RoundsDep) -> Round:
+def get_round(round_id: str, request: Request, _: TeamDep, rounds: RoundsDep) -> Round:
     """One round with its items and runs; 404 with the list URL when unknown."""
     return rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
 
 
 @router.get("/rounds/{round_id}/items/{item_id}/picture", tags=["team"], response_class=Response,
             responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}})
-def get_round_picture(round_id: str, item_id: str, request: Request, _: AdminDep, rounds: RoundsDep,
+def get_round_picture(round_id: str, item_id: str, request: Request, _: TeamDep, rounds: RoundsDep,
                       versions: VersionsDep) -> Response:
     """An item's uploaded picture (the bytes the team page sends to /search to run it); 404 for an
     unknown round (with the list URL), item, or an item with an image URL instead."""
@@ -139,7 +142,7 @@ def get_round_picture(round_id: str, item_id: str, request: Request, _: AdminDep
 
 
 @router.post("/rounds/{round_id}/runs", response_model=Round, tags=["team"])
-def add_run(round_id: str, body: RunRequest, request: Request, me: AdminDep, rounds: RoundsDep,
+def add_run(round_id: str, body: RunRequest, request: Request, me: TeamDep, rounds: RoundsDep,
             history: HistoryDep) -> Round:
     """Register a run: the search (made through /search) answering each item; one configuration."""
     current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
@@ -149,7 +152,7 @@ def add_run(round_id: str, body: RunRequest, request: Request, me: AdminDep, rou
 
 
 @router.get("/rounds/{round_id}/report", tags=["team"])
-def get_round_report(round_id: str, request: Request, _: AdminDep, rounds: RoundsDep,
+def get_round_report(round_id: str, request: Request, _: TeamDep, rounds: RoundsDep,
                      evaluations: EvaluationsDep) -> dict:
     """Each rater's progress, P@k and nDCG@k with intervals per run, the paired comparison, kappa."""
     current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
@@ -159,7 +162,7 @@ def get_round_report(round_id: str, request: Request, _: AdminDep, rounds: Round
 
 
 @router.get("/rounds/{round_id}/queue", tags=["team"])
-def get_round_queue(round_id: str, request: Request, me: AdminDep, rounds: RoundsDep, history: HistoryDep,
+def get_round_queue(round_id: str, request: Request, me: TeamDep, rounds: RoundsDep, history: HistoryDep,
                     evaluations: EvaluationsDep) -> dict:
     """What the caller rates in a round: per run, each item's search and its top k result ids, with
     the caller's own ratings of them so far."""
@@ -168,12 +171,13 @@ def get_round_queue(round_id: str, request: Request, me: AdminDep, rounds: Round
 
 
 @router.get("/admin/indexes", response_model=VersionList, tags=["admin"])
-def list_indexes(_: AdminDep, versions: VersionsDep, settings: SettingsDep) -> VersionList:
+def list_indexes(_: TeamDep, versions: VersionsDep, settings: SettingsDep) -> VersionList:
     """Published index versions, newest first: created, catalog key, products, categories, model."""
     return versions.list(keep=settings.index_keep_versions, keep_days=settings.index_keep_days)
 
 
-@router.post("/admin/indexes/{version}/promote", response_model=Promoted, tags=["admin"])
+@router.post("/admin/indexes/{version}/promote", response_model=Promoted, tags=["admin"],
+             openapi_extra=admin_action("promoting an index version"))
 def promote_index(version: str, body: PromoteRequest, request: Request, _: AdminDep,
                   versions: VersionsDep) -> Promoted:
     """Make a listed version CURRENT (rollback); 409 for another model or when CURRENT moved first."""
@@ -182,7 +186,8 @@ def promote_index(version: str, body: PromoteRequest, request: Request, _: Admin
     return Promoted(version=pointer.version, previous=pointer.previous)
 
 
-@router.post("/admin/load/dry-run", response_model=CatalogDiff, tags=["admin"])
+@router.post("/admin/load/dry-run", response_model=CatalogDiff, tags=["admin"],
+             openapi_extra=admin_action("a catalog load's dry run"))
 def dry_run_load(body: LoadRequest, _: AdminDep, versions: VersionsDep, settings: SettingsDep) -> CatalogDiff:
     """What loading a catalog already in the bucket (CSV, JSONL or an archive) would change against
     CURRENT (products added, removed, changed; categories gained and lost; rejected rows; whether it
@@ -191,7 +196,8 @@ def dry_run_load(body: LoadRequest, _: AdminDep, versions: VersionsDep, settings
                              limits=ArchiveLimits.from_settings(settings), cache_dir=settings.cache_dir)
 
 
-@router.post("/admin/catalog-uploads", response_model=CatalogUpload, tags=["admin"])
+@router.post("/admin/catalog-uploads", response_model=CatalogUpload, tags=["admin"],
+             openapi_extra=admin_action("uploading a catalog"))
 def create_catalog_upload(body: CatalogUploadRequest, _: AdminDep, versions: VersionsDep,
                           settings: SettingsDep) -> CatalogUpload:
     """A presigned S3 POST for one catalog file (.csv, .jsonl, .ndjson or an archive) under

@@ -1,7 +1,9 @@
-"""`moodboard team add|list|remove NAME`: named team members of the local stack (moodboard.team).
+"""`moodboard team add|list|remove|role NAME`: named team members of the local stack (moodboard.team).
 
 Each member gets their own token, printed once; the data folder keeps only its sha256. The page
-and the API store that member's ratings under their name.
+and the API store that member's ratings under their name. `add NAME --admin` makes an admin (may
+also promote index versions and load catalogs); a plain `add` a team member; `role NAME admin|member`
+changes a member's role and keeps their token.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from moodboard_local.console import console
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("team", help="add, list or remove the local stack's named team members",
                               description="Named team members for `moodboard serve`: one token per person.")
-    p.add_argument("action", choices=["add", "list", "remove"])
-    p.add_argument("name", nargs="?", help="the member's name (add, remove)")
-    p.add_argument("--rotate", action="store_true", help="add: give an existing member a new token")
+    p.add_argument("action", choices=["add", "list", "remove", "role"])
+    p.add_argument("name", nargs="?", help="the member's name (add, remove, role)")
+    p.add_argument("role", nargs="?", choices=["admin", "member"], help="role: the member's new role")
+    p.add_argument("--admin", action="store_true",
+                   help="add: an admin, who may also promote index versions and load catalogs")
+    p.add_argument("--rotate", action="store_true", help="add: give an existing member a new token (the role stays)")
     p.add_argument("--data-dir", type=Path, default=None, help="the serve data folder (default as for serve)")
     p.set_defaults(func=run)
 
@@ -31,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     team = LocalData(args.data_dir or get_settings().data_dir or DEFAULT_DATA_DIR).team()
     if args.action == "list":
         for member in team.members():
-            console.print(f"{member.name}  (added {member.created_at})", markup=False)
+            console.print(f"{member.name}  {member.role}  (added {member.created_at})", markup=False)
         return 0
     if not args.name:
         raise ConfigError(f"team {args.action} needs a NAME")
@@ -39,6 +44,18 @@ def run(args: argparse.Namespace) -> int:
         team.remove(args.name)
         console.print(f"removed {args.name} (their ratings stay)", markup=False)
         return 0
-    token = team.add(args.name, rotate=args.rotate)
-    console.print(f"{args.name}'s token (shown once; sign in on the team page with it): {token}", markup=False)
+    if args.action == "role":
+        if not args.role:
+            raise ConfigError("team role needs NAME and a role: admin or member")
+        member = team.set_role(args.name, args.role)
+        console.print(f"{member.name} is now {'an admin' if member.role == 'admin' else 'a team member'}",
+                      markup=False)
+        return 0
+    if args.role:
+        raise ConfigError(f"team add takes one NAME (for an admin: team add {args.name} --admin)")
+    token = team.add(args.name, rotate=args.rotate, admin=args.admin)
+    member = team.member(token)
+    role = "an admin" if member and member.role == "admin" else "a team member"
+    console.print(f"{args.name}'s token ({role}; shown once; sign in on the team page with it): {token}",
+                  markup=False)
     return 0

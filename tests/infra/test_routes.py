@@ -13,12 +13,12 @@ import pytest
 from fastapi import APIRouter, Depends
 
 from infra_cdk.routes import AppRoute, app_routes, check_unique, routes_of
-from moodboard.auth import Admin, AdminDep, require_admin
+from moodboard.auth import AdminDep, Caller, TeamDep, require_admin, require_team
 from tests.infra.conftest import ROOT
 
 
-def keys(router: APIRouter) -> dict[str, bool]:
-    return {route.key: route.admin for route in routes_of(router, "fn")}
+def keys(router: APIRouter) -> dict[str, str]:
+    return {route.key: route.role for route in routes_of(router, "fn")}
 
 
 @pytest.mark.parametrize(("path", "expected"), [
@@ -29,7 +29,7 @@ def keys(router: APIRouter) -> dict[str, bool]:
 def test_paths_are_written_the_way_api_gateway_reads_them(path: str, expected: str) -> None:
     router = APIRouter()
     router.get(path)(lambda: None)
-    assert keys(router) == {f"GET {expected}": False}
+    assert keys(router) == {f"GET {expected}": "public"}
 
 
 @pytest.mark.parametrize("path", ["/files/{rest:path}/meta", "/files/v{version}"])
@@ -40,7 +40,7 @@ def test_paths_api_gateway_cannot_route_are_refused(path: str) -> None:
         routes_of(router, "fn")
 
 
-def current_admin(admin: AdminDep) -> Admin:
+def current_admin(admin: AdminDep) -> Caller:
     """A dependency built on the admin check (module level: the route annotations are strings)."""
     return admin
 
@@ -53,18 +53,26 @@ def test_a_route_is_admin_when_it_runs_the_admin_check_directly_nested_or_from_i
     def param(item: str, _: AdminDep) -> None: ...
 
     @router.put("/nested")
-    def nested(_: Annotated[Admin, Depends(current_admin)]) -> None: ...
+    def nested(_: Annotated[Caller, Depends(current_admin)]) -> None: ...
 
-    assert keys(router) == {"GET /public": False, "DELETE /param/{item}": True, "PUT /nested": True}
+    @router.post("/team")
+    def team(_: TeamDep) -> None: ...
+
+    assert keys(router) == {"GET /public": "public", "DELETE /param/{item}": "admin", "PUT /nested": "admin",
+                            "POST /team": "team"}
     guarded = APIRouter(dependencies=[Depends(require_admin)])
     guarded.patch("/guarded")(lambda: None)
-    assert keys(guarded) == {"PATCH /guarded": True}
+    assert keys(guarded) == {"PATCH /guarded": "admin"}
+    members = APIRouter(dependencies=[Depends(require_team)])
+    members.patch("/members")(lambda: None)
+    assert keys(members) == {"PATCH /members": "team"}
+    assert [route.authorized for route in routes_of(router, "fn")] == [False, True, True, True]
 
 
 def test_a_route_with_several_methods_gives_one_route_per_method() -> None:
     router = APIRouter()
     router.api_route("/both", methods=["GET", "POST"])(lambda: None)
-    assert keys(router) == {"GET /both": False, "POST /both": False}
+    assert keys(router) == {"GET /both": "public", "POST /both": "public"}
 
 
 def test_a_non_api_route_or_a_nested_router_is_refused_rather_than_left_out() -> None:
@@ -78,20 +86,26 @@ def test_a_non_api_route_or_a_nested_router_is_refused_rather_than_left_out() ->
 
 
 def test_one_route_key_on_two_functions_is_refused() -> None:
-    route = AppRoute(method="GET", path="/x", function="search", admin=False)
+    route = AppRoute(method="GET", path="/x", function="search", role="public")
     with pytest.raises(ValueError, match="GET /x is served by both search and evaluations"):
-        check_unique([route, AppRoute(method="GET", path="/x", function="evaluations", admin=False)])
+        check_unique([route, AppRoute(method="GET", path="/x", function="evaluations", role="public")])
 
 
-def test_the_apps_routes_include_both_functions_and_admin_routes() -> None:
+def test_the_apps_routes_include_both_functions_and_team_and_admin_routes() -> None:
     routes = app_routes()
     assert {route.function for route in routes} == {"search", "evaluations"}
-    admin = {route.key for route in routes if route.admin}
-    assert "GET /evaluations" in admin and "POST /evaluations" not in admin
+    role = {route.key: route.role for route in routes}
+    assert (role["GET /evaluations"], role["POST /evaluations"]) == ("team", "public")
+    # what changes what shoppers see or what the bucket holds is admin-only; the version list is team-readable
+    assert {key for key, value in role.items() if value == "admin"} == {
+        "POST /admin/indexes/{version}/promote", "POST /admin/load", "GET /admin/load/{job_id}",
+        "POST /admin/load/dry-run", "POST /admin/catalog-uploads"}
+    assert role["GET /admin/indexes"] == "team"
     # the search function's one team route: a round's picture upload, which needs its image decoder
-    assert {route.key for route in routes if route.function == "search" and route.admin} == {"POST /rounds/pictures"}
+    assert {route.key for route in routes if route.function == "search" and route.authorized} == {
+        "POST /rounds/pictures"}
     # the served models are listed publicly, like /version
-    assert [(r.function, r.admin) for r in routes if r.key == "GET /models"] == [("search", False)]
+    assert [(r.function, r.role) for r in routes if r.key == "GET /models"] == [("search", "public")]
 
 
 def test_reading_the_routes_loads_no_model_runtime_no_entry_module_and_no_aws_client() -> None:

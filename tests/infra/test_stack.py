@@ -332,11 +332,11 @@ def test_the_route_check_fails_when_the_api_and_the_apps_disagree(default_synth:
     from infra_cdk.routes import app_routes
 
     routes = list(app_routes())
-    victim = next(i for i, route in enumerate(routes) if route.admin and route.function == "evaluations")
+    victim = next(i for i, route in enumerate(routes) if route.authorized and route.function == "evaluations")
     if breakage == "admin route missing":
         del routes[victim]
     elif breakage == "admin route public":
-        routes[victim] = replace(routes[victim], admin=False)
+        routes[victim] = replace(routes[victim], role="public")
     else:
         routes[victim] = replace(routes[victim], function="search")
     synth = synthesize_api(routes)
@@ -367,6 +367,14 @@ def test_admin_pool_is_invite_only_with_mfa(any_synth: Synth) -> None:
     assert props["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
     assert props["MfaConfiguration"] == "ON"
     assert props["Policies"]["PasswordPolicy"]["MinimumLength"] >= 12
+
+
+def test_the_pool_has_the_admin_group_the_app_reads_from_the_groups_claim(any_synth: Synth) -> None:
+    from moodboard.auth import ADMIN_GROUP
+
+    (group,) = any_synth.of_type("AWS::Cognito::UserPoolGroup").values()
+    assert group["Properties"]["GroupName"] == ADMIN_GROUP == "moodboard-admins"
+    assert refs(group["Properties"]["UserPoolId"]) == {any_synth.logical_id(any_synth.stack.api.user_pool)}
 
 
 def test_stage_throttles_logs_and_limits_search_harder(any_synth: Synth) -> None:

@@ -1,5 +1,5 @@
 """POST /admin/catalog-uploads against moto: a presigned POST under uploads/catalogs/ (which the S3
-trigger does not watch) with S3's content-length-range; bad names 422, too large 413, team only;
+trigger does not watch) with S3's content-length-range; bad names 422, too large 413, admins only;
 the uploaded file is then dry-run-able and loadable (moodboard.catalog_uploads.CATALOG_KEY_PREFIXES)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ LIMIT = 1024 * 1024 * 1024  # Settings.catalog_upload_max_bytes' default
 
 def test_presigned_post_is_for_one_key_under_the_uploads_prefix_with_a_size_range(api: Any) -> None:
     client, tokens, _ = api
-    answer = client.post("/admin/catalog-uploads", headers=auth(tokens["alice"]),
+    answer = client.post("/admin/catalog-uploads", headers=auth(tokens["carol"]),  # an admin member
                          json={"filename": "C:\\team\\spring sale.csv", "size": 120})
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -47,13 +47,13 @@ def test_an_uploaded_catalog_dry_runs_from_the_uploads_prefix(api: Any, tmp_path
     store = ArtifactStore(BUCKET, s3)
     current = store.publish(make_bundle(tmp_path / "a", seed=1, n=6)).version
     csv = b"id,title,category,image,price\np0,Product 0,lamp,https://img.example/0.jpg,1\n"
-    alice = auth(tokens["alice"])
-    upload = client.post("/admin/catalog-uploads", headers=alice,
+    carol = auth(tokens["carol"])  # an admin member
+    upload = client.post("/admin/catalog-uploads", headers=carol,
                          json={"filename": "next.csv", "size": len(csv)}).json()
     posted = requests.post(upload["url"], data=upload["fields"], files={"file": ("next.csv", csv)}, timeout=10)
     assert posted.status_code in (200, 201, 204), posted.text
     assert s3.get_object(Bucket=BUCKET, Key=upload["catalog_key"])["Body"].read() == csv
-    diff = client.post("/admin/load/dry-run", headers=alice, json={"catalog_key": upload["catalog_key"]})
+    diff = client.post("/admin/load/dry-run", headers=carol, json={"catalog_key": upload["catalog_key"]})
     assert diff.status_code == 200, diff.text
     assert (diff.json()["before"], diff.json()["after"]) == (6, 1)
     assert store.current().version == current

@@ -184,3 +184,27 @@ def test_cli_team_add_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["team", "list", "--data-dir", data]) == 0 and "alice" in capsys.readouterr().out
     assert main(["team", "remove", "alice", "--data-dir", data]) == 0
     assert LocalTeam(tmp_path / "data" / "team.json").who(token) is None
+
+
+def test_cli_team_add_admin_list_shows_roles_and_role_changes_it(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from moodboard_local.cli import main
+
+    data = str(tmp_path / "data")
+    team = LocalTeam(tmp_path / "data" / "team.json")
+    assert main(["team", "add", "boss", "--admin", "--data-dir", data]) == 0
+    out = capsys.readouterr().out
+    token = out.strip().rsplit(" ", 1)[-1]
+    assert "an admin" in out and team.member(token).role == "admin"
+    assert main(["team", "add", "alice", "--data-dir", data]) == 0 and "a team member" in capsys.readouterr().out
+    assert main(["team", "list", "--data-dir", data]) == 0
+    listed = [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [["alice", "member"], ["boss", "admin"]]
+    # a new token keeps the role; `role` changes it and keeps the token
+    rotated = (main(["team", "add", "boss", "--rotate", "--data-dir", data]),
+               capsys.readouterr().out.strip().rsplit(" ", 1)[-1])
+    assert rotated[0] == 0 and team.member(rotated[1]).role == "admin" and team.who(token) is None
+    assert main(["team", "role", "boss", "member", "--data-dir", data]) == 0
+    assert team.member(rotated[1]).role == "member"
+    assert main(["team", "role", "alice", "--data-dir", data]) == 2  # no role named: one-line error, exit 2
+    assert main(["team", "role", "nobody", "admin", "--data-dir", data]) == 2

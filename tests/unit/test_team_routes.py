@@ -33,7 +33,8 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestC
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         team = LocalTeam(tmp_path / "team.json")
-        tokens = {"alice": team.add("alice"), "bob": team.add("bob"), "admin": ADMIN}
+        tokens = {"alice": team.add("alice"), "bob": team.add("bob"), "carol": team.add("carol", admin=True),
+                  "admin": ADMIN}
         settings = Settings(admin_token=ADMIN, team_file=tmp_path / "team.json", artifacts_bucket=BUCKET,
                             cache_dir=tmp_path / "cache")
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
@@ -62,7 +63,10 @@ def auth(token: str) -> dict[str, str]:
 
 def test_members_rate_as_themselves_and_only_clear_their_own(api: Any) -> None:
     client, tokens, _ = api
-    assert client.get("/team/me", headers=auth(tokens["alice"])).json() == {"name": "alice", "method": "member"}
+    assert client.get("/team/me", headers=auth(tokens["alice"])).json() == {"name": "alice", "method": "member",
+                                                                             "role": "member"}
+    assert client.get("/team/me", headers=auth(tokens["carol"])).json()["role"] == "admin"
+    assert client.get("/team/me", headers=auth(ADMIN)).json() == {"name": "admin", "method": "token", "role": "admin"}
     body = {"search_id": "s1", "product_id": "s1-p0", "rating": 1, "grade": 3, "comment": "the gist"}
     rated = client.post("/team/evaluations", json=body, headers=auth(tokens["alice"]))
     assert rated.status_code == 200
@@ -145,6 +149,35 @@ def test_index_versions_list_promote_and_refusals(api: Any, tmp_path: Path) -> N
     assert client.get("/admin/indexes", headers={}).status_code == 401
 
 
+@pytest.mark.parametrize(("method", "path", "body", "action"), [
+    ("POST", "/admin/indexes/{first}/promote", {}, "promoting an index version"),
+    ("POST", "/admin/load", {"catalog_key": "catalogs/next.csv"}, "loading a catalog"),
+    ("POST", "/admin/load/dry-run", {"catalog_key": "catalogs/next.csv"}, "a catalog load's dry run"),
+    ("POST", "/admin/catalog-uploads", {"filename": "next.csv", "size": 10}, "uploading a catalog"),
+    ("GET", "/admin/load/some-job", None, "following a catalog load"),
+])
+def test_a_team_member_gets_403_on_what_changes_the_index_and_admins_pass(
+        api: Any, tmp_path: Path, method: str, path: str, body: Any, action: str) -> None:
+    client, tokens, s3 = api
+    store = ArtifactStore(BUCKET, s3)
+    first = store.publish(make_bundle(tmp_path / "a", seed=1)).version
+    second = store.publish(make_bundle(tmp_path / "b", seed=2)).version
+    s3.put_object(Bucket=BUCKET, Key="catalogs/next.csv", Body=b"id,title,category,image,price\n")
+    url = path.format(first=first)
+
+    refused = client.request(method, url, json=body, headers=auth(tokens["alice"]))
+
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": f"{action} needs the admin role; ask an admin", "error": "Forbidden",
+                              "role": "member", "needs": "admin"}
+    assert store.current().version == second  # nothing moved
+    assert client.get("/admin/indexes", headers=auth(tokens["alice"])).status_code == 200  # the list stays readable
+    for admin in (ADMIN, tokens["carol"]):  # the admin token and an admin member get past the role check
+        passed = client.request(method, url, json=body, headers=auth(admin))
+        assert passed.status_code != 403 and passed.json().get("error") != "Forbidden", passed.text
+    assert client.request(method, url, json=body).status_code == 401
+
+
 def test_dry_run_of_a_catalog_in_the_bucket_publishes_nothing(api: Any, tmp_path: Path) -> None:
     client, tokens, s3 = api
     store = ArtifactStore(BUCKET, s3)
@@ -154,8 +187,8 @@ def test_dry_run_of_a_catalog_in_the_bucket_publishes_nothing(api: Any, tmp_path
             "p9,New one,hat,https://img.example/9.jpg,2",
             ",No id,hat,https://img.example/8.jpg,3"]  # no id: rejected
     s3.put_object(Bucket=BUCKET, Key="catalogs/next.csv", Body="\n".join(rows).encode())
-    alice = auth(tokens["alice"])
-    diff = client.post("/admin/load/dry-run", headers=alice, json={"catalog_key": "catalogs/next.csv"})
+    carol = auth(tokens["carol"])  # an admin member
+    diff = client.post("/admin/load/dry-run", headers=carol, json={"catalog_key": "catalogs/next.csv"})
     assert diff.status_code == 200, diff.text
     body = diff.json()
     assert (body["current_version"], body["before"], body["after"], body["added"], body["removed"]) == (
@@ -163,9 +196,9 @@ def test_dry_run_of_a_catalog_in_the_bucket_publishes_nothing(api: Any, tmp_path
     assert body["categories_gained"] == ["hat"] and body["categories_lost"] == ["dress"]
     assert body["rejects_total"] == 1 and body["needs_confirmation"] is True and len(body["reasons"]) == 2
     assert store.current().version == current  # a dry run never publishes
-    assert client.post("/admin/load/dry-run", headers=alice,
+    assert client.post("/admin/load/dry-run", headers=carol,
                        json={"catalog_key": "catalogs/missing.csv"}).status_code == 404
-    assert client.post("/admin/load/dry-run", headers=alice,
+    assert client.post("/admin/load/dry-run", headers=carol,
                        json={"catalog_key": "indexes/CURRENT"}).status_code in (400, 422)
     assert client.post("/admin/load/dry-run", json={"catalog_key": "catalogs/next.csv"}).status_code == 401
     with pytest.raises(CatalogTooLargeForDryRun):
