@@ -8,6 +8,7 @@ same router next to the evaluation routes and the frontend.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -35,6 +36,7 @@ from moodboard.deps import EmbedderDep, FetcherDep, HistoryDep, IndexDep, Served
 from moodboard.errors import InvalidQuery
 from moodboard.http_errors import BodyLimitMiddleware, install
 from moodboard.round_picture_routes import router as round_picture_router
+from moodboard.served_models import MIN_PREFIX
 from moodboard.settings import Settings, get_settings
 
 # /docs loads Swagger UI's script and stylesheet from here (files of the fastapi-offline wheel), never
@@ -107,33 +109,47 @@ async def search(request: Request, settings: SettingsDep, embedder: EmbedderDep,
     chosen = compared.pick(body.model, default=embedder.fingerprint, list_url=links.models)
     if chosen is not None:
         embedder, index = chosen.embedder, await run_in_threadpool(chosen.index.get)
+        links = replace(links, model=chosen.fingerprint)
     return await run_in_threadpool(
         search_service.run_search, body, upload=upload, embedder=embedder, index=index, history=history,
         fetcher=fetcher, settings=settings, links=links,
     )
 
 
+# The served model whose index a product route reads (as a search's `model`); default: the default model.
+ModelQuery = Annotated[str | None, Query(min_length=MIN_PREFIX, max_length=128,
+                                         description="a served model's fingerprint or unique prefix (see /models)")]
+
+
 @router.get("/products/{product_id}", tags=["products"])
-def product(product_id: str, index: IndexDep, request: Request) -> ProductOut:
-    """One product record."""
-    return search_service.product_out(index, product_id, links_for(request))
+def product(product_id: str, index: IndexDep, compared: ServedModelsDep, request: Request,
+            model: ModelQuery = None) -> ProductOut:
+    """One product record, from the default model's index or that of the served model `model` names."""
+    scope = search_service.product_scope(model, index, compared, links_for(request))
+    return search_service.product_out(scope.index, product_id, scope.links)
 
 
 @router.get("/products/{product_id}/similar", tags=["products"])
 def similar(product_id: str, index: IndexDep, history: HistoryDep, embedder: EmbedderDep, settings: SettingsDep,
-            request: Request, k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_SIMILAR_K,
-            category: Annotated[str | None, Query(max_length=200)] = None) -> SimilarResponse:
+            compared: ServedModelsDep, request: Request, k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_SIMILAR_K,
+            category: Annotated[str | None, Query(max_length=200)] = None, model: ModelQuery = None) -> SimilarResponse:
     """More like this: the product and its nearest products, in its own category unless `category` is
-    given; recorded as a search (search_id) so the results can be rated."""
-    return search_service.similar_products(index, product_id, k=k, category=category, links=links_for(request),
-                                           history=history, settings=settings, tiny=embedder.tiny)
+    given, in the index of the served model `model` names (default: the default model's); recorded as a
+    search (search_id) so the results can be rated."""
+    scope = search_service.product_scope(model, index, compared, links_for(request))
+    return search_service.similar_products(scope.index, product_id, k=k, category=category, links=scope.links,
+                                           history=history, settings=settings,
+                                           tiny=embedder.tiny if scope.tiny is None else scope.tiny)
 
 
 @router.get("/products/{product_id}/image", tags=["products"], response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}}, 307: {"description": "the product's image URL"}})
-def product_image(product_id: str, index: IndexDep) -> Response:
-    """The product's image: the stored thumbnail, or a redirect to its URL."""
-    kind, target = search_service.thumbnail(index, product_id)
+def product_image(product_id: str, index: IndexDep, compared: ServedModelsDep, request: Request,
+                  model: ModelQuery = None) -> Response:
+    """The product's image (the stored thumbnail, or a redirect to its URL), from the default model's
+    index or that of the served model `model` names."""
+    scope = search_service.product_scope(model, index, compared, links_for(request))
+    kind, target = search_service.thumbnail(scope.index, product_id)
     if kind == "redirect":
         return RedirectResponse(target, status_code=307)
     return FileResponse(target, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})

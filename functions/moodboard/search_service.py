@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -89,9 +89,12 @@ class ImageFetcher:
 
 @dataclass(frozen=True)
 class Links:
-    """Absolute URLs the responses point at, built from the request's base URL."""
+    """Absolute URLs the responses point at, built from the request's base URL. `model` is the
+    fingerprint of the compared model that answered (moodboard.served_models), None for the default
+    one: the product links then name it (`?model=`), so they read that model's index."""
 
     base_url: str
+    model: str | None = None
 
     @property
     def categories(self) -> str:
@@ -102,7 +105,8 @@ class Links:
         return f"{self.base_url.rstrip('/')}/models"
 
     def product_image(self, product_id: str) -> str:
-        return f"{self.base_url.rstrip('/')}/products/{quote(product_id, safe='')}/image"
+        url = f"{self.base_url.rstrip('/')}/products/{quote(product_id, safe='')}/image"
+        return f"{url}?model={quote(self.model, safe='')}" if self.model else url
 
 
 @dataclass
@@ -343,6 +347,27 @@ def list_categories(index: ProductIndex, *, hidden: Sequence[str] = ()) -> Categ
     counts = {name: count for name, count in index.categories().items() if name.casefold() not in left_out}
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0].casefold()))
     return CategoriesResponse(categories=[Category(name=name, count=count) for name, count in ordered])
+
+
+@dataclass(frozen=True)
+class ProductScope:
+    """What a product route reads: the index of the model it names, the links that keep naming that
+    model, and whether it is the untrained random one (None: the default model, whose embedder a
+    product route does not load)."""
+
+    index: ProductIndex
+    links: Links
+    tiny: bool | None = None
+
+
+def product_scope(model: str | None, index: ProductIndex, compared: ServedModels, links: Links) -> ProductScope:
+    """The index a product route reads: that of the served model `model` names (ServedModels.pick, as
+    a search's `model`), else the default model's `index`. UnknownModel (404) / InvalidQuery (422) as
+    for a search."""
+    chosen = compared.pick(model, default=index.manifest.model_fingerprint, list_url=links.models)
+    if chosen is None:
+        return ProductScope(index, links)
+    return ProductScope(chosen.index.get(), replace(links, model=chosen.fingerprint), chosen.embedder.tiny)
 
 
 def product_out(index: ProductIndex, product_id: str, links: Links) -> ProductOut:

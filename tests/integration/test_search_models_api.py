@@ -42,11 +42,13 @@ class TwoModels:
 def two_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoModels]:
     root = tmp_path_factory.mktemp("two-models")
     catalog = generate_demo_catalog(root / "catalog", per_category=4, categories=["dress", "lamp", "shoes"])
+    # The compared model's index also holds hats (same rows first, so the same images), which the default's lacks.
+    wider = generate_demo_catalog(root / "wider", per_category=4, categories=["dress", "lamp", "shoes", "hat"])
     base, trained = FakeEmbedder(fingerprint=BASE), FakeEmbedder(dim=24, fingerprint=TRAINED)
     base.source, trained.source = "tiny-random-clip", "tiny-random-clip (trained)"
     build = Settings(cache_dir=root / "cache")
     load_catalog(catalog, base, root / "base-index", settings=build)
-    load_catalog(catalog, trained, root / "trained-index", settings=build)
+    load_catalog(wider, trained, root / "trained-index", settings=build)
     embedders = {"base-model": base, "trained-model": trained}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -82,7 +84,7 @@ def test_models_lists_the_default_then_the_compared_model(two_models: TwoModels)
          "index_version": two_models.base_version, "count": 12},
         {"name": f"tiny-random-clip (trained) @ {TRAINED[:6]}", "fingerprint": TRAINED,
          "source": "tiny-random-clip (trained)", "default": False, "tiny": False, "trained": False,
-         "description": None, "index_version": two_models.trained_version, "count": 12},
+         "description": None, "index_version": two_models.trained_version, "count": 16},
     ]}
 
 
@@ -144,3 +146,68 @@ def test_a_model_shorter_than_six_characters_is_a_422(two_models: TwoModels) -> 
 
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", "model"]
+
+
+def test_results_of_a_compared_model_link_to_its_product_routes(two_models: TwoModels) -> None:
+    body = two_models.client.post("/search", json={"category": "hat", "text": "straw", "k": 2,
+                                                    "model": TRAINED[:6]}).json()
+
+    urls = [result["image_url"] for result in body["results"]]
+    assert urls == [f"http://testserver/products/{result['id']}/image?model={TRAINED}" for result in body["results"]]
+    image = two_models.client.get(urls[0])
+    assert (image.status_code, image.headers["content-type"]) == (200, "image/jpeg")
+
+
+def test_results_of_the_default_model_link_without_a_model(two_models: TwoModels) -> None:
+    body = two_models.client.post("/search", json={"category": "lamp", "text": "bright", "k": 2}).json()
+
+    assert [result["image_url"] for result in body["results"]] == [
+        f"http://testserver/products/{result['id']}/image" for result in body["results"]]
+
+
+def test_product_routes_read_the_named_models_index(two_models: TwoModels) -> None:
+    client = two_models.client
+    assert client.get("/products/hat-0001").status_code == 404  # the default model's index has no hats
+    assert client.get("/products/hat-0001/image").status_code == 404
+
+    product = client.get("/products/hat-0001", params={"model": TRAINED[:8]})
+    image = client.get("/products/hat-0001/image", params={"model": TRAINED})
+
+    assert product.status_code == 200, product.text
+    assert (product.json()["category"], product.json()["image_url"]) == (
+        "hat", f"http://testserver/products/hat-0001/image?model={TRAINED}")
+    assert (image.status_code, image.headers["content-type"]) == (200, "image/jpeg")
+
+
+def test_similar_of_a_compared_model_answers_and_records_from_its_index(two_models: TwoModels) -> None:
+    response = two_models.client.get("/products/hat-0001/similar", params={"model": TRAINED[:6], "k": 3})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [result["category"] for result in body["results"]] == ["hat"] * 3
+    assert all(result["image_url"].endswith(f"/image?model={TRAINED}") for result in body["results"])
+    record = two_models.history.get(body["search_id"])
+    assert (record.model_fingerprint, record.index_version) == (TRAINED, two_models.trained_version)
+
+
+def test_the_default_models_fingerprint_reads_the_default_index(two_models: TwoModels) -> None:
+    response = two_models.client.get("/products/lamp-0001", params={"model": BASE})
+
+    assert response.status_code == 200
+    assert response.json()["image_url"] == "http://testserver/products/lamp-0001/image"
+
+
+@pytest.mark.parametrize("route", ["/products/lamp-0001", "/products/lamp-0001/image", "/products/lamp-0001/similar"])
+def test_a_product_route_naming_an_unknown_model_is_a_404(two_models: TwoModels, route: str) -> None:
+    response = two_models.client.get(route, params={"model": "deadbeef00"})
+
+    assert response.status_code == 404
+    assert response.json()["error"] == "UnknownModel"
+    assert response.json()["models"] == [BASE, TRAINED]
+
+
+def test_a_product_route_naming_a_model_shorter_than_six_characters_is_a_422(two_models: TwoModels) -> None:
+    response = two_models.client.get("/products/lamp-0001", params={"model": TRAINED[:5]})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "model"]
