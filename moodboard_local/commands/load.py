@@ -1,10 +1,14 @@
-"""`moodboard load CATALOG --model DIR --out DIR`: build (or refresh) an index bundle from a catalog;
+"""`moodboard load CATALOG --model DIR --out DIR`: build (or refresh) an index bundle from a catalog
+(a file, a folder, or a .zip/.tar/.tar.gz/.tgz archive, unpacked first as the Lambda loader does);
 `--workers N` loads it in shards (resumable with `--resume JOB`)."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,13 +21,16 @@ if TYPE_CHECKING:
     from moodboard.ingest import LoadReport
 
 MAX_LISTED = 20
+# Where `moodboard load ARCHIVE` unpacks it, under Settings.cache_dir (unpacked_archive).
+LOCAL_CATALOGS_DIR = "local-catalogs"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("load", help="embed a catalog's images into an index bundle",
-                              description="Embed a catalog (CSV, JSONL or a clothing-dataset folder) into an index bundle. "
+                              description="Embed a catalog (CSV, JSONL, a clothing-dataset folder, or an archive of one) into an index bundle. "
                                           "Re-running on the same --out re-embeds only what changed.")
-    p.add_argument("catalog", type=Path, nargs="?", help="catalog file (.csv, .jsonl) or clothing-dataset folder")
+    p.add_argument("catalog", type=Path, nargs="?",
+                   help="catalog file (.csv, .jsonl), clothing-dataset folder, or a .zip/.tar/.tar.gz/.tgz archive of one")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help=f"model bundle (default {DEFAULT_MODEL_DIR})")
     p.add_argument("--out", type=Path, default=DEFAULT_INDEX_DIR, help=f"index bundle to write (default {DEFAULT_INDEX_DIR})")
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
@@ -46,8 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moodboard.embedder import Embedder
-    from moodboard.ingest import load_catalog
+    from moodboard.archives import is_archive
 
     if args.resume is None and args.catalog is None:
         raise ConfigError("give a catalog to load (or --resume JOB)")
@@ -56,6 +62,46 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.dry_run:
         return dry_run(args, settings)
+    if args.catalog is not None and args.catalog.is_file() and is_archive(args.catalog.name):
+        sharded_load = args.workers is not None
+        with unpacked_archive(args.catalog, args.out, settings, keep_on_failure=sharded_load) as catalog:
+            return load(argparse.Namespace(**{**vars(args), "catalog": catalog}), settings)
+    return load(args, settings)
+
+
+@contextmanager
+def unpacked_archive(archive: Path, out: Path, settings: Settings, *, keep_on_failure: bool = False) -> Iterator[Path]:
+    """The catalog inside an archive (.zip/.tar/.tar.gz/.tgz), unpacked by the loader's own helper
+    (moodboard.loading.unpack_catalog, within the archive_* limits: ArchiveError, exit 2, nothing
+    written to --out when refused) into <cache_dir>/local-catalogs/<archive and --out digest>. The
+    folder is the same on every load of that archive into that --out, and members keep their mtimes,
+    so unchanged images keep their content keys and vectors. It is removed after the load, except a
+    sharded load that did not finish (its --resume reads the images from there)."""
+    import shutil
+
+    from moodboard.archives import ArchiveLimits
+    from moodboard.loading import unpack_catalog
+
+    digest = hashlib.sha256(f"{archive.resolve()}|{Path(out).resolve()}".encode()).hexdigest()[:16]
+    folder = Path(settings.cache_dir) / LOCAL_CATALOGS_DIR / digest
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    unpacked = finished = False
+    try:
+        catalog = unpack_catalog(archive, folder, limits=ArchiveLimits.from_settings(settings), label=archive.name)
+        unpacked = True
+        yield catalog
+        finished = True
+    finally:
+        if finished or not (unpacked and keep_on_failure):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def load(args: argparse.Namespace, settings: Settings) -> int:
+    """The load of a catalog file or folder (an archive is unpacked by `run` first)."""
+    from moodboard.embedder import Embedder
+    from moodboard.ingest import load_catalog
+
     if args.catalog is not None:
         _check(args, settings)
     if args.batch_size:
