@@ -1,6 +1,7 @@
 // Index versions on the team page (#indexes): every published version with its card, and Promote
 // (a rollback when the version is older) through POST /admin/indexes/{v}/promote with the version the
 // page showed as CURRENT, so a promotion that lost a race, or one for another model, is a plain 409.
+// Only an admin sees Promote; a team member's promotion (a role taken away meanwhile) is the API's 403.
 
 import { ApiError } from "./api.js";
 import { announce, formatTime, h, showError } from "./dom.js";
@@ -37,6 +38,7 @@ export async function loadIndexes() {
         h("td", { dataset: { label: "Model" } }, h("span", { title: v.model_fingerprint }, v.model)),
         h("td", { dataset: { label: "Status" } }, v.current ? "current" : v.previous ? "previous" : ""),
         h("td", {}, v.current ? h("span", { class: "hint" }, "in use")
+          : ctx.role !== "admin" ? h("span", { class: "hint" }, "admins promote")
           : h("button", { type: "button", class: "button-small promote", onClick: () => promote(v) }, "Promote",
             h("span", { class: "visually-hidden" }, ` ${v.version}`)))))
     : [h("tr", {}, h("td", { colspan: 8 }, "No published index versions."))]));

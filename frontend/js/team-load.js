@@ -26,7 +26,9 @@ export function setupLoad(context) {
 }
 
 export async function loadLoadView() {
-  announce(ctx.status, "Name a catalog in the bucket and run a dry run first.");
+  // A team member sees why there is nothing to do here (team-page.js hides the forms).
+  announce(ctx.status, ctx.role === "admin" ? "Name a catalog in the bucket and run a dry run first."
+    : "Catalog loads need the admin role.");
 }
 
 function canStart() {

@@ -67,13 +67,33 @@ function showLogin(message = "") {
   tokenInput.focus();
 }
 
-function showTeam() {
+const ROLE_NAMES = { admin: "admin", member: "team member" };
+
+/** Show or hide what only an admin may do (the API refuses it anyway with a 403). */
+function applyRole() {
+  const admin = context.role === "admin";
+  document.querySelector('.team-nav a[data-view="load"]').parentElement.hidden = !admin;
+  $("indexes-admin-note").hidden = admin;
+  $("load-admin-note").hidden = admin;
+  $("upload-form").hidden = !admin;
+  $("dry-run-form").hidden = !admin;
+}
+
+/** Who is signed in and their role (GET /team/me), then the view; a member sees no admin actions. */
+async function showTeam() {
   loginSection.hidden = true;
   teamSection.hidden = false;
+  try {
+    const me = await adminRequest("team/me");
+    context.role = me.role === "admin" ? "admin" : "member";
+    $("signed-in-as").textContent = `Signed in as ${me.name} (${ROLE_NAMES[context.role]})`;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return;  // the sign-in form is back
+    context.role = "member";  // unknown: offer no admin action
+    $("signed-in-as").textContent = "";
+  }
+  applyRole();
   route();
-  adminRequest("team/me")
-    .then((me) => { $("signed-in-as").textContent = `Signed in as ${me.name}`; })
-    .catch(() => { $("signed-in-as").textContent = ""; });
 }
 
 loginForm.addEventListener("submit", async (event) => {
@@ -101,7 +121,7 @@ loginForm.addEventListener("submit", async (event) => {
   }
   tokenInput.value = "";
   showError(loginError, "");
-  showTeam();
+  await showTeam();
   document.querySelector(`#view-${currentView()} h2`)?.focus();
 });
 
@@ -406,7 +426,7 @@ new ResizeObserver(() => {
 
 // ---------- start ----------
 
-const context = { adminRequest, status, teamError };
+const context = { adminRequest, status, teamError, role: null };
 setupRounds(context);
 setupRatings(context);
 setupIndexes(context);

@@ -1,5 +1,5 @@
 """The team's evaluation loop in headless Chromium against its own `moodboard serve` (a data folder of
-its own, two named members): two raters grade one round (desktop and phone widths), the report's
+its own, two named members: alice an admin, bob a team member): two raters grade one round (desktop and phone widths), the report's
 agreement and comparison figures, the ratings table filtered and exported, a load's dry run and its
 confirmed load followed live, a rollback from the page with a shared link working again after it,
 and a restart with the team's data still there.
@@ -123,7 +123,7 @@ def stack(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempPa
     work = tmp_path_factory.mktemp("rounds-serve")
     team = LocalData(work / "data").team()
     server = Stack(model=tiny_bundle, catalog=demo_catalog, work=work,
-                   tokens={name: team.add(name) for name in ("alice", "bob")})
+                   tokens={"alice": team.add("alice", admin=True), "bob": team.add("bob")})
     server.start(with_catalog=True)
     with server.client() as admin:
         for picture, category in (("mood.jpg", CATEGORY), ("mood.png", "shoes")):
@@ -148,7 +148,8 @@ def sign_in_as(page: Page, stack: Stack, name: str, view: str) -> None:
     page.goto(f"{stack.url}/team.html#{view}")
     page.get_by_label("Access token").fill(stack.tokens.get(name, ADMIN_TOKEN))
     page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#signed-in-as")).to_have_text(f"Signed in as {name}")
+    expect(page.locator("#signed-in-as")).to_have_text(
+        re.compile(rf"^Signed in as {re.escape(name)} \((admin|team member)\)$"))
 
 
 def grade_run(page: Page, thumbs: list[int]) -> None:
@@ -494,7 +495,7 @@ def test_a_dry_run_a_confirmed_load_then_a_rollback_from_the_page(browser: Brows
 def test_the_load_and_index_pages_at_phone_width(browser: Browser, stack: Stack, tmp_path: Path) -> None:
     context, page, errors = open_page(browser, PHONE)
     try:
-        sign_in_as(page, stack, "bob", "load")
+        sign_in_as(page, stack, "alice", "load")
         page.get_by_label("Catalog key in the bucket").fill("catalogs/none.csv")
         page.get_by_role("button", name="Dry run", exact=True).click()
         expect(page.locator("#team-error")).to_contain_text("Dry run failed: no catalog at 'catalogs/none.csv'")
@@ -516,6 +517,35 @@ def test_the_load_and_index_pages_at_phone_width(browser: Browser, stack: Stack,
         assert store.current().version == current.version
         fits_the_width(page, PHONE)
         assert_no_violations(page, "a refused promotion on a phone")
+
+        # alice's admin role taken away while she is signed in: her promotion is the API's 403, in words
+        team = LocalData(stack.data).team()
+        team.set_role("alice", "member")
+        try:
+            row.get_by_role("button", name=re.compile("Promote")).click()
+            expect(page.locator("#team-error")).to_have_text(
+                f"Could not promote {other}: promoting an index version needs the admin role; ask an admin")
+        finally:
+            team.set_role("alice", "admin")
+        assert store.current().version == current.version
+        assert errors == []
+    finally:
+        context.close()
+
+    # bob, a team member: no Promote button and no catalog load, each with the reason
+    context, page, errors = open_page(browser, PHONE)
+    try:
+        sign_in_as(page, stack, "bob", "indexes")
+        expect(page.locator("#signed-in-as")).to_have_text("Signed in as bob (team member)")
+        expect(page.locator(f'#indexes-table tr[data-version="{other}"]')).to_contain_text("admins promote")
+        expect(page.locator("#indexes-table").get_by_role("button", name=re.compile("Promote"))).to_have_count(0)
+        expect(page.locator("#indexes-admin-note")).to_contain_text("needs the admin role. Ask an admin")
+        expect(page.locator("nav").get_by_role("link", name="Catalog load")).to_be_hidden()
+        assert_no_violations(page, "the index versions for a team member")
+        page.goto(f"{stack.url}/team.html#load")
+        expect(page.locator("#load-admin-note")).to_be_visible()
+        expect(page.get_by_label("Catalog key in the bucket")).to_be_hidden()
+        expect(page.get_by_label("Catalog file")).to_be_hidden()
         assert errors == []
     finally:
         context.close()
