@@ -15,27 +15,22 @@ export function formatBytes(bytes) {
   return `${Math.max(1, Math.round(value / 1024))} KB`;
 }
 
-/** The picture's size and the limit, from the error's details or, failing that, its message. */
+/**
+ * The picture's size and the limit, from the error's details (every 413 of ours carries max_bytes,
+ * and bytes when the size is known: ImageTooLarge, FetchTooLarge, RequestTooLarge).
+ */
 function sizes(error) {
   const body = error.body || {};
-  const detail = String(body.detail || error.message || "");
-  let size = Number(body.bytes);
-  let limit = Number(body.max_bytes);
-  if (!Number.isFinite(size)) {
-    const match = detail.match(/(?:is|about|sent)\s+(?:about\s+)?(\d{3,})\s+bytes/);
-    size = match ? Number(match[1]) : NaN;
-  }
-  if (!Number.isFinite(limit)) {
-    const match = detail.match(/(\d{3,})[\s-]+byte limit|limit (?:of|is) (\d{3,}) bytes/);
-    limit = match ? Number(match[1] || match[2]) : NaN;
-  }
-  return { size, limit };
+  const known = (value) => (value === undefined || value === null ? NaN : Number(value));
+  return { size: known(body.bytes), limit: known(body.max_bytes) };
 }
 
 function tooLarge(error, what) {
+  const body = error.body || {};
   const { size, limit } = sizes(error);
-  const detail = String((error.body && error.body.detail) || error.message || "");
-  if (/pixel/i.test(detail)) return `${what} has too many pixels for us to read. Try a smaller copy of it.`;
+  if (body.max_pixels !== undefined || body.max_decoded_bytes !== undefined) {
+    return `${what} has too many pixels for us to read. Try a smaller copy of it.`;
+  }
   if (Number.isFinite(size) && Number.isFinite(limit)) return `${what} is ${formatBytes(size)}; the limit is ${formatBytes(limit)}.`;
   if (Number.isFinite(limit)) return `${what} is too large; the limit is ${formatBytes(limit)}.`;
   return `${what} is too large. Try a smaller copy of it.`;

@@ -315,7 +315,8 @@ def _read_body(response: httpcore.Response, cap: int, url: str) -> bytes:
     """The response body, decompressed if the upstream insisted, refused once it passes cap."""
     declared = _header(response, b"content-length")
     if declared and declared.isdigit() and int(declared) > cap:
-        raise FetchTooLarge(f"the upstream body is {int(declared)} bytes, over the {cap} byte limit")
+        raise FetchTooLarge(f"the upstream body is {int(declared)} bytes, over the {cap} byte limit",
+                            details={"bytes": int(declared), "max_bytes": cap})
     encoding = (_header(response, b"content-encoding") or "identity").lower()
     decoder = _Decompressor(encoding) if encoding in COMPRESSED_CODINGS else None
     chunks: list[bytes] = []
@@ -325,7 +326,8 @@ def _read_body(response: httpcore.Response, cap: int, url: str) -> bytes:
             chunk = decoder.decompress(chunk, cap + 1 - size)
         size += len(chunk)
         if size > cap:
-            raise FetchTooLarge(f"the upstream sent more than the {cap} byte limit")
+            # the size is unknown (cut at the limit): only the limit is given
+            raise FetchTooLarge(f"the upstream sent more than the {cap} byte limit", details={"max_bytes": cap})
         chunks.append(chunk)
     if decoder is not None:
         decoder.finish()

@@ -167,7 +167,8 @@ class BodyLimitMiddleware:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, declared: int | None, limit: int) -> None:
         size = f"{declared} bytes" if declared is not None else "more than that"
         exc = RequestTooLarge(
-            f"the request body is {size}; the limit is {limit} bytes", details={"max_bytes": limit}
+            f"the request body is {size}; the limit is {limit} bytes",
+            details={"max_bytes": limit} if declared is None else {"bytes": declared, "max_bytes": limit},
         )
         logger.info("%s %s -> 413 body over %d bytes", scope.get("method"), scope.get("path"), limit)
         await error_response(exc)(scope, receive, send)

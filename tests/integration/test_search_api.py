@@ -459,6 +459,7 @@ def test_search_declared_body_over_limit_returns_413_without_reading(stack: Stac
     status, body, _ = stack.call(json_event("/search", {"text": "x"}, declared_length=50 * 1024 * 1024))
     assert status == 413
     assert body["detail"] == f"the request body is {50 * 1024 * 1024} bytes; the limit is {MAX_BODY} bytes"
+    assert (body["bytes"], body["max_bytes"]) == (50 * 1024 * 1024, MAX_BODY)  # what the page words its message from
 
 
 def test_search_image_over_limit_returns_413_before_decoding(stack: Stack) -> None:
@@ -541,6 +542,11 @@ class Upstream(BaseHTTPRequestHandler):
                     self.wfile.write(b"\xff" * 16384)
             except OSError:
                 return
+        elif self.path == "/declared-huge.jpg":  # says it is over the limit; refused before reading
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(MAX_IMAGE * 2))
+            self.end_headers()
         elif self.path == "/redirect-private":
             self.send_response(302)
             self.send_header("Location", "http://10.1.2.3/pin.jpg")
@@ -602,6 +608,16 @@ def test_search_endless_upstream_returns_413(stack: Stack, upstream: str) -> Non
     status, body = stack.search({"image_url": f"{upstream}/endless.jpg", "category": "dress"})
 
     assert status == 413 and body["error"] == "FetchTooLarge"
+    assert body["max_bytes"] == MAX_IMAGE and "bytes" not in body  # cut at the limit: its size is unknown
+
+
+def test_search_upstream_declaring_too_many_bytes_returns_413_with_both_sizes(stack: Stack, upstream: str) -> None:
+    stack.use(fetch_allow_loopback=True, fetch_timeout_seconds=5.0)
+
+    status, body = stack.search({"image_url": f"{upstream}/declared-huge.jpg", "category": "dress"})
+
+    assert (status, body["error"]) == (413, "FetchTooLarge")
+    assert (body["bytes"], body["max_bytes"]) == (MAX_IMAGE * 2, MAX_IMAGE)
 
 
 def test_search_redirect_to_private_address_returns_400(stack: Stack, upstream: str,
