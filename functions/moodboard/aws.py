@@ -15,6 +15,7 @@ import boto3
 from boto3.exceptions import Boto3Error
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceeded
 
 from moodboard.errors import MoodboardError, StoreError
 from moodboard.settings import Settings
@@ -49,5 +50,14 @@ def aws_errors(service: str, action: str, errors: Mapping[str, MoodboardError] |
             raise errors[code] from exc
         message = f"{service} failed to {action} ({code or 'ClientError'})"
         raise StoreError(message, details={"aws_error": code}) from exc
-    except (BotoCoreError, Boto3Error) as exc:  # Boto3Error: the transfer manager gave up retrying
-        raise StoreError(f"{service} failed to {action} ({type(exc).__name__})") from exc
+    except (BotoCoreError, Boto3Error, TransferRetriesExceeded) as exc:
+        # The transfer manager gave up retrying (throttled, timed out): client.download_file raises
+        # boto3's RetriesExceededError (a Boto3Error), download_fileobj and s3transfer's own
+        # TransferManager s3transfer's, which is a bare Exception; both name the last failure.
+        raise StoreError(f"{service} failed to {action} ({_failure(exc)})") from exc
+
+
+def _failure(exc: Exception) -> str:
+    """The failure's class name, and for a transfer that gave up retrying the last one's too."""
+    last = getattr(exc, "last_exception", None)
+    return f"{type(exc).__name__}: {type(last).__name__}" if isinstance(last, BaseException) else type(exc).__name__
