@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"admin token (MOODBOARD_ADMIN_TOKEN): {env['MOODBOARD_ADMIN_TOKEN']}", markup=False)
         if data is not None:
             console.print(f"data folder: {data.root} (admin token in {data.root / 'admin-token'}; "
-                          "add team members with `moodboard team add NAME`)", markup=False)
+                          "add team members with `moodboard team add NAME`, admins with `--admin`)", markup=False)
         console.print(f"moodboard is running at {url}  (API docs at {url}docs; Ctrl-C stops it)", markup=False)
 
         import uvicorn
