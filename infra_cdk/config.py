@@ -38,6 +38,12 @@ class StackConfig:
     evaluations_timeout_s: int = 10
     search_ephemeral_mb: int = 2048
     loader_ephemeral_mb: int = 4096
+    # The dry run (POST /admin/load/dry-run) downloads a catalog archive of up to 64 MiB
+    # (moodboard.catalog_diff.MAX_DRY_RUN_BYTES) and unpacks it in /tmp within the loader's own
+    # limits (archive_max_bytes, 2 GiB), so that it refuses exactly what a load refuses: 3 GiB holds
+    # both with room to spare (tests/infra/test_dry_run_storage.py keeps it in step with the code).
+    # /tmp beyond 512 MB costs next to nothing for a function that runs in milliseconds most of the time.
+    evaluations_ephemeral_mb: int = 3072
     # The loader starts one Step Functions execution per load (S3 upload or POST /admin/load); 0 leaves
     # it unreserved (new accounts with a 10-execution quota cannot reserve any).
     loader_reserved_concurrency: int = 1
@@ -120,6 +126,8 @@ class StackConfig:
             raise ConfigError("Lambda memory sizes are 128..10240 MB")
         if not 512 <= self.load_reduce_ephemeral_mb <= 10240:
             raise ConfigError("load_reduce_ephemeral_mb: 512..10240 (Lambda's /tmp)")
+        if not 512 <= self.evaluations_ephemeral_mb <= 10240:
+            raise ConfigError("evaluations_ephemeral_mb: 512..10240 (Lambda's /tmp)")
         return self
 
 

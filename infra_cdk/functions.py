@@ -151,6 +151,8 @@ class Functions(Construct):
             layers=[self.layer],
             memory_size=config.evaluations_memory_mb,
             timeout=Duration.seconds(config.evaluations_timeout_s),
+            # a dry run unpacks a catalog archive here (StackConfig.evaluations_ephemeral_mb says why)
+            ephemeral_storage_size=Size.mebibytes(config.evaluations_ephemeral_mb),
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "evaluations",
                          "MOODBOARD_TRUST_GATEWAY_AUTH": "true",
                          "MOODBOARD_LOADER_FUNCTION_NAME": self.loader.function_name},
