@@ -249,6 +249,18 @@ def test_serve_deeply_nested_json_returns_422(server: Server) -> None:
         assert response.json()["error"] == "NestingTooDeep"
 
 
+def test_serve_lists_its_first_version_with_product_types_and_catalog(server: Server, demo_catalog: Path) -> None:
+    """serve's own publish of --catalog writes the version's card, as every load does."""
+    with server.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        served = client.get("/version").json()["index"]["version"]
+        listing = client.get("/admin/indexes")
+
+    assert listing.status_code == 200, listing.text
+    item = next(i for i in listing.json()["items"] if i["version"] == served)
+    assert item["catalog_key"] == str(demo_catalog.resolve())
+    assert item["categories"] == {name: 10 for name in ("bag", "dress", "hat", "lamp", "shoes", "sofa")}
+
+
 def test_serve_admin_load_publishes_and_search_swaps_to_it(server: Server, tmp_path: Path) -> None:
     catalog = generate_demo_catalog(tmp_path / "next", per_category=4, categories=["lamp", "sofa"])
     s3 = boto3.client("s3", endpoint_url=server.moto_endpoint, region_name="us-east-1",
