@@ -160,7 +160,9 @@ class ArtifactStore:
                 self.client.upload_file(str(path), self.bucket, key)
 
     def publish(self, index_dir: Path, *, base: Pointer | None | object = ...) -> Pointer:
-        """Publish an index bundle: upload it as an immutable version, then move CURRENT to it.
+        """Publish an index bundle: upload it as an immutable version, then move CURRENT to it. The
+        two steps alone (no card, no retention): loads and serve publish through
+        moodboard.index_versions.publish_version, which adds them.
 
         `base` is the pointer the bundle was built from (the loader reads it before building, for
         incremental reuse); by default it is read now, before the upload. CURRENT moves only if it
