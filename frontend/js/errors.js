@@ -16,8 +16,8 @@ export function formatBytes(bytes) {
 }
 
 /**
- * The picture's size and the limit, from the error's details (every 413 of ours carries max_bytes,
- * and bytes when the size is known: ImageTooLarge, FetchTooLarge, RequestTooLarge).
+ * The picture's size and the limit, from the error's details: a byte-size 413 (ImageTooLarge,
+ * FetchTooLarge, RequestTooLarge) carries max_bytes, and bytes when the size is known.
  */
 function sizes(error) {
   const body = error.body || {};
