@@ -26,6 +26,7 @@ class FakeEmbedder:
         self.source: str | None = None
         self.description: str | None = None
         self.trained = False
+        self.near_copy_threshold: float | None = None
         self.text_calls: list[str] = []
         self.image_calls = 0
 

@@ -61,7 +61,7 @@ class SearchRequest(BaseModel):
     w_text: float | None = Field(default=None, ge=0, le=MAX_WEIGHT)
     w_neg: float | None = Field(default=None, ge=0, le=MAX_WEIGHT)
     near_copy_threshold: float | None = Field(default=None, ge=0, le=1,
-                                              description="drop products at or above this cosine to the query image")
+                                              description="drop products above this cosine to the query image")
     mmr_lambda: float | None = Field(default=None, ge=0, le=1, description="diversify results (maximal marginal relevance)")
     model: str | None = Field(default=None, min_length=MIN_PREFIX, max_length=128,
                               description="the served model to answer with: its fingerprint, or a prefix of at least "

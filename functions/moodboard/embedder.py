@@ -53,7 +53,8 @@ class EmbedderProtocol(Protocol):
     `fingerprint` names the model (an index records it and is searched only with the same model),
     `precision` the graphs it runs ("fp32" | "int8"), `tiny` whether it is the random test model
     (its results mean nothing), `source` where its weights came from, `description` what it is in
-    one line and `trained` whether `moodboard train` made it (None and False for a fake).
+    one line and `trained` whether `moodboard train` made it (None and False for a fake);
+    `near_copy_threshold` the bundle's own near-copy cosine (None: the setting's).
     """
 
     fingerprint: str
@@ -63,6 +64,7 @@ class EmbedderProtocol(Protocol):
     source: str | None
     description: str | None
     trained: bool
+    near_copy_threshold: float | None
 
     def embed_images(self, images: Sequence[Image.Image]) -> Vector:
         """(n, dim) L2-normalised float32 embeddings of RGB images."""
@@ -147,6 +149,7 @@ class Embedder:
         self.source: str | None = manifest.source.id
         self.description: str | None = manifest.description
         self.trained = manifest.training is not None
+        self.near_copy_threshold = manifest.near_copy_threshold
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor
         self.batch_size = batch_size

@@ -124,6 +124,10 @@ class ModelManifest(_Frozen):
     created: str
     exporter: dict[str, str] = Field(default_factory=dict)
     training: TrainingRecord | None = None
+    # The cosine above which a product counts as a near-copy of a query picture, measured for
+    # this model's image embeddings (`moodboard train` for EfficientNet-Lite0); None: the setting's
+    # (QueryDefaults.near_copy_threshold, tuned for CLIP). See docs/contracts.md for the precedence.
+    near_copy_threshold: float | None = Field(default=None, ge=0, le=1)
 
     @property
     def precisions(self) -> list[str]:
@@ -286,6 +290,6 @@ def write_manifest(manifest: ModelManifest, bundle_dir: Path) -> Path:
     """Write manifest.json (used by the exporter; kept here beside the reader)."""
     path = Path(bundle_dir) / MANIFEST_FILE
     # A bundle exported as is keeps the manifest it always had (no "training": null).
-    exclude = {"training"} if manifest.training is None else None
+    exclude = {name for name in ("training", "near_copy_threshold") if getattr(manifest, name) is None} or None
     path.write_text(manifest.model_dump_json(indent=2, exclude=exclude) + "\n", encoding="utf-8")
     return path

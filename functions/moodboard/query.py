@@ -75,10 +75,15 @@ class QueryParams(BaseModel):
     mmr_lambda: float | None = Field(default=_default("mmr_lambda"), ge=0, le=1)
 
     @classmethod
-    def from_defaults(cls, defaults: QueryDefaults, **overrides: Any) -> QueryParams:
+    def from_defaults(cls, defaults: QueryDefaults, *, model_near_copy: float | None = None,
+                      **overrides: Any) -> QueryParams:
         """Params with the configured defaults (Settings.query), overridden by the non-None
-        values given (a request's fields)."""
+        values given (a request's fields). The near-copy threshold, highest first: the request's,
+        one set explicitly in the settings (MOODBOARD_QUERY_NEAR_COPY_THRESHOLD), the model
+        bundle's own (`model_near_copy`, ModelManifest.near_copy_threshold), the default."""
         base = {name: getattr(defaults, name) for name in QueryDefaults.model_fields if name in cls.model_fields}
+        if model_near_copy is not None and "near_copy_threshold" not in defaults.model_fields_set:
+            base["near_copy_threshold"] = model_near_copy
         base.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**base)
 

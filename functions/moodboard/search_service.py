@@ -234,12 +234,16 @@ def load_pictures(specs: Sequence[PictureSpec], *, settings: Settings,
         return [future.result() for future in futures]
 
 
-def query_params(request: SearchRequest, settings: Settings, *, k: int) -> QueryParams:
-    """QueryParams from the request, the server's defaults (Settings.query) filling what it left out."""
+def query_params(request: SearchRequest, settings: Settings, *, k: int,
+                 model_near_copy: float | None = None) -> QueryParams:
+    """QueryParams from the request, the server's defaults (Settings.query) filling what it left out;
+    the answering model's near-copy threshold (`model_near_copy`) comes before the default one, after
+    an explicit setting (QueryParams.from_defaults)."""
     from moodboard.query import QueryParams
 
     overrides = {name: getattr(request, name) for name in (*WEIGHT_FIELDS, "near_copy_threshold", "mmr_lambda")}
-    return QueryParams.from_defaults(settings.query, **overrides, k=k, offset=request.offset)
+    return QueryParams.from_defaults(settings.query, model_near_copy=model_near_copy, **overrides, k=k,
+                                     offset=request.offset)
 
 
 def result_item(hit: Hit, links: Links) -> ResultItem:
@@ -273,7 +277,8 @@ def run_search(request: SearchRequest, *, upload: bytes | None, embedder: Embedd
     k = request.k or settings.query.k
     resolved = resolve_query(index, images=[ImagePart(weight=spec.weight, box=spec.box) for spec in specs],
                              category=request.category, text=request.text, negative=request.negative,
-                             less_like=request.less_like or (), params=query_params(request, settings, k=k),
+                             less_like=request.less_like or (),
+                             params=query_params(request, settings, k=k, model_near_copy=embedder.near_copy_threshold),
                              categories_url=links.categories)
     pictures = load_pictures(specs, settings=settings, fetcher=fetcher)
     result = run_query(index, embedder, resolved, images=[picture.image for picture in pictures])

@@ -25,7 +25,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.quality import heldout as metrics
+from moodboard.catalog import Product
 from moodboard.errors import ConfigError, HubUnreachable
 from moodboard.model_bundle import RANDOM_BASE_NOTE, ModelSource, PreprocessConfig, TrainingRecord, load_manifest
 from model_export.train import captions as captions_mod
@@ -648,4 +649,25 @@ def train(catalog: Path, out_dir: Path, config: TrainConfig, *, work: Path | Non
     record = trainer.training_record(result)
     trainer._emit(kind="phase", message=f"exporting the trained model to {out_dir}")
     trainer.export(out_dir, record)
+    if trainer.base.kind == "efficientnet":
+        trainer._emit(kind="phase", message="measuring the near-copy threshold of the image embeddings")
+        record_near_copy(out_dir, trainer.products, seed=config.seed)
     return out_dir
+
+
+def record_near_copy(bundle_dir: Path, products: Sequence[Product], *, seed: int) -> float:
+    """Measure the bundle's near-copy threshold with the runtime's embedder on a seeded sample of the
+    products' pictures (model_export.train.near_copy) and write it into its manifest, with how it
+    was measured in the training record. Returns the threshold."""
+    from moodboard.model_bundle import write_manifest
+
+    from model_export.train.near_copy import measure_bundle
+
+    measure = measure_bundle(bundle_dir, {product.id: Path(product.image) for product in products}, seed=seed)
+    manifest = load_manifest(bundle_dir)
+    assert manifest.training is not None
+    training = TrainingRecord.model_validate({**manifest.training.model_dump(), "near_copy": measure.record()})
+    write_manifest(manifest.model_copy(update={"training": training, "near_copy_threshold": measure.threshold}),
+                   bundle_dir)
+    logger.info("near-copy threshold of %s: %.3f (%s)", bundle_dir, measure.threshold, measure.record())
+    return measure.threshold

@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--w-type", type=float, default=defaults.w_type)
     p.add_argument("--w-text", type=float, default=defaults.w_text)
     p.add_argument("--w-neg", type=float, default=defaults.w_neg)
-    p.add_argument("--near-copy-threshold", type=float, default=defaults.near_copy_threshold)
+    p.add_argument("--near-copy-threshold", type=float, default=None,
+                   help="drop products above this cosine to the picture (default: MOODBOARD_QUERY_"
+                        "NEAR_COPY_THRESHOLD if set, else the model bundle's own, else "
+                        f"{defaults.near_copy_threshold})")
     p.add_argument("--mmr", type=float, default=None, dest="mmr_lambda", help="diversify with MMR (0..1)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
@@ -56,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     model_dir, precision = resolve_model(args.index, args.model, args.precision)
     embedder = Embedder.load(model_dir, precision=precision, threads=settings.intra_op_threads)
     index = ProductIndex.open(args.index, expected_fingerprint=embedder.fingerprint)
-    params = QueryParams(w_image=args.w_image, w_type=args.w_type, w_text=args.w_text, w_neg=args.w_neg,
-                         near_copy_threshold=args.near_copy_threshold, k=args.k, offset=args.offset,
-                         mmr_lambda=args.mmr_lambda)
+    params = QueryParams.from_defaults(settings.query, model_near_copy=embedder.near_copy_threshold,
+                                       w_image=args.w_image, w_type=args.w_type, w_text=args.w_text,
+                                       w_neg=args.w_neg, near_copy_threshold=args.near_copy_threshold, k=args.k,
+                                       offset=args.offset, mmr_lambda=args.mmr_lambda)
     query = resolve_query(index, has_image=bool(args.image), category=args.category, text=args.text,
                           negative=args.negative, params=params)
     image = _open_query_image(args.image, settings) if args.image else None

@@ -152,6 +152,7 @@ def summarize(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         "throughput": getattr(training, "throughput", None),
         "before": _headline(held["before"]), "after": _headline(held["after"]),
         "load_command": load_cmd, "base_out": str(args.base_out) if args.base_out else None,
+        "near_copy_threshold": manifest.near_copy_threshold,
     }
 
 
@@ -177,6 +178,9 @@ def print_summary(summary: dict[str, Any]) -> None:
                                ("image_label_agreement", "image 10-NN labels", None)):
         console.print(f"  {label:<20} {_fmt(before[key]):>7} {_fmt(after[key]):>7}"
                       + (f"   ({_fmt(after[chance])})" if chance else ""), markup=False)
+    if summary["near_copy_threshold"] is not None:
+        console.print(f"  near-copy threshold {summary['near_copy_threshold']} (measured for this model's "
+                      "image embeddings; searches use it unless a request or setting gives one)", markup=False)
     if summary["base_out"]:
         console.print(f"  untrained base: {summary['base_out']} (compare: moodboard eval CATALOG --model "
                       f"{summary['base_out']} --against {summary['out']})", markup=False)

@@ -46,6 +46,7 @@ def two_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoModels]:
     wider = generate_demo_catalog(root / "wider", per_category=4, categories=["dress", "lamp", "shoes", "hat"])
     base, trained = FakeEmbedder(fingerprint=BASE), FakeEmbedder(dim=24, fingerprint=TRAINED)
     base.source, trained.source = "tiny-random-clip", "tiny-random-clip (trained)"
+    trained.near_copy_threshold = 0.867  # its bundle's own (ModelManifest.near_copy_threshold)
     build = Settings(cache_dir=root / "cache")
     load_catalog(catalog, base, root / "base-index", settings=build)
     load_catalog(wider, trained, root / "trained-index", settings=build)
@@ -211,3 +212,16 @@ def test_a_product_route_naming_a_model_shorter_than_six_characters_is_a_422(two
 
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["query", "model"]
+
+
+def test_each_model_searches_with_its_own_near_copy_threshold_unless_the_request_gives_one(
+        two_models: TwoModels) -> None:
+    def threshold(**fields: object) -> float:
+        body = two_models.client.post("/search", json={"category": "lamp", "text": "bright", "k": 2, **fields}).json()
+        assert two_models.history.get(body["search_id"]).params["near_copy_threshold"] == body["query"][
+            "near_copy_threshold"]
+        return body["query"]["near_copy_threshold"]
+
+    assert threshold() == 0.95  # the default model's bundle has none: the setting's default
+    assert threshold(model=TRAINED) == 0.867
+    assert threshold(model=TRAINED, near_copy_threshold=0.5) == 0.5

@@ -75,3 +75,22 @@ def test_training_record_with_an_unknown_method_is_refused(tmp_path: Path) -> No
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(raw))
     with pytest.raises(BundleError, match="training.method"):
         load_manifest(tmp_path)
+
+
+def test_a_bundles_near_copy_threshold_round_trips_and_is_absent_by_default(tmp_path: Path) -> None:
+    plain, measured = tmp_path / "plain", tmp_path / "measured"
+    make_bundle(plain)
+    assert "near_copy_threshold" not in json.loads((plain / MANIFEST_FILE).read_text())
+    assert load_manifest(plain).near_copy_threshold is None
+    written = make_bundle(measured).model_copy(update={"training": RECORD, "source": LIT_SOURCE,
+                                                       "near_copy_threshold": 0.867})
+    write_manifest(written, measured)
+    assert load_manifest(measured).near_copy_threshold == 0.867
+
+
+def test_a_near_copy_threshold_above_one_is_refused(tmp_path: Path) -> None:
+    make_bundle(tmp_path)
+    raw = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({**raw, "near_copy_threshold": 1.5}))
+    with pytest.raises(BundleError, match="near_copy_threshold"):
+        load_manifest(tmp_path)

@@ -458,3 +458,25 @@ def test_similar_to_excludes_the_product_and_stays_in_its_category(index) -> Non
 def test_similar_to_unknown_product_is_not_found(index) -> None:
     with pytest.raises(NotFound):
         similar_to(index, "nope", k=3)
+
+
+def test_near_copy_threshold_defaults_to_the_setting_without_a_models_own() -> None:
+    assert QueryParams.from_defaults(QueryDefaults()).near_copy_threshold == 0.95
+    assert QueryParams.from_defaults(QueryDefaults(), model_near_copy=None).near_copy_threshold == 0.95
+
+
+def test_a_models_own_near_copy_threshold_comes_before_the_default() -> None:
+    assert QueryParams.from_defaults(QueryDefaults(), model_near_copy=0.867).near_copy_threshold == 0.867
+
+
+def test_an_explicit_near_copy_setting_comes_before_the_models_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_in_code = QueryDefaults(near_copy_threshold=0.95)
+    assert QueryParams.from_defaults(set_in_code, model_near_copy=0.867).near_copy_threshold == 0.95
+    monkeypatch.setenv("MOODBOARD_QUERY_NEAR_COPY_THRESHOLD", "0.99")
+    assert QueryParams.from_defaults(QueryDefaults(), model_near_copy=0.867).near_copy_threshold == 0.99
+
+
+def test_the_requests_near_copy_threshold_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOODBOARD_QUERY_NEAR_COPY_THRESHOLD", "0.99")
+    params = QueryParams.from_defaults(QueryDefaults(), model_near_copy=0.867, near_copy_threshold=0.5)
+    assert params.near_copy_threshold == 0.5
