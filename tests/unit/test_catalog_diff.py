@@ -285,20 +285,20 @@ def test_the_dry_run_route_reads_an_archive_and_answers_its_errors_plainly(api: 
     build_index(tmp_path / "current", UNPACKED, np.eye(5, 8, dtype=np.float32), fingerprint="fake-fp")
     version = store.publish(tmp_path / "current").version
     s3.upload_file(str(make_archive(tmp_path / "spring.zip", ARCHIVE_MEMBERS)), TEAM_BUCKET, "catalogs/spring.zip")
-    alice = auth(tokens["alice"])
+    carol = auth(tokens["carol"])  # an admin member: a dry run needs the admin role
 
-    answer = client.post("/admin/load/dry-run", headers=alice, json={"catalog_key": "catalogs/spring.zip"})
+    answer = client.post("/admin/load/dry-run", headers=carol, json={"catalog_key": "catalogs/spring.zip"})
     assert answer.status_code == 200, answer.text
     assert_archive_diff(CatalogDiff.model_validate(answer.json()))
     assert store.current().version == version
 
     s3.upload_file(str(make_archive(tmp_path / "escape.tar", [("catalog.csv", ARCHIVE_CSV), ("/etc/evil", b"x")])),
                    TEAM_BUCKET, "catalogs/escape.tar")
-    refused = client.post("/admin/load/dry-run", headers=alice, json={"catalog_key": "catalogs/escape.tar"})
+    refused = client.post("/admin/load/dry-run", headers=carol, json={"catalog_key": "catalogs/escape.tar"})
     assert refused.status_code == 400
     assert refused.json() == {"detail": "the archive member '/etc/evil' has an absolute path; it would be written "
                                         "outside its folder", "error": "ArchiveError"}
-    missing = client.post("/admin/load/dry-run", headers=alice, json={"catalog_key": "catalogs/none.zip"})
+    missing = client.post("/admin/load/dry-run", headers=carol, json={"catalog_key": "catalogs/none.zip"})
     assert (missing.status_code, missing.json()["detail"]) == (404, "no catalog at 'catalogs/none.zip' in the "
                                                                     "artifacts bucket")
     assert store.current().version == version
