@@ -13,9 +13,12 @@ catalog's pictures:
 - distinct: each picture against its most similar other picture of the sample.
 
 threshold = max(COPY_QUANTILE quantile of the copies rounded down to 0.001, DISTINCT_QUANTILE
-quantile of the distinct rounded up to 0.001): it catches 95% of the copies, and where copies and distinct products overlap the
-distinct bound wins, since dropping a real result is worse than showing a copy. Deterministic: the
-sample, the edit and the embedder are.
+quantile of the distinct rounded up to 0.001): the search drops 95% of the copies, and where copies
+and distinct products overlap the distinct bound wins, since dropping a real result is worse than
+showing a copy. Nearest-other cosines come in pairs (two products each other's nearest), so the
+distinct share above the threshold can be 2/n rather than 1%. Deterministic: the sample, the edit
+and the embedder are. `python -m model_export.train.near_copy BUNDLE CATALOG` measures a trained
+bundle again (with its training's seed and categories) and writes nothing.
 """
 
 from __future__ import annotations
