@@ -120,7 +120,7 @@ class LocalTeam:
         with _lock:
             members = self._read()
             if name not in members:
-                raise NotFound(f"no team member {name!r}", details={"list_url": "/team/members"})
+                raise NotFound(_unknown(name))
             members[name] = {**members[name], "role": role}
             self._write(members)
         logger.info("team member %s is now a %s", name, role)
@@ -131,7 +131,7 @@ class LocalTeam:
         with _lock:
             members = self._read()
             if name not in members:
-                raise NotFound(f"no team member {name!r}", details={"list_url": "/team/members"})
+                raise NotFound(_unknown(name))
             del members[name]
             self._write(members)
 
@@ -150,6 +150,11 @@ class LocalTeam:
             if hmac.compare_digest(entry.get("token_sha256", ""), digest):
                 found = _member(name, entry)
         return found
+
+
+def _unknown(name: str) -> str:
+    # Members are managed from the CLI only (no HTTP route lists them), so point there.
+    return f"no team member {name!r} (see `moodboard team list`)"
 
 
 def _member(name: str, entry: dict[str, str]) -> Member:

@@ -208,3 +208,19 @@ def test_cli_team_add_admin_list_shows_roles_and_role_changes_it(tmp_path: Path,
     assert team.member(rotated[1]).role == "member"
     assert main(["team", "role", "alice", "--data-dir", data]) == 2  # no role named: one-line error, exit 2
     assert main(["team", "role", "nobody", "admin", "--data-dir", data]) == 2
+
+
+def test_cli_team_unknown_member_points_at_team_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from moodboard_local.cli import main
+
+    data = str(tmp_path / "data")
+    assert main(["team", "add", "alice", "--data-dir", data]) == 0
+    capsys.readouterr()
+    for argv in (["team", "remove", "nobody"], ["team", "role", "nobody", "admin"]):
+        assert main([*argv, "--data-dir", data]) == 2
+        err = capsys.readouterr().err
+        # one line naming the CLI command that lists members (no HTTP route does)
+        assert err.splitlines() == ["error: no team member 'nobody' (see `moodboard team list`)"]
+    with pytest.raises(NotFound) as raised:
+        LocalTeam(tmp_path / "data" / "team.json").remove("nobody")
+    assert raised.value.details == {}
