@@ -40,6 +40,12 @@ GROUPS_CLAIM = "cognito:groups"
 # An admin route names what it does in its OpenAPI extra, for the 403 a team member gets.
 ADMIN_ACTION = "x-admin-action"
 
+# The 401s of team and admin routes alike (an admin route first needs a team credential; a member
+# without the admin role then gets Forbidden).
+NO_TOKEN = "this route needs an Authorization: Bearer token: a team member's or the admin's"
+BAD_TOKEN = "the token is neither a team member's nor the admin's"
+DISABLED = "team and admin routes are disabled: no admin token or team file is configured"
+
 _bearer = HTTPBearer(auto_error=False, description="Local admin or team member token; a Cognito JWT in AWS")
 
 
@@ -102,17 +108,17 @@ def require_team(
         return Caller(subject=str(subject or "unknown"), method="jwt", role=role)
     expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
     if not expected and not settings.team_file:
-        raise Unauthorized("admin access is disabled: no admin token is configured")
+        raise Unauthorized(DISABLED)
     if credentials is None:
-        raise Unauthorized("admin routes need an Authorization: Bearer token")
+        raise Unauthorized(NO_TOKEN)
     if expected and secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
         return Caller(subject="admin", method="token", role=ADMIN)
     # A named team member's own token (`moodboard team add NAME`): they act, and rate, as themselves.
     member = LocalTeam(settings.team_file).member(credentials.credentials) if settings.team_file else None
     if member is not None:
         return Caller(subject=member.name, method="member", role=member.role)
-    logger.info("admin token rejected for %s %s", request.method, request.url.path)
-    raise Unauthorized("the admin token is not valid")
+    logger.info("bearer token rejected for %s %s", request.method, request.url.path)
+    raise Unauthorized(BAD_TOKEN)
 
 
 def admin_action(action: str) -> dict[str, str]:

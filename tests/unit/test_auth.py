@@ -65,20 +65,25 @@ def _call(settings: Settings, event: dict[str, Any]) -> tuple[int, dict[str, str
     return response["statusCode"], response["headers"], json.loads(response["body"])
 
 
-def test_admin_route_without_auth_returns_401(settings: Settings) -> None:
-    status, headers, body = _call(settings, _event("evaluations_admin_bearer.json"))
+# The 401s name what they guard on a team route (/history) and an admin route alike.
+@pytest.mark.parametrize("path", [None, PROMOTE])
+def test_admin_route_without_auth_returns_401(settings: Settings, path: str | None) -> None:
+    status, headers, body = _call(settings, _event("evaluations_admin_bearer.json", path=path))
 
     assert status == 401
     assert headers["www-authenticate"] == "Bearer"
-    assert body == {"detail": "admin routes need an Authorization: Bearer token", "error": "Unauthorized"}
+    assert body == {"detail": "this route needs an Authorization: Bearer token: a team member's or the admin's",
+                    "error": "Unauthorized"}
 
 
-def test_admin_route_wrong_token_returns_401(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("path", [None, PROMOTE])
+def test_admin_route_wrong_token_returns_401(settings: Settings, caplog: pytest.LogCaptureFixture,
+                                             path: str | None) -> None:
     caplog.set_level(logging.DEBUG)
 
-    status, _, body = _call(settings, _event("evaluations_admin_bearer.json", authorization="Bearer guess"))
+    status, _, body = _call(settings, _event("evaluations_admin_bearer.json", authorization="Bearer guess", path=path))
 
-    assert (status, body["detail"]) == (401, "the admin token is not valid")
+    assert (status, body["detail"]) == (401, "the token is neither a team member's nor the admin's")
     assert "guess" not in caplog.text
 
 
@@ -103,7 +108,7 @@ def test_admin_route_without_configured_token_refuses_everyone(settings: Setting
     status, _, body = _call(no_token, _event("evaluations_admin_bearer.json", authorization="Bearer "))
 
     assert status == 401
-    assert body["detail"] == "admin access is disabled: no admin token is configured"
+    assert body["detail"] == "team and admin routes are disabled: no admin token or team file is configured"
 
 
 SUBJECT = "7d8e9f10-1112-1314-1516-171819202122"
