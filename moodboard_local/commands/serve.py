@@ -6,7 +6,10 @@
 With no --model it uses the default real checkpoint, exported once into ~/.cache/moodboard/models/,
 and falls back to the tiny random model where the hub cannot be reached, saying so here and on the
 page. With no --index or --catalog it loads the clothing dataset when found, else a generated demo
-catalog, building the index once (later starts re-embed only what changed). S3 and DynamoDB come
+catalog, building the index once: a later start with the same catalog (content checksum), pictures
+and model keeps serving the version built then (no new version, so evaluation rounds run before and
+after the restart count as one configuration); one with changes re-embeds only what changed and
+publishes a new version. S3 and DynamoDB come
 from an embedded moto server unless an endpoint or real AWS credentials are configured; the index
 is published to that bucket and served through the same CURRENT pointer code as in AWS, so
 `POST /admin/load` swaps it live.
@@ -15,7 +18,8 @@ is published to that bucket and served through the same CURRENT pointer code as 
 trained bundle and its base, so an evaluation round can run on each (a search picks it by `model`,
 GET /models lists them). Its index is built from the same catalog (--catalog, else the demo's) into
 the data folder, keyed by model fingerprint and catalog: a restart without --catalog serves it as
-it was, one with --catalog re-embeds only what changed. It is served from that local bundle (a load from the team page changes the default model's index only).
+it was, one with --catalog keeps it as well when nothing changed, else re-embeds only what changed.
+It is served from that local bundle (a load from the team page changes the default model's index only).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import os
 import re
 import secrets
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -372,6 +377,7 @@ def index_folder(folder: Path, catalog: Path, fingerprint: str) -> Path:
 def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path, *, out: Path | None = None) -> Path:
     """Build (or refresh: unchanged images keep their vectors) the index of a catalog in the cache
     (or at `out`)."""
+    from moodboard.catalog import read_catalog
     from moodboard.errors import ConfigError
     from moodboard.ingest import load_catalog
     from moodboard_local.console import console, err_console, progress_bar
@@ -379,12 +385,56 @@ def build_index(catalog: Path, settings: Any, embedder: Any, cache: Path, *, out
     if not catalog.exists():
         raise ConfigError(f"catalog {catalog} does not exist")
     out = out or index_folder(cache / "indexes", catalog, embedder.fingerprint)
+    kept = unchanged_index(out, read_catalog(catalog), embedder.fingerprint)
+    if kept is not None:
+        console.print(f"index {kept.version} of {catalog} kept: the catalog, its pictures and the model are "
+                      f"those it was built from", markup=False)
+        return out
     with progress_bar("embedding") as on_progress:
         report = load_catalog(catalog, embedder, out, settings=settings, on_progress=on_progress)
     for failure in report.image_failures[:5]:
         err_console.print(f"image failed for {failure.product_id}: {failure.reason}", markup=False)
     console.print(report.summary(), markup=False)
     return out
+
+
+def unchanged_index(index_dir: Path, read: Any, fingerprint: str) -> Any:
+    """The manifest of the intact bundle at index_dir when it was built by the model of `fingerprint`
+    from this very catalog (`read`, a moodboard.catalog.CatalogRead): the same content checksum (the
+    manifest's catalog_sha256) and every product's picture unchanged (its image content key); None
+    when anything differs. Building it again would only give the same products a new version, which
+    an evaluation round counts as another configuration. A product the bundle lacks had a picture that
+    failed then; it counts as unchanged when that picture is a URL, a file still missing, or a file
+    not modified since the bundle was built (a load, not a restart, tries it again)."""
+    from moodboard.catalog import image_content_key, is_url
+    from moodboard.errors import BundleError
+    from moodboard.index import verify
+    from moodboard.index.manifest import PRODUCTS_FILE
+    from moodboard.index.records import read_records
+
+    try:
+        manifest = verify(Path(index_dir))
+        if (manifest.model_fingerprint != fingerprint or not manifest.catalog_sha256
+                or manifest.catalog_sha256 != read.checksum):
+            return None
+        products, _, keys = read_records(Path(index_dir) / PRODUCTS_FILE)
+        built = datetime.strptime(manifest.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except (BundleError, OSError, ValueError):
+        return None
+    stored = {product.id: key for product, key in zip(products, keys, strict=True)}
+    if not stored.keys() <= {product.id for product in read.products}:
+        return None
+    for product in read.products:
+        if product.id in stored:
+            if stored[product.id] != image_content_key(product):
+                return None
+        elif not is_url(product.image):
+            try:
+                if Path(product.image).stat().st_mtime >= built:
+                    return None
+            except OSError:
+                pass  # still missing
+    return manifest
 
 
 def publish_index(runtime: Any, index_dir: Path, fingerprint: str, *, catalog: Path | None = None) -> None:
