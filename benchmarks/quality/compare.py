@@ -35,13 +35,17 @@ COMPARED = (
 
 def compare(data: heldout.HeldOut, images_a: np.ndarray, embed_a: Callable[[Sequence[str]], np.ndarray],
             images_b: np.ndarray, embed_b: Callable[[Sequence[str]], np.ndarray], *, ignore: Sequence[str] = (),
-            top_types: int | None = None, near_copy_threshold: float = 0.95, w_image: float = 1.0,
-            w_type: float = 0.6, seed: int = 7, resamples: int = 2000) -> dict[str, Any]:
-    """Figures of A and B, their differences with bootstrap intervals, and the neighbourhood overlap."""
-    options = {"ignore": ignore, "top_types": top_types, "near_copy_threshold": near_copy_threshold,
-               "w_image": w_image, "w_type": w_type}
-    a = heldout.summary(data, images_a, embed_a, **options)
-    b = heldout.summary(data, images_b, embed_b, **options)
+            top_types: int | None = None, near_copy_threshold: float | tuple[float, float] = 0.95,
+            w_image: float = 1.0, w_type: float = 0.6, seed: int = 7, resamples: int = 2000) -> dict[str, Any]:
+    """Figures of A and B, their differences with bootstrap intervals, and the neighbourhood overlap.
+    `near_copy_threshold` is one cosine for both or (A's, B's): each model's near-copy rate is
+    counted at the threshold its search uses (a bundle may carry its own,
+    ModelManifest.near_copy_threshold), since cosines of two embedding spaces are not on one scale."""
+    threshold_a, threshold_b = (near_copy_threshold if isinstance(near_copy_threshold, tuple)
+                                else (near_copy_threshold, near_copy_threshold))
+    options = {"ignore": ignore, "top_types": top_types, "w_image": w_image, "w_type": w_type}
+    a = heldout.summary(data, images_a, embed_a, near_copy_threshold=threshold_a, **options)
+    b = heldout.summary(data, images_b, embed_b, near_copy_threshold=threshold_b, **options)
     differences = {}
     for label, section, key, higher_better in COMPARED:
         row = heldout.paired_bootstrap(a[section]["per_query"][key], b[section]["per_query"][key],
@@ -62,6 +66,7 @@ def compare(data: heldout.HeldOut, images_a: np.ndarray, embed_a: Callable[[Sequ
         "a": heldout.strip_per_query(a),
         "b": heldout.strip_per_query(b),
         "differences": differences,
+        "near_copy_threshold": {"a": threshold_a, "b": threshold_b},
         "within_type_overlap": {**heldout.strip_per_query(overlap),
                                 "meaning": "share of each product's 10 nearest same-type held-out products "
                                            "under A that are also its 10 nearest under B (1.0: unchanged)"},
@@ -101,9 +106,14 @@ def render_html(report: dict[str, Any]) -> str:
         for t in types_a if t in types_b)
     overlap = report["within_type_overlap"]
     chance = report["chance"]
+    thresholds = report.get("near_copy_threshold", {})
     describe = "".join(f"<li><b>{html.escape(side.upper())}</b>: {html.escape(str(info.get('name')))} "
                        f"<code>{html.escape(str(info.get('fingerprint', ''))[:12])}</code> — "
-                       f"{html.escape(str(info.get('description', '')))}</li>"
+                       f"{html.escape(str(info.get('description', '')))}"
+                       + (f"; near-copy threshold {thresholds[side]:.4g}"
+                          + (f" ({html.escape(str(info['near_copy_threshold_from']))})"
+                             if info.get("near_copy_threshold_from") else "") if side in thresholds else "")
+                       + "</li>"
                        for side, info in (("a", meta.get("a", {})), ("b", meta.get("b", {}))))
     split = html.escape(json.dumps(meta.get("split", {})))
     return f"""<!doctype html>

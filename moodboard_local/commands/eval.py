@@ -138,9 +138,11 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
     embedder = Embedder.load(model_dir, precision=precision, threads=settings.intra_op_threads)
     meta = report["meta"]
     manifest = embedder.manifest
+    threshold, threshold_from = near_copy_threshold(settings, manifest)
     meta.update(model_fingerprint=embedder.fingerprint, model_source=manifest.source.id,
                 model_revision=manifest.source.revision, tiny_model=manifest.tiny,
-                precision=precision, catalog=str(args.catalog))
+                precision=precision, catalog=str(args.catalog), near_copy_threshold=threshold,
+                near_copy_threshold_from=threshold_from)
 
     mark = time.perf_counter()
     if args.index is None:
@@ -162,8 +164,7 @@ def _catalog_eval(args: argparse.Namespace, settings: Settings, harness: Any,
         raise ConfigError(f"the catalog needs at least two products to evaluate; the index holds {len(data)}")
     defaults = settings.query
     config = harness.EvalConfig(queries=args.queries, sweep=tuple(args.sweep), w_image=defaults.w_image,
-                                w_type=defaults.w_type, near_copy_threshold=defaults.near_copy_threshold,
-                                seed=args.seed)
+                                w_type=defaults.w_type, near_copy_threshold=threshold, seed=args.seed)
     mark = time.perf_counter()
     report.update(harness.evaluate(data, embedder.embed_texts, config,
                                    served=harness.ServedCheck(embedder=embedder, open_image=_image_opener(settings))))
@@ -235,8 +236,9 @@ def _compare_models(args: argparse.Namespace, settings: Settings) -> int:
     with err_console.status(f"embedding {len(images)} held-out images with both models"):
         vectors_a, vectors_b = a.embed_images(images), b.embed_images(images)
     defaults = settings.query
+    thresholds = (near_copy_threshold(settings, a.manifest)[0], near_copy_threshold(settings, b.manifest)[0])
     report = compare_mod.compare(data, vectors_a, a.embed_texts, vectors_b, b.embed_texts, ignore=args.ignore_category,
-                                 top_types=args.top_types, near_copy_threshold=defaults.near_copy_threshold,
+                                 top_types=args.top_types, near_copy_threshold=thresholds,
                                  w_image=defaults.w_image, w_type=defaults.w_type, seed=args.seed)
     report["meta"] = {
         "code_version": __version__, "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -244,7 +246,7 @@ def _compare_models(args: argparse.Namespace, settings: Settings) -> int:
         "split": {"held_out_fraction": fraction, "seed": seed, "ignored_categories": list(ignore),
                   "held_out_digest": digest, "from_training_record": trained is not None,
                   "unreadable_images": len(held_rows) - len(kept)},
-        "a": _model_meta(args.model, a), "b": _model_meta(args.against, b),
+        "a": _model_meta(args.model, a, settings), "b": _model_meta(args.against, b, settings),
         "seconds_total": round(time.perf_counter() - started, 2),
     }
     written = compare_mod.write_comparison(report, args.out)
@@ -268,10 +270,25 @@ def _compare_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _model_meta(path: Path, embedder: Any) -> dict[str, Any]:
+def _model_meta(path: Path, embedder: Any, settings: Settings) -> dict[str, Any]:
     manifest = embedder.manifest
+    threshold, threshold_from = near_copy_threshold(settings, manifest)
     return {"path": str(path), "name": f"{manifest.source.id} @ {embedder.fingerprint[:8]}",
-            "fingerprint": embedder.fingerprint, "description": manifest.description, "tiny": manifest.tiny}
+            "fingerprint": embedder.fingerprint, "description": manifest.description, "tiny": manifest.tiny,
+            "near_copy_threshold": threshold, "near_copy_threshold_from": threshold_from}
+
+
+def near_copy_threshold(settings: Settings, manifest: Any) -> tuple[float, str]:
+    """The near-copy cosine a search with this model bundle uses (moodboard.query.QueryParams.from_defaults:
+    an explicit setting, else the bundle's own ModelManifest.near_copy_threshold, else the default) and
+    where it came from ("setting", "bundle" or "default"), so eval counts near-copies as the search drops them."""
+    from moodboard.query import QueryParams
+
+    defaults = settings.query
+    threshold = QueryParams.from_defaults(defaults, model_near_copy=manifest.near_copy_threshold).near_copy_threshold
+    if "near_copy_threshold" in defaults.model_fields_set:
+        return threshold, "setting"
+    return threshold, "bundle" if manifest.near_copy_threshold is not None else "default"
 
 
 def _image_opener(settings: Settings) -> Any:

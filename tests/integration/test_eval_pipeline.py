@@ -35,6 +35,9 @@ def test_eval_writes_report_json_with_expected_keys(eval_run: Path) -> None:
     assert report["image_to_image"]["held_out"] == 12
     assert report["image_to_image"]["candidates"] == 48
     assert [row["w_type"] for row in report["sweep"]] == [0.0, 0.5, 2.0]
+    # the tiny bundle carries no threshold of its own: the default, said so, and the one the gist used
+    assert (report["meta"]["near_copy_threshold"], report["meta"]["near_copy_threshold_from"]) == (0.95, "default")
+    assert report["gist"]["near_copy_threshold"] == report["meta"]["near_copy_threshold"]
 
 
 def test_eval_in_category_share_is_one_through_the_filtered_search(eval_run: Path) -> None:

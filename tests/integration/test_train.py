@@ -93,6 +93,10 @@ def test_eval_against_compares_base_and_trained_on_the_training_split(palette_ca
     assert recall["significant"] and recall["interval"][0] > 0
     assert 0.0 <= report["within_type_overlap"]["overlap"] <= 1.0
     assert "Held-out comparison" in (tmp_path / "comparison.html").read_text()
+    for side, bundle in (("a", base), ("b", model)):  # each side's near-copies at its own bundle's threshold
+        own = json.loads((bundle / "manifest.json").read_text()).get("near_copy_threshold")
+        assert report["near_copy_threshold"][side] == report["meta"][side]["near_copy_threshold"] == (own or 0.95)
+        assert report["meta"][side]["near_copy_threshold_from"] == ("bundle" if own else "default")
 
 
 def test_lit_with_tiny_clip_tower_learns_captions_and_leaves_image_embeddings_unchanged(
