@@ -11,10 +11,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,20 +27,11 @@ from tests.browser.support import (
     CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
-    REPO,
     UI_TIMEOUT_MS,
 )
-
-SERVER_START_SECONDS = 180
+from tests.serving import running_serve
 
 expect.set_options(timeout=UI_TIMEOUT_MS)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 SLOW_SECONDS = 6.0
@@ -116,47 +103,17 @@ def upload_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def app_url(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`moodboard serve` on a free loopback port with the tiny model and the generated catalog."""
     work = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MOODBOARD_")}
-    env.update({
+    env = {
         "MOODBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
         "MOODBOARD_FETCH_ALLOW_LOOPBACK": "true",
         "MOODBOARD_HIDDEN_CATEGORIES": json.dumps(HIDDEN_CATEGORIES),
         "MOODBOARD_CACHE_DIR": str(work / "cache"),
         "MOODBOARD_DATA_DIR": str(work / "data"),  # never the project's own .moodboard-data
         "XDG_CACHE_HOME": str(work / "xdg-cache"),
-        "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),
-    })
-    command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", str(tiny_bundle), "--catalog", str(demo_catalog)]
-    log_path = work / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_health(base, process, log_path)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-def _wait_for_health(base: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"moodboard serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"moodboard serve did not answer /health in {SERVER_START_SECONDS} s:\n{log_path.read_text()[-4000:]}")
+    }
+    with running_serve(["--model", str(tiny_bundle), "--catalog", str(demo_catalog)], env=env, cwd=work,
+                       log=work / "serve.log", drop=("MOODBOARD_",)) as served:
+        yield served.url
 
 
 @pytest.fixture

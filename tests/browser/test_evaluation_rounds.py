@@ -13,11 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -33,20 +29,14 @@ from moodboard_local.demo_catalog import generate_demo_catalog
 from moodboard_local.local_data import LocalData
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.support import ADMIN_TOKEN, CATEGORY, DESKTOP, PHONE, REPO, UI_TIMEOUT_MS, screenshot
+from tests.browser.support import ADMIN_TOKEN, CATEGORY, DESKTOP, PHONE, UI_TIMEOUT_MS, screenshot
 from tests.browser.test_accessibility import assert_no_violations
+from tests.serving import ServeProcess, free_port, running_serve
 from tests.unit.test_artifacts import make_bundle
 
 pytestmark = pytest.mark.browser
 
-START_SECONDS = 180
 K = 3
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -58,7 +48,7 @@ class Stack:
     work: Path
     port: int = field(default_factory=free_port)
     tokens: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen | None = None
+    served: ServeProcess | None = None
     moto: str = ""
     starts: int = 0
 
@@ -71,47 +61,25 @@ class Stack:
         return self.work / "data"
 
     def start(self, *, with_catalog: bool) -> None:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("MOODBOARD_", "AWS_"))}
-        env.update({
+        env = {
             "MOODBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
             "MOODBOARD_INDEX_REFRESH_SECONDS": "1",
             "MOODBOARD_CACHE_DIR": str(self.work / "cache"),
             "XDG_CACHE_HOME": str(self.work / "xdg-cache"),
             "AWS_SHARED_CREDENTIALS_FILE": str(self.work / "no-credentials"),
-            "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),
-        })
-        command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--model", str(self.model), "--aws", "moto", "--allow-loopback-fetch", "--data-dir", str(self.data)]
+        }
+        args = ["--model", str(self.model), "--aws", "moto", "--allow-loopback-fetch", "--data-dir", str(self.data)]
         if with_catalog:
-            command += ["--catalog", str(self.catalog)]
+            args += ["--catalog", str(self.catalog)]
         self.starts += 1
-        log = self.work / f"serve-{self.starts}.log"
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(command, cwd=self.work, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"moodboard serve exited with {self.process.returncode}:\n{log.read_text()[-4000:]}")
-            if "moodboard is running at" in log.read_text(errors="replace"):
-                try:
-                    if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"moodboard serve did not start:\n{log.read_text()[-4000:]}")
-        self.moto = re.search(r"embedded moto server at (http://127\.0\.0\.1:\d+)", log.read_text()).group(1)
+        self.served = running_serve(args, env=env, cwd=self.work, log=self.work / f"serve-{self.starts}.log",
+                                    port=self.port)
+        self.moto = self.served.moto_endpoint
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            self.process = None
+        if self.served is not None:
+            self.served.stop()
+            self.served = None
 
     def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
@@ -124,12 +92,12 @@ def stack(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempPa
     team = LocalData(work / "data").team()
     server = Stack(model=tiny_bundle, catalog=demo_catalog, work=work,
                    tokens={"alice": team.add("alice", admin=True), "bob": team.add("bob")})
-    server.start(with_catalog=True)
-    with server.client() as admin:
-        for picture, category in (("mood.jpg", CATEGORY), ("mood.png", "shoes")):
-            made = admin.post("/search-urls", json={"url": f"{image_server}/{picture}", "category": category})
-            assert made.status_code == 201, made.text
     try:
+        server.start(with_catalog=True)
+        with server.client() as admin:
+            for picture, category in (("mood.jpg", CATEGORY), ("mood.png", "shoes")):
+                made = admin.post("/search-urls", json={"url": f"{image_server}/{picture}", "category": category})
+                assert made.status_code == 201, made.text
         yield server
     finally:
         server.stop()
@@ -194,6 +162,9 @@ def test_two_raters_work_through_one_round(browser: Browser, stack: Stack) -> No
         page.get_by_role("button", name="Run this round on the served index").click()
         expect(page.locator("#queue-run option")).to_have_count(1)
         grade_run(page, ALICE_RUN1)
+        # each picture's own line follows the grading, as the run's total does
+        for item in page.locator("#round-queue .queue-item").all():
+            expect(item.locator(".hint")).to_contain_text(f"you graded {K} of {K}")
         # the optional 0-3 grade and comment, reached from the first result
         first = page.locator("#round-queue .grade-row").first
         first.locator("summary").click()

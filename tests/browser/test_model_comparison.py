@@ -6,24 +6,20 @@ both models ("source @ short fingerprint") and comparing the two runs picture by
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import free_port
-from tests.browser.support import ADMIN_TOKEN, CATEGORY, PHONE, REPO, UI_TIMEOUT_MS, screenshot
+from tests.browser.support import ADMIN_TOKEN, CATEGORY, PHONE, UI_TIMEOUT_MS, screenshot
 from tests.browser.test_accessibility import assert_no_violations
+from tests.serving import running_serve
 
-START_SECONDS = 180
 OTHER_SEED = 7
 OTHER_SOURCE = "tiny-random-clip-seed7"
 K = 3
@@ -55,40 +51,21 @@ class Served:
 def two_models(tiny_bundle: Path, other_bundle: Path, demo_catalog: Path, image_server: str,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     work = tmp_path_factory.mktemp("compare-serve")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MOODBOARD_", "AWS_"))}
-    env.update({
+    env = {
         "MOODBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
         "MOODBOARD_CACHE_DIR": str(work / "cache"),
         "XDG_CACHE_HOME": str(work / "xdg-cache"),
         "AWS_SHARED_CREDENTIALS_FILE": str(work / "no-credentials"),
-        "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), env.get("PYTHONPATH", "")]),
-    })
-    command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", str(tiny_bundle), "--compare-model", str(other_bundle), "--catalog", str(demo_catalog),
-               "--aws", "moto", "--allow-loopback-fetch", "--data-dir", str(work / "data")]
-    log = work / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
-    served = Served(f"http://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while "moodboard is running at" not in log.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moodboard serve did not start ({process.poll()}):\n{log.read_text()[-4000:]}")
-            time.sleep(0.3)
+    }
+    args = ["--model", str(tiny_bundle), "--compare-model", str(other_bundle), "--catalog", str(demo_catalog),
+            "--aws", "moto", "--allow-loopback-fetch", "--data-dir", str(work / "data")]
+    with running_serve(args, env=env, cwd=work, log=work / "serve.log") as serve:
+        served = Served(serve.url, serve.log)
         with served.client() as admin:
             for picture, category in (("mood.jpg", CATEGORY), ("mood.png", "shoes")):
                 made = admin.post("/search-urls", json={"url": f"{image_server}/{picture}", "category": category})
                 assert made.status_code == 201, made.text
         yield served
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_a_round_runs_on_both_served_models_and_the_report_compares_them(browser: Browser,
@@ -108,6 +85,8 @@ def test_a_round_runs_on_both_served_models_and_the_report_compares_them(browser
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    asked: list[str] = []
+    page.on("request", lambda sent: asked.append("?".join(filter(None, urlsplit(sent.url)[2:4]))))
     try:
         page.goto(f"{two_models.url}/team.html#rounds/{round_id}")
         page.get_by_label("Access token").fill(ADMIN_TOKEN)
@@ -135,6 +114,22 @@ def test_a_round_runs_on_both_served_models_and_the_report_compares_them(browser
                             "rating": 1 if rank < good else -1})
                         assert rated.status_code == 200, rated.text
             figures = admin.get(f"/rounds/{round_id}/report").json()
+
+        # the queue asks the compared model's index for run 2's products and images (?model=), the default
+        # one's for run 1's: a product only the compared model's index holds still has its title and picture
+        assert [run["model_fingerprint"] for run in queue["runs"]] == [default["fingerprint"], other["fingerprint"]]
+        compared = f"?model={other['fingerprint']}"
+        for run, query in zip(reversed(queue["runs"]), (compared, "")):
+            page.get_by_label("Run to grade").select_option(run["run_id"])
+            ids = [quote(pid, safe="") for item in run["items"] for pid in item["result_ids"]]
+            images = page.locator("#round-queue .grade-row img")
+            expect(images).to_have_count(len(ids))
+            for image, pid in zip(images.all(), ids):
+                src = re.compile(rf"/products/{re.escape(pid)}/image{re.escape(query)}$")
+                expect(image).to_have_attribute("src", src)
+        run2 = {f"/products/{quote(pid, safe='')}{compared}"
+                for item in queue["runs"][1]["items"] for pid in item["result_ids"]}
+        assert run2 and run2 <= set(asked)
 
         page.reload()
         comparison = page.locator("#comparison-table")

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,17 +18,12 @@ import httpx
 import pytest
 from moodboard_local.demo_catalog import draw_mood_image, generate_demo_catalog
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.serving import REPO, ServeProcess, running_serve
+
 TOKEN = "serve-test-admin-token"
 START_TIMEOUT = 240.0
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def mood_jpeg(palette: str = "ocean") -> bytes:
@@ -45,23 +36,19 @@ def mood_jpeg(palette: str = "ocean") -> bytes:
 class Server:
     url: str
     moto_endpoint: str
-    process: subprocess.Popen
-    output: list[str] = field(default_factory=list)
+    serve: ServeProcess
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60.0, **kwargs)
 
     def log(self) -> str:
-        return "".join(self.output[-60:])
+        return self.serve.log_text()
 
 
 @pytest.fixture(scope="module")
 def server(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOODBOARD_", "POWERTOOLS_"))}
-    env.update({
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "functions"), str(REPO), env.get("PYTHONPATH")])),
+    env = {
         "XDG_CACHE_HOME": str(root / "xdg"),
         "MOODBOARD_CACHE_DIR": str(root / "cache"),
         "MOODBOARD_DATA_DIR": str(root / "data"),  # never the project's own .moodboard-data
@@ -69,39 +56,11 @@ def server(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempP
         "MOODBOARD_INDEX_REFRESH_SECONDS": "1",
         "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-credentials"),
         "COLUMNS": "400",
-    })
-    command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", str(tiny_bundle), "--catalog", str(demo_catalog), "--aws", "moto",
-               "--allow-loopback-fetch"]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, bufsize=1)
-    output: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if "moodboard is running at" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        ready.wait(START_TIMEOUT)
-        text = "".join(output)
-        if process.poll() is not None or "moodboard is running at" not in text:
-            pytest.fail(f"moodboard serve did not start:\n{text[-4000:]}")
-        endpoint = re.search(r"embedded moto server at (http://127\.0\.0\.1:\d+)", text)
-        assert endpoint, text
-        yield Server(f"http://127.0.0.1:{port}/", endpoint.group(1), process, output)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    }
+    args = ["--model", str(tiny_bundle), "--catalog", str(demo_catalog), "--aws", "moto", "--allow-loopback-fetch"]
+    with running_serve(args, env=env, cwd=REPO, log=root / "serve.log", drop=("AWS_", "MOODBOARD_", "POWERTOOLS_"),
+                       start_seconds=START_TIMEOUT) as serve:
+        yield Server(f"{serve.url}/", serve.moto_endpoint, serve)
 
 
 class Fixtures(BaseHTTPRequestHandler):
@@ -134,7 +93,7 @@ def test_serve_says_tiny_model_on_console_page_and_version(server: Server) -> No
     assert config == {"apiBase": "", "tinyModel": True, "adminRequired": True}
     assert version["model"]["tiny"] is True
     assert page.status_code == 200 and "<html" in page.text.lower()
-    assert "TINY RANDOM test model" in "".join(server.output)
+    assert "TINY RANDOM test model" in server.log()
 
 
 def test_serve_search_over_http_returns_results(server: Server) -> None:
