@@ -178,11 +178,29 @@ async function searchItem(item, params) {
   return request("search", { method: "POST", form });
 }
 
-async function product(id) {
-  if (!products.has(id)) {
-    products.set(id, request(`products/${encodeURIComponent(id)}`).catch(() => ({ id, title: id })));
+/** The `model` a run's product routes need: its fingerprint when a compared model answered it (a
+ *  product only that model's index holds is unknown to the default one); null for the default model,
+ *  or a model no longer served (the default index is then the best guess). */
+async function runModel(run) {
+  const served = (await servedModels()).find((m) => m.fingerprint === run.model_fingerprint);
+  return served && !served.default ? served.fingerprint : null;
+}
+
+function productPath(id, model, suffix = "") {
+  const path = `products/${encodeURIComponent(id)}${suffix}`;
+  return model ? `${path}?model=${encodeURIComponent(model)}` : path;
+}
+
+async function product(id, model) {
+  const key = `${model || ""}/${id}`;
+  if (!products.has(key)) {
+    products.set(key, request(productPath(id, model)).catch(() => ({ id, title: id })));
   }
-  return products.get(id);
+  return products.get(key);
+}
+
+function itemProgress(item) {
+  return ` · you graded ${Object.keys(item.mine).length} of ${item.result_ids.length}`;
 }
 
 async function renderQueue() {
@@ -195,20 +213,21 @@ async function renderQueue() {
   const run = queue.runs.find((r) => r.run_id === $("queue-run").value) || queue.runs[0];
   const total = run.items.reduce((sum, item) => sum + item.result_ids.length, 0);
   const done = run.items.reduce((sum, item) => sum + Object.keys(item.mine).length, 0);
+  const model = await runModel(run);
   const sections = [];
   for (const [index, item] of run.items.entries()) {
+    const progress = h("span", { class: "item-progress" }, itemProgress(item));
     const rows = [];
     for (const [rank, id] of item.result_ids.entries()) {
-      rows.push(gradeRow(item, id, rank, await product(id)));
+      rows.push(gradeRow(item, id, rank, await product(id, model), model, progress));
     }
-    const rated = Object.keys(item.mine).length;
     sections.push(h("section", { class: "queue-item", dataset: { searchId: item.search_id }, "aria-labelledby": `queue-item-${index}` },
       h("h4", { id: `queue-item-${index}` }, `Picture ${index + 1} of ${run.items.length}: ${item.category}`),
       item.picture
         ? h("p", { class: "hint queue-picture" }, pictureImage(round.round_id, item, `Uploaded picture ${index + 1}`),
-          h("span", {}, "Uploaded picture", item.note ? ` (${item.note})` : "", ` · you graded ${rated} of ${item.result_ids.length}`))
+          h("span", {}, "Uploaded picture", item.note ? ` (${item.note})` : "", progress))
         : h("p", { class: "hint" }, h("a", { href: item.image_url, class: "url" }, item.image_url), item.note ? ` (${item.note})` : "",
-          ` · you graded ${rated} of ${item.result_ids.length}`),
+          progress),
       h("ol", { class: "grade-list" }, rows)));
   }
   if (generation !== renderGeneration) return;
@@ -217,7 +236,7 @@ async function renderQueue() {
     ...sections);
 }
 
-function gradeRow(item, id, rank, info) {
+function gradeRow(item, id, rank, info, model, progress) {
   const mine = item.mine[id] || null;
   const n = ++fieldCounter;
   const grade = h("select", { id: `grade-${n}` }, GRADES.map(([value, label]) => h("option", { value }, label)));
@@ -240,6 +259,7 @@ function gradeRow(item, id, rank, info) {
       buttons.up.setAttribute("aria-pressed", String(rating === 1));
       buttons.down.setAttribute("aria-pressed", String(rating === -1));
       showError(error, "");
+      progress.textContent = itemProgress(item);
       const done = document.querySelectorAll('#round-queue .grade-row button[aria-pressed="true"]').length;
       const total = document.querySelectorAll("#round-queue .grade-row").length;
       $("my-progress").textContent = `You (${queue.rater}) have graded ${done} of ${total} results in this run.`;
@@ -255,7 +275,7 @@ function gradeRow(item, id, rank, info) {
   buttons.down = h("button", { type: "button", class: "button-small thumb-down", "aria-pressed": String(current() === -1), onClick: () => save(-1) },
     "Poor match", h("span", { class: "visually-hidden" }, `: ${title}`));
   const img = h("img", { alt: title, width: 96, height: 96, loading: "lazy" });
-  apiUrl(`products/${encodeURIComponent(id)}/image`).then((url) => { img.src = url; });
+  apiUrl(productPath(id, model, "/image")).then((url) => { img.src = url; });
   return h("li", { class: "grade-row", dataset: { productId: id } },
     img,
     h("div", { class: "grade-body" },

@@ -278,7 +278,8 @@ def round_report(round_: Round, ratings: Iterable[Judged], *, ks: Sequence[int] 
             done[rating.rater].add((rating.search_id, rating.product_id))
         progress = [{"rater": name, "rated": len(done.get(name, ())), "total": total} for name in everyone]
         runs.append({"run_id": run.run_id, "label": run.label, "model": run.model,
-                     "index_version": run.index_version, "weights": run.weights, "progress": progress,
+                     "model_fingerprint": run.model_fingerprint, "index_version": run.index_version,
+                     "weights": run.weights, "progress": progress,
                      "metrics": _plain(configuration_metrics(mine, ks, key=item_key))})
     comparisons = []
     k = max(ks)
@@ -298,8 +299,9 @@ def round_report(round_: Round, ratings: Iterable[Judged], *, ks: Sequence[int] 
 
 
 def round_queue(round_: Round, history: Any, evaluations: Any, *, rater: str) -> dict[str, Any]:
-    """The rating queue of one rater: per run, each item with its search id, the top `k` result ids
-    and the rater's own team ratings of them ({product_id: {rating, grade, comment}})."""
+    """The rating queue of one rater: per run (with the fingerprint of the model that answered it, the
+    `model` its results' product routes need when a compared model did), each item with its search id,
+    the top `k` result ids and the rater's own team ratings of them ({product_id: {rating, grade, comment}})."""
     searches = {sid for run in round_.runs for sid in run.searches.values()}
     mine: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     if searches:
@@ -320,5 +322,6 @@ def round_queue(round_: Round, history: Any, evaluations: Any, *, rater: str) ->
                             "category": item.category,
                             "note": item.note, "search_id": search_id,
                             "result_ids": record.result_ids[:round_.k], "mine": mine.get(search_id, {})})
-        runs.append({"run_id": run.run_id, "label": run.label, "model": run.model, "items": entries})
+        runs.append({"run_id": run.run_id, "label": run.label, "model": run.model,
+                     "model_fingerprint": run.model_fingerprint, "items": entries})
     return {"round_id": round_.round_id, "name": round_.name, "k": round_.k, "rater": rater, "runs": runs}
