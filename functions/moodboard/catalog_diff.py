@@ -213,7 +213,7 @@ class NotDryRunnable(CatalogError):
 
 
 class CatalogTooLargeForDryRun(RequestTooLarge):
-    """The catalog is larger than a dry run reads."""
+    """The catalog is larger than a dry run reads (details: its `bytes` and the `max_bytes` read)."""
 
 
 def current_products(store: Any) -> tuple[list[Product] | None, str | None]:
@@ -279,9 +279,10 @@ def dry_run_in_bucket(store: Any, catalog_key: str, *, max_removed_share: float,
                              details={"catalog_key": catalog_key})
     with s3_errors(f"read {catalog_key}", missing=missing):
         head = store.client.head_object(Bucket=store.bucket, Key=catalog_key)
-    if int(head.get("ContentLength", 0)) > max_bytes:
-        raise CatalogTooLargeForDryRun(f"{catalog_key} is {head['ContentLength']} bytes; a dry run reads at "
-                                       f"most {max_bytes}")
+    size = int(head.get("ContentLength", 0))
+    if size > max_bytes:
+        raise CatalogTooLargeForDryRun(f"{catalog_key} is {size} bytes; a dry run reads at most {max_bytes}",
+                                       details={"bytes": size, "max_bytes": max_bytes})
     current, version = current_products(store)
     with dry_run_folder(cache_dir) as work:
         if archive:

@@ -82,7 +82,7 @@ def presign_upload(client: Any, bucket: str, request: CatalogUploadRequest, *, m
     name = safe_name(request.filename)
     if request.size > max_bytes:
         raise UploadTooLarge(f"{request.size} bytes is over the catalog upload limit of {max_bytes} bytes",
-                             details={"max_bytes": max_bytes})
+                             details={"bytes": request.size, "max_bytes": max_bytes})
     key = f"{UPLOAD_PREFIX}{uuid.uuid4().hex}/{name}"
     post = client.generate_presigned_post(
         Bucket=bucket, Key=key, Conditions=[["content-length-range", 1, max_bytes]], ExpiresIn=expires_in)

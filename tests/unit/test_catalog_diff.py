@@ -7,6 +7,7 @@ import io
 import json
 import tarfile
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ import pytest
 from moodboard.archives import ArchiveLimits
 from moodboard.artifacts import ArtifactStore
 from moodboard.catalog import Product, read_catalog
-from moodboard.catalog_diff import DRY_RUN_DIR, CatalogDiff, NotDryRunnable, diff_catalog, dry_run_in_bucket
+from moodboard import team_routes
+from moodboard.catalog_diff import (
+    DRY_RUN_DIR,
+    CatalogDiff,
+    CatalogTooLargeForDryRun,
+    NotDryRunnable,
+    diff_catalog,
+    dry_run_in_bucket,
+)
 from moodboard.errors import ArchiveError, CatalogError
 from moodboard.load_staging import WORK_ROOT_LOCK
 from moodboard.settings import Settings
@@ -302,3 +311,26 @@ def test_the_dry_run_route_reads_an_archive_and_answers_its_errors_plainly(api: 
     assert (missing.status_code, missing.json()["detail"]) == (404, "no catalog at 'catalogs/none.zip' in the "
                                                                     "artifacts bucket")
     assert store.current().version == version
+
+
+def test_a_catalog_too_large_for_a_dry_run_says_its_size_and_the_limit(api: Any, tmp_path: Path,  # noqa: F811
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like every size-limit 413 (ImageTooLarge, FetchTooLarge, RequestTooLarge): details bytes and
+    max_bytes, which the web page words its message from."""
+    client, tokens, s3 = api
+    store = ArtifactStore(TEAM_BUCKET, s3)
+    body = "id,title,category,image\n" + "".join(f"p{i},Lamp {i},lamp,img/p{i}.jpg\n" for i in range(3))
+    s3.put_object(Bucket=TEAM_BUCKET, Key="catalogs/next.csv", Body=body.encode())
+    size = len(body.encode())
+    with pytest.raises(CatalogTooLargeForDryRun) as refused:
+        dry_run_in_bucket(store, "catalogs/next.csv", max_removed_share=0.1, max_bytes=10, limits=LIMITS,
+                          cache_dir=tmp_path / "cache")
+    assert refused.value.status_code == 413
+    assert refused.value.details == {"bytes": size, "max_bytes": 10}
+
+    monkeypatch.setattr(team_routes, "dry_run_in_bucket", partial(dry_run_in_bucket, max_bytes=10))
+    carol = auth(tokens["carol"])  # an admin member: a dry run needs the admin role
+    answer = client.post("/admin/load/dry-run", headers=carol, json={"catalog_key": "catalogs/next.csv"})
+    assert answer.status_code == 413
+    assert answer.json() == {"detail": f"catalogs/next.csv is {size} bytes; a dry run reads at most 10",
+                             "error": "CatalogTooLargeForDryRun", "bytes": size, "max_bytes": 10}

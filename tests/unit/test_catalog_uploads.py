@@ -73,6 +73,8 @@ def test_an_upload_over_the_limit_is_413(api: Any) -> None:
                          json={"filename": "big.tar.gz", "size": LIMIT + 1})
     assert answer.status_code == 413, answer.text
     assert str(LIMIT) in answer.text
+    body = answer.json()  # like every size-limit 413: the size asked for and the limit
+    assert (body["error"], body["bytes"], body["max_bytes"]) == ("UploadTooLarge", LIMIT + 1, LIMIT)
     assert client.post("/admin/catalog-uploads", headers=auth(ADMIN),
                        json={"filename": "big.tar.gz", "size": LIMIT}).status_code == 200
 
