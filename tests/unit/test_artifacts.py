@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 from moodboard.artifacts import CURRENT_KEY, ArtifactStore, Pointer
 from moodboard.catalog import Product
 from moodboard.errors import BundleError, PublishConflict, StoreError
 from moodboard.index import IndexBuilder, ProductIndex, verify
-from moto import mock_aws
 
-BUCKET = "moodboard-artifacts-test"
+from tests.catalogs import BUCKET
+
 FINGERPRINT = "fake-embedder-0001"
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(moto_bucket: Any) -> Any:
+    """In-process moto S3 with the empty bucket BUCKET (the shared `moto_bucket`, tests/conftest.py)."""
+    return moto_bucket
 
 
 @pytest.fixture

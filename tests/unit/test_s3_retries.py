@@ -5,34 +5,19 @@ whichever RetriesExceededError carries it: boto3's (client.download_file) or s3t
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from moodboard.artifacts import ArtifactStore
 from moodboard.errors import StoreError
 from moodboard.runtime import CurrentIndex
-from moto import mock_aws
 from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceeded
 
+from tests.catalogs import BUCKET
 from tests.unit.test_artifacts import FINGERPRINT, make_bundle
-
-BUCKET = "moodboard-retries-test"
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-
 
 class TimingOut(io.RawIOBase):
     """A GetObject body whose every read times out, as a throttled or stalled S3 connection does."""
@@ -70,33 +55,33 @@ class TransferGivesUp:
         raise TransferRetriesExceeded(ReadTimeoutError(endpoint_url="http://127.0.0.1:1"))
 
 
-def test_a_download_that_keeps_timing_out_is_a_store_error(s3: Any, tmp_path: Path) -> None:
-    s3.put_object(Bucket=BUCKET, Key="catalogs/c.csv", Body=b"x" * 10)
-    asked = time_out_every_get(s3)
+def test_a_download_that_keeps_timing_out_is_a_store_error(moto_bucket: Any, tmp_path: Path) -> None:
+    moto_bucket.put_object(Bucket=BUCKET, Key="catalogs/c.csv", Body=b"x" * 10)
+    asked = time_out_every_get(moto_bucket)
 
     with pytest.raises(StoreError) as caught:
-        ArtifactStore(BUCKET, s3).download_file("catalogs/c.csv", tmp_path / "c.csv")
+        ArtifactStore(BUCKET, moto_bucket).download_file("catalogs/c.csv", tmp_path / "c.csv")
 
     assert caught.value.status_code == 503
     assert caught.value.message == "S3 failed to download catalogs/c.csv (RetriesExceededError: ReadTimeoutError)"
     assert len(asked) > 1  # retried before giving up
 
 
-def test_s3transfers_own_retries_exceeded_error_is_a_store_error(s3: Any, tmp_path: Path) -> None:
-    s3.put_object(Bucket=BUCKET, Key="catalogs/c.zip", Body=b"x" * 10)
+def test_s3transfers_own_retries_exceeded_error_is_a_store_error(moto_bucket: Any, tmp_path: Path) -> None:
+    moto_bucket.put_object(Bucket=BUCKET, Key="catalogs/c.zip", Body=b"x" * 10)
 
     with pytest.raises(StoreError) as caught:
-        ArtifactStore(BUCKET, TransferGivesUp(s3)).download_file("catalogs/c.zip", tmp_path / "c.zip")
+        ArtifactStore(BUCKET, TransferGivesUp(moto_bucket)).download_file("catalogs/c.zip", tmp_path / "c.zip")
 
     assert caught.value.status_code == 503
     assert caught.value.message == "S3 failed to download catalogs/c.zip (RetriesExceededError: ReadTimeoutError)"
     assert isinstance(caught.value.__cause__, TransferRetriesExceeded)
 
 
-def test_current_index_postpones_a_version_whose_download_gives_up(s3: Any, tmp_path: Path) -> None:
+def test_current_index_postpones_a_version_whose_download_gives_up(moto_bucket: Any, tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "bundle")
-    ArtifactStore(BUCKET, s3).publish(bundle)
-    store = ArtifactStore(BUCKET, TransferGivesUp(s3))  # every file goes through download_file
+    ArtifactStore(BUCKET, moto_bucket).publish(bundle)
+    store = ArtifactStore(BUCKET, TransferGivesUp(moto_bucket))  # every file goes through download_file
     current = CurrentIndex(fingerprint=FINGERPRINT, store=store, cache_dir=tmp_path / "cache", clock=lambda: 0.0)
 
     with pytest.raises(StoreError, match="RetriesExceededError"):
