@@ -102,7 +102,7 @@ def require_team(
     if settings.trust_gateway_auth:
         claims = gateway_claims(request)
         if claims is None:
-            raise Unauthorized("team routes need a token validated by the API Gateway authorizer")
+            raise Unauthorized("this route needs a token validated by the API Gateway authorizer")
         subject = claims.get("sub") or claims.get("username") or claims.get("cognito:username")
         role: Role = ADMIN if ADMIN_GROUP in claim_groups(claims) else MEMBER
         return Caller(subject=str(subject or "unknown"), method="jwt", role=role)

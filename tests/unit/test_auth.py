@@ -185,12 +185,14 @@ def test_a_team_file_written_before_roles_makes_plain_members(settings: Settings
                                    path=PROMOTE))[0] == 403
 
 
-def test_trusted_gateway_without_claims_refuses_even_the_local_token(settings: Settings) -> None:
+@pytest.mark.parametrize("path", [None, PROMOTE])
+def test_trusted_gateway_without_claims_refuses_even_the_local_token(settings: Settings, path: str | None) -> None:
     trusted = settings.model_copy(update={"trust_gateway_auth": True})
 
-    status, _, _ = _call(trusted, _event("evaluations_admin_bearer.json", authorization=f"Bearer {TOKEN}"))
+    status, _, body = _call(trusted, _event("evaluations_admin_bearer.json", authorization=f"Bearer {TOKEN}",
+                                            path=path))
 
-    assert status == 401
+    assert (status, body["detail"]) == (401, "this route needs a token validated by the API Gateway authorizer")
 
 
 def test_claims_are_ignored_unless_the_gateway_is_trusted(settings: Settings) -> None:
