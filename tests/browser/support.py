@@ -27,6 +27,11 @@ UI_TIMEOUT_MS = 30_000
 CATEGORY = "dress"
 
 
+def size_name(page: Page) -> str:
+    """"phone" or "desktop": the page's width, for the names of screenshots taken at both."""
+    return "phone" if page.viewport_size["width"] == PHONE["width"] else "desktop"
+
+
 def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
     """Write docs/screenshots/<name>.png (committed; the README shows search-desktop.png)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -12,19 +12,15 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.support import (
     CATEGORY,
-    PHONE,
     board_sources,
     open_search,
     result_ids,
     screenshot,
+    size_name,
     wait_for_results,
 )
 
 pytestmark = pytest.mark.browser
-
-
-def size_name(page: Page) -> str:
-    return "phone" if page.viewport_size["width"] == PHONE["width"] else "desktop"
 
 
 def history_record(api: httpx.Client, search_id: str) -> dict:

@@ -17,21 +17,16 @@ from tests.browser.conftest import HIDDEN_CATEGORIES, SLOW_SECONDS
 from tests.browser.support import (
     CATEGORY,
     DESKTOP,
-    PHONE,
     board_sources,
     in_viewport,
     open_search,
-    result_ids,
     screenshot,
+    size_name,
     submit_search,
     wait_for_results,
 )
 
 pytestmark = pytest.mark.browser
-
-
-def size_name(page: Page) -> str:
-    return "phone" if page.viewport_size["width"] == PHONE["width"] else "desktop"
 
 
 def focused_inside(page: Page, selector: str) -> bool:
