@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.browser.support import (
     PHONE,
     UI_TIMEOUT_MS,
 )
+from tests.loopback import base_url, loopback_server
 from tests.serving import running_serve
 
 expect.set_options(timeout=UI_TIMEOUT_MS)
@@ -76,19 +76,13 @@ def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / "notes.txt").write_text("this is not a picture\n")
     (root / "nopin.html").write_text("<!doctype html><html><head><title>No picture here</title></head>"
                                      "<body>words only</body></html>")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    (root / "pin.html").write_text(
-        "<!doctype html><html><head><title>A pin</title>"
-        f'<meta property="og:image" content="{base}/mood.jpg"></head><body>pin</body></html>'
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(functools.partial(_QuietHandler, directory=str(root))) as server:
+        base = base_url(server)
+        (root / "pin.html").write_text(
+            "<!doctype html><html><head><title>A pin</title>"
+            f'<meta property="og:image" content="{base}/mood.jpg"></head><body>pin</body></html>'
+        )
         yield base
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,11 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from io import BytesIO
 from pathlib import Path
 
@@ -32,6 +31,8 @@ import moodboard
 from moodboard import http_errors
 from moodboard.errors import BlockedURL, FetchError, FetchTimeout, FetchTooLarge, UnsupportedImage
 from moodboard.fetch import FetchLimits, fetch, fetch_image
+
+from tests.loopback import QuietHandler, loopback_server
 
 HOST = "fixtures.test"
 LIMITS = FetchLimits(timeout=1.0, max_bytes=64 * 1024, max_redirects=3, max_html_bytes=16 * 1024)
@@ -80,7 +81,7 @@ def send(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", **head
 def serve(tls: ssl.SSLContext | None = None) -> Iterator[Upstream]:
     upstream = Upstream(port=0, scheme="https" if tls else "http")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             upstream.hosts.append(self.headers.get("Host", ""))
             route = upstream.routes.get(self.path)
@@ -89,21 +90,9 @@ def serve(tls: ssl.SSLContext | None = None) -> Iterator[Upstream]:
             else:
                 route(self)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    upstream.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler, tls=tls, poll_interval=0.05) as server:
+        upstream.port = server.server_address[1]
         yield upstream
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -12,12 +12,10 @@ import io
 import json
 import re
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from PIL import Image
 
 from tests.apigw import LambdaContext, http_event, json_event, multipart, response_json
 from tests.fakes import FakeEmbedder
+from tests.loopback import QuietHandler, base_url, loopback_server
 
 BUCKET = "moodboard-artifacts-test"
 HOST = "https://abcdef1234.execute-api.us-east-1.amazonaws.com"
@@ -521,7 +520,7 @@ def test_search_blocked_url_returns_400_without_connecting(stack: Stack, no_sock
 
 # --- slow, endless and redirecting upstreams on 127.0.0.1 ----------------------------------------
 
-class Upstream(BaseHTTPRequestHandler):
+class Upstream(QuietHandler):
     """Fixture upstreams: an image, a page naming it, a slow one, an endless one, a bad redirect."""
 
     def do_GET(self) -> None:
@@ -565,19 +564,11 @@ class Upstream(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_server(Upstream) as server:
+        yield base_url(server)
 
 
 def test_search_image_url_and_page_og_image(stack: Stack, upstream: str) -> None:

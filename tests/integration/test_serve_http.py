@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from moodboard_local.demo_catalog import draw_mood_image, generate_demo_catalog
 
+from tests.loopback import QuietHandler, base_url, loopback_server
 from tests.serving import REPO, ServeProcess, running_serve
 
 TOKEN = "serve-test-admin-token"
@@ -63,7 +63,7 @@ def server(tiny_bundle: Path, demo_catalog: Path, tmp_path_factory: pytest.TempP
         yield Server(f"{serve.url}/", serve.moto_endpoint, serve)
 
 
-class Fixtures(BaseHTTPRequestHandler):
+class Fixtures(QuietHandler):
     def do_GET(self) -> None:
         body = mood_jpeg("neon")
         self.send_response(200)
@@ -72,17 +72,11 @@ class Fixtures(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def fixture_images() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Fixtures)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_server(Fixtures) as server:
+        yield base_url(server)
 
 
 def test_serve_says_tiny_model_on_console_page_and_version(server: Server) -> None:

@@ -15,9 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,8 @@ from moodboard.settings import Settings
 from moodboard_local.demo_catalog import generate_demo_catalog
 from PIL import Image
 
+from tests.loopback import QuietHandler, base_url, loopback_server
+
 REPO = Path(__file__).resolve().parents[2]
 SHARD_SIZE = 4
 SEED_ROWS = 4
@@ -38,45 +39,37 @@ SLOW_SHARD = 2
 SHARDS = 6
 
 
+@dataclass
 class SlowImage:
-    """An HTTP server on 127.0.0.1 whose one image answers only once `release` is set."""
+    """An image on 127.0.0.1 that answers only once `release` is set."""
 
-    def __init__(self) -> None:
-        buffer = io.BytesIO()
-        Image.new("RGB", (48, 48), (200, 40, 90)).save(buffer, "JPEG")
-        body = buffer.getvalue()
-        self.requested = threading.Event()
-        self.release = threading.Event()
-        slow = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                slow.requested.set()
-                slow.release.wait(timeout=120)
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/slow.jpg"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+    url: str
+    requested: threading.Event
+    release: threading.Event
 
 
 @pytest.fixture
 def slow() -> Iterator[SlowImage]:
-    server = SlowImage()
-    yield server
-    server.close()
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 48), (200, 40, 90)).save(buffer, "JPEG")
+    body = buffer.getvalue()
+    requested, release = threading.Event(), threading.Event()
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            requested.set()
+            release.wait(timeout=120)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with loopback_server(Handler) as server:
+        try:
+            yield SlowImage(f"{base_url(server)}/slow.jpg", requested, release)
+        finally:
+            release.set()
 
 
 def write_catalogs(folder: Path, slow_url: str) -> tuple[Path, Path]:

@@ -13,6 +13,7 @@ from moodboard.index import ProductIndex, thumbnail_path
 from moodboard.ingest import load_catalog
 from moodboard.settings import Settings
 from tests.fakes import FakeEmbedder
+from tests.loopback import QuietHandler, loopback_server
 
 
 def _write_catalog(folder: Path, rows: list[dict]) -> Path:
@@ -241,14 +242,12 @@ def test_a_load_killed_with_sigkill_leaves_staging_the_next_load_cleans(catalog:
 def test_a_catalog_image_url_with_an_upper_case_scheme_is_fetched_not_opened_as_a_file(
         tmp_path: Path, settings: Settings) -> None:
     import io
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     buffer = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 40, 90)).save(buffer, "PNG")
     served: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             served.append(self.path)
             self.send_response(200)
@@ -257,19 +256,11 @@ def test_a_catalog_image_url_with_an_upper_case_scheme_is_fetched_not_opened_as_
             self.end_headers()
             self.wfile.write(buffer.getvalue())
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with loopback_server(Handler) as server:
         url = f"HTTP://127.0.0.1:{server.server_address[1]}/shoe.png"
         catalog = _write_catalog(tmp_path, [{"id": "u1", "title": "Shoe", "category": "shoe", "image": url}])
         report = load_catalog(catalog, FakeEmbedder(), tmp_path / "index",
                               settings=settings.model_copy(update={"fetch_allow_loopback": True}))
-    finally:
-        server.shutdown()
-        server.server_close()
 
     assert (report.loaded, report.image_failures, served) == (1, [], ["/shoe.png"])
 
