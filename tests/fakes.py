@@ -18,12 +18,12 @@ class FakeEmbedder:
     texts to a vector seeded by a hash of the text. Similar images give similar vectors, equal inputs
     give equal vectors, so ranking logic can be tested without ONNX."""
 
-    def __init__(self, dim: int = FAKE_DIM, fingerprint: str = "fake-embedder-0001") -> None:
+    def __init__(self, dim: int = FAKE_DIM, fingerprint: str = "fake-embedder-0001", source: str | None = None) -> None:
         self.dim = dim
         self.fingerprint = fingerprint
         self.precision = "fp32"
         self.tiny = False
-        self.source: str | None = None
+        self.source = source
         self.description: str | None = None
         self.trained = False
         self.near_copy_threshold: float | None = None

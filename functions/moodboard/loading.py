@@ -287,7 +287,8 @@ class CatalogLoader:
         the catalog key, CURRENT moved, retention)."""
         from moodboard.index_versions import publish_version
 
-        return publish_version(self.store, bundle, base=base, settings=self.settings, catalog_key=catalog_key)
+        return publish_version(self.store, bundle, base=base, settings=self.settings, catalog_key=catalog_key,
+                               model_source=self.embedder.source)
 
     def _check(self, job_id: str, catalog: Path) -> None:
         """Refuse (LoadNeedsConfirmation, nothing published) a load that removes what the check

@@ -59,11 +59,13 @@ WRITERS = 8
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a plan needs of the model: its embedding space, dimension and served precision."""
+    """What a plan needs of the model: its embedding space, dimension and served precision, and its
+    source (where its weights came from) for the published version's card."""
 
     fingerprint: str
     dim: int
     precision: str
+    source: str | None = None
 
 
 def model_info(settings: Settings, s3_client: Any = None) -> ModelInfo:
@@ -80,7 +82,8 @@ def model_info(settings: Settings, s3_client: Any = None) -> ModelInfo:
         manifest = ModelManifest.model_validate_json(raw)
     else:
         raise ConfigError("no model configured (MOODBOARD_MODEL_DIR or MOODBOARD_MODEL_S3_URI)")
-    return ModelInfo(fingerprint=manifest.fingerprint, dim=manifest.dim, precision=settings.precision)
+    return ModelInfo(fingerprint=manifest.fingerprint, dim=manifest.dim, precision=settings.precision,
+                     source=manifest.source.id)
 
 
 def job_version(job_id: str, when: datetime) -> str:
@@ -98,7 +101,8 @@ def write_plan(files: JobFiles, *, catalog: str, read: CatalogRead, entries: Seq
     shards = [todo[start:start + shard_size] for start in range(0, len(todo), shard_size)]
     now = datetime.now(UTC)
     plan = Plan(job_id=files.job_id, catalog=catalog, catalog_sha256=read.checksum, model_fingerprint=model.fingerprint,
-                model_precision=model.precision, dim=model.dim, base=base, version=job_version(files.job_id, now),
+                model_precision=model.precision, model_source=model.source, dim=model.dim, base=base,
+                version=job_version(files.job_id, now),
                 shard_size=shard_size, shards=len(shards), products=len(todo), reused=len(kept),
                 rejects=[{"line": r.line, "reason": r.reason} for r in read.rejects], duplicates=list(read.duplicates),
                 created=now.strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -91,6 +91,7 @@ class Plan(BaseModel):
     catalog_sha256: str
     model_fingerprint: str
     model_precision: str
+    model_source: str | None = None  # the model's source, for the version card ("source @ short fp")
     dim: int = Field(ge=1)
     base: BaseBundle | None = None
     version: str
@@ -439,7 +440,7 @@ class S3Publisher:
                             etag=plan.base.etag or "") if plan.base else None)
         # A version uploaded by an earlier run of this reduce (stopped before the move) is moved to.
         publish_version(self.store, bundle, base=expected, settings=self.settings,
-                        catalog_key=self.catalog_key or plan.catalog)
+                        catalog_key=self.catalog_key or plan.catalog, model_source=plan.model_source)
         shutil.rmtree(bundle, ignore_errors=True)
 
 

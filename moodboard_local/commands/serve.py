@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 settings = settings.model_copy(update={"index_dir": str(index_dir)})
                 runtime = Runtime(settings, s3=runtime.s3, dynamodb=runtime.dynamodb, embedder=embedder)
             else:
-                publish_index(runtime, index_dir, embedder.fingerprint, catalog=built_from)
+                publish_index(runtime, index_dir, embedder.fingerprint, catalog=built_from, model_source=embedder.source)
         for bundle in settings.compare_models if catalog is not None else ():
             # Like the default model's: kept data with no --catalog serves the index built before as is.
             if not (data is not None and args.catalog is None and _kept_bundle(Path(bundle.index_dir))):
@@ -437,10 +437,11 @@ def unchanged_index(index_dir: Path, read: Any, fingerprint: str) -> Any:
     return manifest
 
 
-def publish_index(runtime: Any, index_dir: Path, fingerprint: str, *, catalog: Path | None = None) -> None:
+def publish_index(runtime: Any, index_dir: Path, fingerprint: str, *, catalog: Path | None = None,
+                  model_source: str | None = None) -> None:
     """Publish a local bundle to the (local) bucket unless CURRENT already is that version, as every
     load publishes (moodboard.index_versions.publish_version: its card names `catalog`, the catalog's
-    local path, and its product types for GET /admin/indexes; retention applies)."""
+    local path, its product types and the model's source for GET /admin/indexes; retention applies)."""
     from moodboard.errors import FingerprintMismatch
     from moodboard.index import verify
     from moodboard.index_versions import publish_version
@@ -454,7 +455,8 @@ def publish_index(runtime: Any, index_dir: Path, fingerprint: str, *, catalog: P
     current = store.current()
     if current is None or current.version != manifest.version:
         publish_version(store, index_dir, base=current, settings=runtime.settings,
-                        catalog_key=str(Path(catalog).resolve()) if catalog is not None else None)
+                        catalog_key=str(Path(catalog).resolve()) if catalog is not None else None,
+                        model_source=model_source)
     _seed_index_cache(runtime, index_dir, manifest.version)
 
 

@@ -214,6 +214,7 @@ def test_serve_lists_its_first_version_with_product_types_and_catalog(server: Se
     item = next(i for i in listing.json()["items"] if i["version"] == served)
     assert item["catalog_key"] == str(demo_catalog.resolve())
     assert item["categories"] == {name: 10 for name in ("bag", "dress", "hat", "lamp", "shoes", "sofa")}
+    assert item["model"] == f"tiny-random-clip @ {item['model_fingerprint'][:6]}"  # named by source, not hash alone
 
 
 def test_serve_admin_load_publishes_and_search_swaps_to_it(server: Server, tmp_path: Path) -> None:

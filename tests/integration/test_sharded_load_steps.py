@@ -19,6 +19,7 @@ import pytest
 from moodboard.artifacts import CURRENT_KEY, ArtifactStore
 from moodboard.errors import BundleError, PublishConflict, ShardFailed
 from moodboard.index import ProductIndex
+from moodboard.index_versions import IndexVersions
 from moodboard.load_jobs import JobStore
 from moodboard.runtime import Runtime, set_runtime
 from moodboard.settings import Settings
@@ -186,6 +187,9 @@ def test_reduce_run_twice_publishes_once(aws: dict[str, Any], settings: Settings
 
     assert second["version"] == first["version"] and second["status"] == "succeeded"
     assert aws["s3"].head_object(Bucket=BUCKET, Key=CURRENT_KEY)["ETag"] == etag
+    # the version's card names the model by its source (from the plan), never by its hash alone
+    [card] = [v for v in IndexVersions(ArtifactStore(BUCKET, aws["s3"])).list().items if v.version == first["version"]]
+    assert card.model == f"tiny-random-clip @ {card.model_fingerprint[:6]}"
 
 
 def test_a_reload_keeps_currents_vectors_and_embeds_nothing(aws: dict[str, Any], settings: Settings,

@@ -75,7 +75,8 @@ def run_load(aws: tuple[Any, Any, Settings], failures: int) -> tuple[dict[str, A
     jobs = JobStore(dynamodb, settings.jobs_table)
     job = jobs.create(KEY)
     throttle = ThrottledJobUpdates(dynamodb, failures)
-    loader = CatalogLoader(store=ArtifactStore(BUCKET, s3), jobs=jobs, embedder=FakeEmbedder(), settings=settings)
+    loader = CatalogLoader(store=ArtifactStore(BUCKET, s3), jobs=jobs, embedder=FakeEmbedder(source="fake/source"),
+                            settings=settings)
     return loader.run(job.job_id, KEY), jobs, throttle
 
 
@@ -108,3 +109,4 @@ def test_a_load_writes_the_card_the_index_list_shows(aws: tuple[Any, Any, Settin
     listed = IndexVersions(ArtifactStore(BUCKET, aws[0])).list(keep=10, keep_days=30)
     version = next(v for v in listed.items if v.version == result["version"])
     assert (version.catalog_key, version.categories, version.count) == (KEY, {"dress": 2, "lamp": 2}, 4)
+    assert version.model == f"fake/source @ {version.model_fingerprint[:6]}"  # named by the loader's model
