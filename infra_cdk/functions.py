@@ -214,6 +214,13 @@ class Functions(Construct):
                 bucket.grant_read(reader, f"{self.config.model_s3_prefix}*")
         # evaluations: reads history (to check a rated product was in the search), owns the rest.
         storage.history_table.grant_read_data(self.evaluations)
+        # Registering a round's run (POST /rounds/{id}/runs) keeps its searches: UpdateItem REMOVE ttl
+        # (moodboard.history.HistoryStore.keep). Only that: the table itself (no GSI), the key and `ttl`
+        # as the only attributes a request may name, nothing returned, so no record's results can change.
+        self.evaluations.add_to_role_policy(iam.PolicyStatement(
+            actions=["dynamodb:UpdateItem"], resources=[storage.history_table.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:Attributes": ["search_id", "ttl"]},
+                        "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"}}))
         for table in (storage.evaluations_table, storage.search_urls_table, storage.jobs_table):
             table.grant_read_write_data(self.evaluations)
         # rounds: the team's evaluation rounds (create, read, list, add a run, delete).

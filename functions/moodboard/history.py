@@ -2,14 +2,17 @@
 
 The search API writes a record for every search (`HistoryStore.put`); the evaluations API reads it
 to check that a rated product was among that search's results and to copy the model and index
-versions onto the rating. Records expire through the table's TTL (`ttl`, epoch seconds).
+versions onto the rating. Records expire through the table's TTL (`ttl`, epoch seconds), except the
+searches an evaluation round's run names: registering the run removes their `ttl` (`HistoryStore.keep`),
+so a round can be rated and reported for as long as it exists.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +23,8 @@ from moodboard.tables import HISTORY_FEED, HISTORY_RECENT_INDEX
 
 DAY_SECONDS = 86_400
 MAX_PAGE = 200
+KEEP_WORKERS = 8
+"""Concurrent UpdateItem calls of `HistoryStore.keep` (below botocore's pool of 10 connections)."""
 
 
 class HistoryRecord(BaseModel):
@@ -27,6 +32,7 @@ class HistoryRecord(BaseModel):
 
     `result_ids` are the ids returned by that response, in order; a result's rank is
     `params["offset"]` (0 when absent) plus its position, so rank 0 is the top result.
+    `ttl` is None for a search kept for good (an evaluation round's run names it).
     Extra fields are kept (stored and returned) so the search API can record more context.
     """
 
@@ -40,7 +46,7 @@ class HistoryRecord(BaseModel):
     result_ids: list[str] = Field(default_factory=list)
     model_fingerprint: str
     index_version: str
-    ttl: int
+    ttl: int | None = None
 
     def rank_of(self, product_id: str) -> int | None:
         """The product's 0-based rank in this search, or None when it was not a result."""
@@ -111,6 +117,25 @@ class HistoryStore:
         if "Item" not in response:
             raise NotFound(f"search {search_id!r} not found", details={"search_id": search_id})
         return _record(response["Item"])
+
+    def keep(self, search_ids: Iterable[str]) -> None:
+        """Stop these searches from expiring: REMOVE each record's `ttl` (one conditional UpdateItem per
+        search, KEEP_WORKERS at a time; DynamoDB has no batch update). NotFound when one is unknown (or
+        has expired): the update never creates a record. Keeping a kept search again changes nothing."""
+        ids = sorted(set(search_ids))
+        if not ids:
+            return
+        with ThreadPoolExecutor(max_workers=min(KEEP_WORKERS, len(ids))) as pool:
+            for _ in pool.map(self._keep_one, ids):
+                pass
+
+    def _keep_one(self, search_id: str) -> None:
+        missing = NotFound(f"search {search_id!r} not found", details={"search_id": search_id})
+        with dynamo_errors("keep a search in history", condition_failed=missing):
+            self._client.update_item(
+                TableName=self._table, Key={"search_id": {"S": search_id}},
+                UpdateExpression="REMOVE #ttl", ConditionExpression="attribute_exists(search_id)",
+                ExpressionAttributeNames={"#ttl": "ttl"})
 
     def recent(self, limit: int = 50, cursor: str | None = None) -> Page[HistoryRecord]:
         """Searches newest first, `limit` per page; pass the returned cursor for the next page."""

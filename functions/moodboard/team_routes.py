@@ -144,10 +144,13 @@ def get_round_picture(round_id: str, item_id: str, request: Request, _: TeamDep,
 @router.post("/rounds/{round_id}/runs", response_model=Round, tags=["team"])
 def add_run(round_id: str, body: RunRequest, request: Request, me: TeamDep, rounds: RoundsDep,
             history: HistoryDep) -> Round:
-    """Register a run: the search (made through /search) answering each item; one configuration."""
+    """Register a run: the search (made through /search) answering each item; one configuration.
+    Its searches stop expiring from history (kept before the run is stored, so a stored run never
+    names a search that can expire; a refused add_run only leaves those searches kept)."""
     current = rounds.get(round_id, list_url=str(request.url_for("list_rounds")))
     searches = {sid: history.get(sid) for sid in set(body.searches.values())}
     run = validate_run(current, body, searches, created_by=me.subject)
+    history.keep(searches)
     return rounds.add_run(round_id, run, runs_before=len(current.runs))
 
 

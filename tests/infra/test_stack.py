@@ -449,6 +449,8 @@ def test_evaluations_role_writes_only_its_own_tables(any_synth: Synth) -> None:
     fns = function_ids(any_synth)
     tables = table_ids(any_synth)
     statements = role_statements(any_synth, role_of(any_synth, fns["evaluations"]))
+    # besides: its one history write, a round run's searches stop expiring (tests/infra/test_history_keep_grants.py)
+    statements = [s for s in statements if "dynamodb:Attributes" not in str(s.get("Condition"))]
     written = {r for s in statements if set(as_list(s["Action"])) & set(WRITE_ACTIONS) for r in refs(s["Resource"])}
     assert written == {tables["evaluations"], tables["search_urls"], tables["jobs"], tables["rounds"]}
     history_actions = {a for s in statements if tables["history"] in refs(s["Resource"]) for a in as_list(s["Action"])}

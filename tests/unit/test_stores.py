@@ -93,6 +93,30 @@ def test_history_round_trip_keeps_floats_and_ttl(history: HistoryStore, dynamodb
     assert raw["params"]["M"]["weights"]["M"]["w_type"] == {"N": "0.6"}
 
 
+def _raw_history(dynamodb: Any, settings: Settings, search_id: str) -> dict[str, Any] | None:
+    return dynamodb.get_item(TableName=settings.history_table, Key={"search_id": {"S": search_id}}).get("Item")
+
+
+def test_history_keep_removes_the_ttl_of_those_searches_only(history: HistoryStore, dynamodb: Any,
+                                                               settings: Settings) -> None:
+    ids = [f"s{i:03d}" for i in range(200)]  # a round's most items (moodboard.rounds.MAX_ITEMS)
+    for search_id in [*ids, "other"]:
+        history.put(_search(search_id, now=1_800_000_000.0))
+    assert all("ttl" in _raw_history(dynamodb, settings, sid) for sid in [*ids, "other"])
+
+    history.keep([*ids, ids[0]])  # a search named twice is kept once
+
+    assert [sid for sid in ids if "ttl" in _raw_history(dynamodb, settings, sid)] == []
+    assert _raw_history(dynamodb, settings, "other")["ttl"] == {"N": str(1_800_000_000 + 30 * 86_400)}
+    kept = history.get(ids[0])
+    assert kept.ttl is None and kept.result_ids == ["p0", "p1", "p2", "p3"]  # only the ttl went
+    history.keep([ids[0]])  # again: nothing changes
+    assert history.get(ids[0]) == kept
+    with pytest.raises(NotFound):
+        history.keep(["other", "gone"])
+    assert _raw_history(dynamodb, settings, "gone") is None  # the update never creates a record
+
+
 def test_history_put_accepts_a_plain_dict(history: HistoryStore) -> None:
     history.put(_search().model_dump() | {"image_source": "url"})
 

@@ -128,6 +128,41 @@ def test_round_runs_report_and_unknown_round(api: Any) -> None:
     assert client.get("/rounds/nope/queue", headers=alice).status_code == 404
 
 
+def test_registering_a_run_keeps_its_searches_from_expiring(api: Any) -> None:
+    client, tokens, _ = api
+    alice = auth(tokens["alice"])
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = Settings().history_table
+
+    def expires(search_id: str) -> bool:
+        return "ttl" in dynamodb.get_item(TableName=table, Key={"search_id": {"S": search_id}})["Item"]
+
+    made = client.post("/rounds", headers=alice, json={"name": "Keep", "k": 3, "items": [
+        {"item_id": "i1", "image_url": "https://pin.example/1", "category": "dress"},
+        {"item_id": "i2", "image_url": "https://pin.example/2", "category": "shoes"}]})
+    round_id = made.json()["round_id"]
+    assert all(expires(sid) for sid in ("s1", "s2", "t1", "t2"))
+    # refused runs keep nothing: a search of another product type, an unknown search
+    assert client.post(f"/rounds/{round_id}/runs", headers=alice,
+                       json={"searches": {"i1": "t2", "i2": "t1"}}).status_code == 409
+    assert client.post(f"/rounds/{round_id}/runs", headers=alice,
+                       json={"searches": {"i1": "s1", "i2": "nope"}}).status_code == 404
+    assert all(expires(sid) for sid in ("s1", "s2", "t1", "t2"))
+
+    added = client.post(f"/rounds/{round_id}/runs", headers=alice, json={"searches": {"i1": "s1", "i2": "s2"}})
+
+    assert added.status_code == 200
+    assert (expires("s1"), expires("s2"), expires("t1"), expires("t2")) == (False, False, True, True)
+    # the kept searches still answer the queue, a rating and the report
+    queue = client.get(f"/rounds/{round_id}/queue", headers=alice).json()
+    assert [i["result_ids"] for i in queue["runs"][0]["items"]] == [["s1-p0", "s1-p1", "s1-p2"],
+                                                                     ["s2-p0", "s2-p1", "s2-p2"]]
+    assert client.post("/team/evaluations", headers=alice,
+                       json={"search_id": "s1", "product_id": "s1-p0", "rating": 1}).status_code == 200
+    report = client.get(f"/rounds/{round_id}/report", headers=alice).json()
+    assert report["runs"][0]["progress"] == [{"rater": "alice", "rated": 1, "total": 6}]
+
+
 def test_index_versions_list_promote_and_refusals(api: Any, tmp_path: Path) -> None:
     client, tokens, s3 = api
     store = ArtifactStore(BUCKET, s3)
