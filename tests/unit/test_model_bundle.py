@@ -65,6 +65,13 @@ def make_bundle(path: Path, *, int8: bool = False) -> ModelManifest:
     return manifest
 
 
+def edit_manifest(path: Path, **fields: object) -> None:
+    """Overwrite fields of a written bundle's manifest.json as raw JSON (no validation on the way)."""
+    raw = json.loads((path / "manifest.json").read_text())
+    raw.update(fields)
+    (path / "manifest.json").write_text(json.dumps(raw))
+
+
 def test_load_manifest_round_trips_a_valid_bundle(tmp_path: Path) -> None:
     written = make_bundle(tmp_path, int8=True)
     loaded = load_manifest(tmp_path)
@@ -101,27 +108,21 @@ def test_missing_listed_file_raises_bundle_error_naming_it(tmp_path: Path) -> No
 
 def test_wrong_format_raises_bundle_error(tmp_path: Path) -> None:
     make_bundle(tmp_path)
-    raw = json.loads((tmp_path / "manifest.json").read_text())
-    raw["format"] = "moodboard-index/1"
-    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    edit_manifest(tmp_path, format="moodboard-index/1")
     with pytest.raises(BundleError, match=r"format 'moodboard-index/1' is not 'moodboard-model/1'"):
         load_manifest(tmp_path)
 
 
 def test_invalid_field_raises_bundle_error_naming_it(tmp_path: Path) -> None:
     make_bundle(tmp_path)
-    raw = json.loads((tmp_path / "manifest.json").read_text())
-    raw["dim"] = "wide"
-    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    edit_manifest(tmp_path, dim="wide")
     with pytest.raises(BundleError, match=r"invalid field dim"):
         load_manifest(tmp_path)
 
 
 def test_forged_fingerprint_raises_bundle_error(tmp_path: Path) -> None:
     make_bundle(tmp_path)
-    raw = json.loads((tmp_path / "manifest.json").read_text())
-    raw["fingerprint"] = "0" * 32
-    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    edit_manifest(tmp_path, fingerprint="0" * 32)
     with pytest.raises(BundleError, match="fingerprint does not match"):
         load_manifest(tmp_path)
 
