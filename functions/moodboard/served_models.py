@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from moodboard.errors import ConfigError, InvalidQuery, NotFound
+from moodboard.settings import MAX_COMPARED  # models next to the default one, at most
 
 if TYPE_CHECKING:
     from moodboard.embedder import EmbedderProtocol
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 # A fingerprint prefix names a model from this many characters (the short form people see).
 MIN_PREFIX = 6
-# At most this many models next to the default one (each holds its own model and index in memory).
-MAX_COMPARED = 3
 
 
 class UnknownModel(NotFound):

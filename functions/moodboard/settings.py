@@ -30,6 +30,11 @@ class QueryDefaults(BaseSettings):
     mmr_lambda: float | None = None
 
 
+# At most this many models are served next to the default one (each holds its own model and index
+# in memory; moodboard.served_models.ServedModels checks it too).
+MAX_COMPARED = 3
+
+
 class ComparedBundle(BaseModel):
     """A model served next to the default one, for comparison (moodboard.served_models): its bundle
     and the local index bundle built with it."""
@@ -59,7 +64,7 @@ class Settings(BaseSettings):
     # Models served next to the default one so the team can compare them (JSON list of {"model_dir",
     # "index_dir"} in MOODBOARD_COMPARE_MODELS; `moodboard serve --compare-model` sets it). A search
     # names one with its `model` field; see GET /models.
-    compare_models: list[ComparedBundle] = Field(default_factory=list, max_length=3)
+    compare_models: list[ComparedBundle] = Field(default_factory=list, max_length=MAX_COMPARED)
     # Retention of published index versions: the newest index_keep_versions and any younger than
     # index_keep_days are kept, and never CURRENT nor the version it replaced (moodboard.index_versions).
     index_keep_versions: int = Field(default=10, ge=2)
