@@ -67,9 +67,10 @@ export function detailMessage(body, status) {
 
 /**
  * Call the API and return the parsed JSON body.
- * options: method, json (object sent as JSON), form (FormData), auth (send the stored token), signal.
+ * options: method, json (object sent as JSON), form (FormData), auth (send the stored token), signal,
+ * blob (return a successful answer's body as a Blob, e.g. a picture; an error is read as JSON all the same).
  */
-export async function request(path, { method = "GET", json, form, auth = false, signal } = {}) {
+export async function request(path, { method = "GET", json, form, auth = false, signal, blob = false } = {}) {
   const headers = { Accept: "application/json" };
   let body;
   if (json !== undefined) {
@@ -92,6 +93,7 @@ export async function request(path, { method = "GET", json, form, auth = false, 
       { status: 0, code: "NetworkError" },
     );
   }
+  if (blob && response.ok) return response.blob();
   const text = await response.text();
   let parsed = null;
   try {

@@ -4,7 +4,7 @@
 // signed-in member (GET /rounds/{id}/items/{item}/picture, which needs the bearer token, so it becomes
 // a blob URL): shown in the grading queue and sent to /search as an upload when the round runs.
 
-import { ApiError, apiUrl, detailMessage, getToken, request } from "./api.js";
+import { request } from "./api.js";
 import { h } from "./dom.js";
 import { shrinkForUpload } from "./upload.js";
 
@@ -72,14 +72,7 @@ export async function uploadPicture(file, adminRequest) {
 export function pictureBlob(roundId, item) {
   if (!blobs.has(item.picture)) {
     const path = `rounds/${encodeURIComponent(roundId)}/items/${encodeURIComponent(item.item_id)}/picture`;
-    const loading = apiUrl(path)
-      .then((url) => fetch(url, { headers: { Authorization: `Bearer ${getToken()}` } }))
-      .then(async (response) => {
-        if (response.ok) return response.blob();
-        let body = null;
-        try { body = await response.json(); } catch { body = null; }
-        throw new ApiError(detailMessage(body, response.status), { status: response.status, body });
-      });
+    const loading = request(path, { auth: true, blob: true });
     loading.catch(() => blobs.delete(item.picture));
     blobs.set(item.picture, loading);
   }
