@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from moodboard.archives import ARCHIVE_SUFFIXES, ArchiveLimits
+from moodboard.archives import ArchiveLimits, is_archive
 from moodboard.artifacts import INDEX_PREFIX, ArtifactStore, s3_errors, split_s3_uri
 from moodboard.catalog import CLOTHING_CSV, CatalogRead, image_content_key, is_url, read_catalog
 from moodboard.catalog_diff import check_load
@@ -190,7 +190,7 @@ def stage_catalog(store: ArtifactStore, key: str, dest: Path, *, limits: Archive
             (dest / "images").mkdir(exist_ok=True)
             return StagedCatalog(catalog=dest, root=dest, objects=objects)
         return StagedCatalog(catalog=find_catalog(dest), root=dest, objects=objects)
-    if name.lower().endswith(ARCHIVE_SUFFIXES):
+    if is_archive(name):
         return StagedCatalog(catalog=fetch_archive(store, key, dest, limits=limits), root=dest, from_archive=True)
     catalog = store.download_file(key, dest / name)
     return StagedCatalog(catalog=catalog, root=dest, objects=list_objects(store, prefix))
