@@ -65,8 +65,8 @@ class SearchRequest(BaseModel):
     mmr_lambda: float | None = Field(default=None, ge=0, le=1, description="diversify results (maximal marginal relevance)")
     model: str | None = Field(default=None, min_length=MIN_PREFIX, max_length=128,
                               description="the served model to answer with: its fingerprint, or a prefix of at least "
-                                          "6 characters no other served model shares (see /models); default: the "
-                                          "default model")
+                                          f"{MIN_PREFIX} characters no other served model shares (see /models); "
+                                          "default: the default model")
 
 
 class ProductFields(BaseModel):
