@@ -14,7 +14,6 @@ Only loopback is used: serve listens on 127.0.0.1 and its fake AWS is the embedd
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,23 +22,15 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.perf.common import REPO, child_env, free_port
+
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "clothing-dataset"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def timed_start(model: Path, work: Path, dataset: Path, *, timeout: float) -> float:
     """Seconds from launching serve to its first 200 from /health; the server is stopped after."""
     port = free_port()
-    env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache"), "MOODBOARD_DEMO_DATASET": str(dataset),
-           "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {**child_env(), "XDG_CACHE_HOME": str(work / "cache"), "MOODBOARD_DEMO_DATASET": str(dataset)}
     command = [sys.executable, "-m", "moodboard_local.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(model), "--data-dir", str(work / "data")]
     log = work / "serve.log"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import socket
 import statistics
 import sys
 import time
@@ -36,6 +37,13 @@ def ensure_path() -> None:
     for path in (str(FUNCTIONS), str(REPO)):
         if path not in sys.path:
             sys.path.insert(0, path)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a child server to listen on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def child_env() -> dict[str, str]:

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import io
 import itertools
-import socket
 import subprocess
 import sys
 import tempfile
@@ -76,19 +75,13 @@ def _check(response: Any) -> Any:
     return response
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(bundle: Path, index_dir: Path, precision: str) -> tuple[subprocess.Popen, str]:
     """A uvicorn child process serving the app on 127.0.0.1; returns it once /health answers."""
     import httpx
 
-    from benchmarks.perf.common import REPO, child_env
+    from benchmarks.perf.common import REPO, child_env, free_port
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.perf.query_e2e", "--serve", "--model", str(bundle),
                              "--index", str(index_dir), "--precision", precision, "--port", str(port)],
                             cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
